@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny synthetic data (shapes at 8x8), a tiny trained checkpoint, a CLI runner."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import vaecli
+from vaecli import plugins
+
+# A few dozen 8x8 shapes: trains in well under a second.
+TINY_DATA = {"n_train": 96, "n_test": 48, "size": 8}
+TINY_ARCH = {"hidden": (32,)}
+TINY_CLI = ["--data-option", "n_train=96", "--data-option", "n_test=48", "--data-option", "size=8",
+            "--arch-option", "hidden=32", "--latent-dim", "3", "--batch-size", "32", "--device", "cpu"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """Every test runs in its own empty folder, with no debug mode and a fresh plugin registry."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VAECLI_DEBUG", raising=False)
+    plugins.reset()
+    yield
+    plugins.reset()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A checkpoint trained for 2 epochs on tiny shapes (latent 3, one hidden layer of 32)."""
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    vaecli.train(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH),
+                 latent_dim=3, epochs=2, batch_size=32, device="cpu", out=str(path))
+    return path
+
+
+@pytest.fixture
+def vae():
+    """``vae(*args)`` invokes the CLI in-process and returns click's Result (``.exit_code``,
+    ``.stdout``, ``.stderr``, ``.output``)."""
+    from vaecli.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args, **kwargs):
+        return runner.invoke(app, [str(a) for a in args], **kwargs)
+
+    return invoke

@@ -1,0 +1,62 @@
+"""vaecli: a command-line workbench for variational auto-encoders.
+
+The library behind the ``vae`` command::
+
+    import vaecli
+    result = vaecli.train(dataset="shapes", epochs=2, out="shapes.safetensors")
+    model = vaecli.load("shapes.safetensors")
+    images = model.sample(64)              # (64, 1, 32, 32) floats in [0, 1]
+    mean, logvar = model.encode(images)
+
+Nothing heavy (torch) is imported until a function that needs it is called.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import VaeError  # noqa: E402
+from .hookspecs import (  # noqa: E402
+    ArchitectureSpec,
+    DataRequest,
+    DatasetSpec,
+    DatasetSplits,
+    LikelihoodSpec,
+    NoOptions,
+    Split,
+    hookimpl,
+)
+
+__all__ = [
+    "__version__", "hookimpl", "load", "train", "TrainConfig", "VaeError",
+    "ArchitectureSpec", "LikelihoodSpec", "DatasetSpec", "DatasetSplits", "Split", "DataRequest",
+    "NoOptions",
+]
+
+
+def load(path, device: str = "cpu"):
+    """The trained model in a checkpoint (a ``vaecli.model.VAE`` in eval mode)."""
+    from .checkpoint import load as _load
+    from .training import resolve_device
+
+    return _load(path, resolve_device(device))
+
+
+def train(config=None, reporter=None, **settings):
+    """Train a model; ``settings`` are the fields of ``vaecli.TrainConfig``. Returns a
+    ``TrainResult`` with the checkpoint path, the model and the per-epoch metrics."""
+    from .training import TrainConfig, run
+
+    if config is None:
+        config = TrainConfig(**settings)
+    elif settings:
+        raise TypeError("pass either a TrainConfig or keyword settings, not both")
+    return run(config, reporter=reporter)
+
+
+def __getattr__(name):
+    if name == "TrainConfig":
+        from .training import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'vaecli' has no attribute {name!r}")

@@ -1,0 +1,241 @@
+"""Checkpoints: one self-describing ``.safetensors`` file, written atomically, never pickled.
+
+Tensors: the model's state dict under ``model.``; for resuming, the optimizer state under
+``optim.`` and the RNG states under ``rng.``. Metadata (string -> string, JSON inside):
+
+=================  ==========================================================================
+key                value
+=================  ==========================================================================
+format             ``"vaecli"``
+format_version     ``"1"``
+model              kind, latent_dim, input_shape, architecture and likelihood (name, options,
+                   provider: the plugin distribution and version)
+data               dataset (name, options, provider), class_names, preprocessing
+training           the settings of the run (epochs, batch_size, lr, beta, seed, device, ...)
+metrics            one entry per completed epoch
+epoch              completed epochs
+optim              the optimizer's param_groups (when optimizer state is saved)
+versions           vaecli, torch, python
+created, updated   ISO 8601 times
+tensor_sha256      a hash of every tensor's name, dtype, shape and bytes, checked on load
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from . import __version__
+from .errors import CheckpointError
+
+FORMAT = "vaecli"
+FORMAT_VERSION = 1
+JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions")
+SUFFIX = ".safetensors"
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict:
+    return {"vaecli": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+# -- hashing ----------------------------------------------------------------------------------
+
+
+def tensor_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over each tensor's name, dtype, shape and raw bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    """An optimizer's state as flat tensors ``optim.state.<param>.<key>`` and its param_groups."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if not torch.is_tensor(value):
+                value = torch.tensor(value)
+            tensors[f"optim.state.{idx}.{key}"] = value
+    return tensors, sd["param_groups"]
+
+
+def rng_tensors() -> dict[str, torch.Tensor]:
+    out = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["rng.cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``.
+
+    A crash at any moment leaves either the old file or the new one, never a mix.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save(
+    path: Path,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    rng: bool = False,
+) -> None:
+    """Write ``model`` (and optionally optimizer and RNG state) with ``meta`` to ``path``."""
+    from safetensors.torch import save as st_save
+
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = dict(meta)
+    if optimizer is not None:
+        optim_tensors, groups = optimizer_tensors(optimizer)
+        tensors.update({k: v.detach().cpu().contiguous() for k, v in optim_tensors.items()})
+        meta["optim"] = {"class": type(optimizer).__name__, "param_groups": groups}
+    if rng:
+        tensors.update(rng_tensors())
+    meta.setdefault("created", now())
+    meta["updated"] = now()
+    meta["versions"] = versions()
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "tensor_sha256": tensor_hash(tensors)}
+    for key, value in meta.items():
+        header[key] = json.dumps(value) if key in JSON_KEYS else str(value)
+    atomic_write(Path(path), st_save(tensors, metadata=header))
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+class Checkpoint:
+    """A checkpoint read from disk: decoded metadata and its tensors (on the CPU)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        self.path = path
+        self.meta = meta
+        self.tensors = tensors
+
+    def section(self, prefix: str) -> dict[str, torch.Tensor]:
+        n = len(prefix)
+        return {k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+
+    @property
+    def epoch(self) -> int:
+        return int(self.meta.get("epoch", 0))
+
+
+def _refuse(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {why}")
+
+
+def read(path: Path | str) -> Checkpoint:
+    """Read and check a checkpoint; anything that is not an intact vaecli checkpoint is a
+    ``CheckpointError`` saying what it is instead. Nothing is ever unpickled."""
+    from safetensors.torch import load as st_load
+
+    path = Path(path)
+    if not path.exists():
+        raise _refuse(path, "no such file")
+    if path.is_dir():
+        raise _refuse(path, "is a folder, not a checkpoint file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _refuse(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise _refuse(path, "is empty, not a checkpoint")
+    if data[:1] == b"\x80" or data[:4] == b"PK\x03\x04":
+        raise _refuse(path, "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
+                            "checkpoints (pickles can run code, so they are never loaded)")
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_len]) if 8 + header_len <= len(data) else None
+        if not isinstance(header, dict):
+            raise ValueError("bad header")
+        tensors = st_load(data)
+    except Exception as exc:  # safetensors raises its own error type for any malformed file
+        reason = "truncated or corrupt" if len(data) >= 8 else "too short"
+        raise _refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})") from None
+    raw_meta = header.get("__metadata__") or {}
+    if raw_meta.get("format") != FORMAT:
+        raise _refuse(path, "is a safetensors file but not a vaecli checkpoint (no vaecli metadata)")
+    try:
+        version = int(raw_meta.get("format_version", "0"))
+    except ValueError:
+        raise _refuse(path, "has a malformed format_version") from None
+    if version > FORMAT_VERSION:
+        raise _refuse(path, f"was written in checkpoint format {version} by a newer vaecli; "
+                            f"this is vaecli {__version__} (format {FORMAT_VERSION}): upgrade vaecli")
+    meta: dict[str, Any] = {}
+    for key, value in raw_meta.items():
+        if key in JSON_KEYS:
+            try:
+                meta[key] = json.loads(value)
+            except (TypeError, ValueError):
+                raise _refuse(path, f"has malformed metadata under '{key}'") from None
+        else:
+            meta[key] = value
+    if tensor_hash(tensors) != meta.get("tensor_sha256"):
+        raise _refuse(path, "its tensor data does not match the hash recorded when it was "
+                            "written: the file is damaged")
+    for key in ("model", "data", "training"):
+        if not isinstance(meta.get(key), dict):
+            raise _refuse(path, f"has no '{key}' metadata")
+    return Checkpoint(path, meta, tensors)
+
+
+def load(path: Path | str, device: str | torch.device = "cpu"):
+    """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
+    from .model import from_config
+
+    ckpt = read(path)
+    model = from_config(ckpt.meta["model"])
+    state = ckpt.section("model.")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise _refuse(Path(path), "its weights do not fit the architecture it names "
+                                  f"({str(exc).splitlines()[0]})") from None
+    if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+        raise _refuse(Path(path), "holds non-finite (NaN or infinite) weights")
+    model.meta = ckpt.meta
+    return model.to(device).eval()

@@ -1,0 +1,42 @@
+"""Errors a user can act on, and the one place their exit codes are decided.
+
+The library raises a `VaeError` kind whose message says what was wrong and what to do.
+`vaecli.cli` prints it as one red line on stderr and exits with `exit_code`; any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class VaeError(Exception):
+    """A failure at run time that is not a bug of vaecli (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(VaeError):
+    """Bad options or bad input from the user: a wrong name, value or file (exit code 2)."""
+
+    exit_code = 2
+
+
+class CheckpointError(UsageError):
+    """A file given as a checkpoint is not a valid, intact vaecli checkpoint."""
+
+
+class PluginMissingError(VaeError):
+    """A checkpoint needs a part whose plugin distribution is not installed."""
+
+
+class DataUnavailableError(VaeError):
+    """A dataset's files are missing and could not (or may not) be downloaded."""
+
+
+class TrainingError(VaeError):
+    """Training could not go on (for example the loss became NaN)."""
+
+
+def unknown_name(kind: str, name: str, known: list[str]) -> UsageError:
+    """The error for a name that no plugin registered, listing the names that exist."""
+    listed = ", ".join(sorted(known)) or "none"
+    return UsageError(f"unknown {kind} '{name}'; known {kind}s: {listed}")

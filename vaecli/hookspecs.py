@@ -1,0 +1,176 @@
+"""The plugin contract of vaecli: the hooks a plugin implements and the specs it registers.
+
+A plugin is a module (or object) with functions marked ``@vaecli.hookimpl``, made known to
+vaecli through an entry point in the group ``vaecli``::
+
+    # pyproject.toml of a plugin distribution
+    [project.entry-points.vaecli]
+    myarch = "myarch_package"
+
+    # myarch_package/__init__.py
+    import vaecli
+
+    @vaecli.hookimpl
+    def register_architectures(register):
+        register(vaecli.ArchitectureSpec(name="myarch", help="...", build=build))
+
+The built-in architectures, likelihoods and datasets (``vaecli.builtin``) are registered
+through these same hooks. This module imports no torch, so that loading plugins stays cheap;
+register specs whose ``build``/``load`` functions import heavy libraries when they are called.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    import typer
+    from torch import nn
+
+PROJECT = "vaecli"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Options of a part that takes none."""
+
+
+# --------------------------------------------------------------------------------------------
+# Specs: what a plugin registers.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchitectureSpec:
+    """An encoder/decoder pair.
+
+    ``build(input_shape, latent_dim, likelihood_params_per_pixel, options)`` returns
+    ``(encoder, decoder)``, two ``torch.nn.Module``:
+
+    - the encoder maps images ``(B, C, H, W)`` (floats, preprocessed) to ``(mean, logvar)``,
+      each ``(B, latent_dim)``;
+    - the decoder maps ``z`` ``(B, latent_dim)`` to likelihood parameters
+      ``(B, P * C, H, W)`` where ``P = likelihood_params_per_pixel``; channel ``p * C + c``
+      holds parameter ``p`` of image channel ``c``.
+
+    ``options`` is an instance of the ``options`` dataclass (fields with defaults; the user
+    sets them with ``--arch-option KEY=VALUE``).
+    """
+
+    name: str
+    help: str
+    build: Callable[[tuple[int, int, int], int, int, Any], "tuple[nn.Module, nn.Module]"]
+    options: type = NoOptions
+
+
+@dataclass(frozen=True)
+class LikelihoodSpec:
+    """A decoder likelihood p(x | z).
+
+    ``build(options)`` returns a ``vaecli.model.Likelihood`` (a ``torch.nn.Module``; it may hold
+    learned parameters, such as a shared sigma) that says how many parameters per pixel it
+    needs and gives ``log_prob(x, params)`` summed per example, ``mean(params)`` and
+    ``sample(params)``.
+
+    ``data_range`` names the pixel values it accepts: ``"unit"`` (floats in [0, 1]) or
+    ``"real"`` (any float).
+    """
+
+    name: str
+    help: str
+    build: Callable[[Any], Any]
+    options: type = NoOptions
+    data_range: str = "unit"
+
+
+@dataclass
+class Split:
+    """One split of a dataset held in memory.
+
+    ``images``: uint8 tensor ``(N, C, H, W)``; ``labels``: int64 tensor ``(N,)`` or None;
+    ``factors``: named per-example values (for example a shape's scale and rotation), each a
+    tensor ``(N,)``, for colouring latent plots.
+    """
+
+    images: "torch.Tensor"
+    labels: "Optional[torch.Tensor]" = None
+    factors: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class DatasetSplits:
+    """What a dataset loader returns: a train and a test split and optional class names."""
+
+    train: Split
+    test: Split
+    class_names: Optional[list] = None
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """Where a loader finds its files and whether it may download them."""
+
+    data_dir: Path
+    download: bool = True
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: ``load(request, options)`` returns ``DatasetSplits``.
+
+    Raise ``vaecli.errors.DataUnavailableError`` when the files are missing and may not be
+    downloaded, with a message saying where they were looked for.
+    """
+
+    name: str
+    help: str
+    load: Callable[[DataRequest, Any], DatasetSplits]
+    options: type = NoOptions
+
+
+SPEC_KINDS = {
+    ArchitectureSpec: "architecture",
+    LikelihoodSpec: "likelihood",
+    DatasetSpec: "dataset",
+}
+
+
+def spec_fields(spec: Any) -> dict:
+    """The public fields of a spec, for display."""
+    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
+# --------------------------------------------------------------------------------------------
+# Hooks: what a plugin implements.
+# --------------------------------------------------------------------------------------------
+
+
+@hookspec
+def register_architectures(register: Callable[[ArchitectureSpec], None]) -> None:
+    """Register encoder/decoder architectures: call ``register(ArchitectureSpec(...))``."""
+
+
+@hookspec
+def register_likelihoods(register: Callable[[LikelihoodSpec], None]) -> None:
+    """Register decoder likelihoods: call ``register(LikelihoodSpec(...))``."""
+
+
+@hookspec
+def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
+    """Register datasets: call ``register(DatasetSpec(...))``."""
+
+
+@hookspec
+def register_commands(app: "typer.Typer") -> None:
+    """Add subcommands to ``vae``: decorate functions with ``@app.command()``."""

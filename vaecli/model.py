@@ -1,0 +1,203 @@
+"""The VAE: encoder q(z|x), standard normal prior p(z), decoder p(x|z), and its loss.
+
+Kingma & Welling, "Auto-Encoding Variational Bayes" (2013): the negative ELBO
+
+    -ELBO(x) = E_q[-log p(x|z)] + KL(q(z|x) || p(z)),
+
+estimated with one reparameterised sample z = mean + sigma * eps, eps ~ N(0, I), and the KL in
+closed form for a diagonal Gaussian against N(0, I) (their Appendix B). Every number is in nats
+per example: log-likelihoods are summed over pixels, then averaged over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+from torch import nn
+
+from .data import to_unit
+
+MODEL_KINDS = ("vae", "ae")
+
+
+class Likelihood(nn.Module):
+    """A decoder likelihood p(x | params). Subclass it in a likelihood plugin.
+
+    ``params`` has shape ``(B, P, C, H, W)`` with ``P = params_per_pixel``; ``x`` is
+    ``(B, C, H, W)`` in the preprocessed data range.
+    """
+
+    params_per_pixel: int = 1
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """log p(x | params) summed over pixels: ``(B,)`` nats."""
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """E[x | params]: ``(B, C, H, W)``."""
+        raise NotImplementedError
+
+    def sample(self, params: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """A draw x ~ p(x | params): ``(B, C, H, W)``."""
+        raise NotImplementedError
+
+
+def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) summed over latent dimensions: ``(B,)`` nats.
+
+    Closed form (Kingma & Welling 2013, Appendix B): 1/2 * sum(mean^2 + var - 1 - log var).
+    """
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+
+
+def gaussian_noise(like: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """eps ~ N(0, I) shaped like ``like``, from ``generator`` when given (else the global RNG)."""
+    if generator is None:
+        return torch.randn_like(like)
+    return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+class LossTerms(NamedTuple):
+    """One batch: ``loss`` (scalar to minimise) and per-example ``recon`` and ``kl`` (nats)."""
+
+    loss: torch.Tensor
+    recon: torch.Tensor  # (B,)  -log p(x|z)
+    kl: torch.Tensor  # (B,)  KL(q(z|x) || p(z)); zeros for a plain auto-encoder
+
+
+class VAE(nn.Module):
+    """Encoder, decoder and likelihood composed into a VAE (``kind="vae"``) or a plain
+    deterministic auto-encoder (``kind="ae"``: z is the encoder mean, no KL term).
+
+    Methods ``sample``, ``encode``, ``decode`` and ``reconstruct`` are for using a trained
+    model: they take uint8 images or floats in the data range, run without gradients and
+    return tensors on the model's device. Training goes through ``forward`` (the loss).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        latent_dim: int,
+        input_shape: tuple[int, int, int],
+        kind: str = "vae",
+    ) -> None:
+        super().__init__()
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.likelihood = likelihood
+        self.latent_dim = int(latent_dim)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.kind = kind
+        self.meta: dict = {}  # checkpoint metadata, set by vaecli.checkpoint.load
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- the model ----------------------------------------------------------------------------
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x) as (mean, logvar), each ``(B, D)``."""
+        mean, logvar = self.encoder(x)
+        return mean, logvar
+
+    def likelihood_params(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder output as likelihood parameters ``(B, P, C, H, W)``."""
+        out = self.decoder(z)  # (B, P*C, H, W)
+        c, h, w = self.input_shape
+        return out.view(out.shape[0], self.likelihood.params_per_pixel, c, h, w)
+
+    def forward(
+        self, x: torch.Tensor, beta: float = 1.0, generator: Optional[torch.Generator] = None
+    ) -> LossTerms:
+        """The negative ELBO of a batch ``x`` ``(B, C, H, W)`` (preprocessed floats)."""
+        mean, logvar = self.posterior(x)  # (B, D), (B, D)
+        if self.kind == "ae":
+            z = mean
+            kl = torch.zeros(mean.shape[0], device=mean.device, dtype=mean.dtype)
+        else:
+            z = mean + torch.exp(0.5 * logvar) * gaussian_noise(mean, generator)  # reparameterised
+            kl = kl_standard_normal(mean, logvar)  # (B,)
+        recon = -self.likelihood.log_prob(x, self.likelihood_params(z))  # (B,)
+        loss = (recon + beta * kl).mean()
+        return LossTerms(loss, recon, kl)
+
+    # -- using a trained model ----------------------------------------------------------------
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (or floats already in the data range) -> floats on the model's device."""
+        x = images.to(self.device)
+        return to_unit(x) if x.dtype == torch.uint8 else x.float()
+
+    def _check_latents(self, z: torch.Tensor) -> torch.Tensor:
+        z = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+        if z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must have shape (N, {self.latent_dim}), got {tuple(z.shape)}")
+        return z
+
+    def _output(self, params: torch.Tensor, mode: str, generator: Optional[torch.Generator]) -> torch.Tensor:
+        if mode == "mean":
+            return self.likelihood.mean(params)
+        if mode == "sample":
+            return self.likelihood.sample(params, generator=generator)
+        raise ValueError(f"mode must be 'mean' or 'sample', got {mode!r}")
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        temperature: float = 1.0,
+        mode: str = "mean",
+        generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """Decode ``n`` draws z ~ N(0, temperature^2 I): images ``(n, C, H, W)``."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * temperature
+        return self.decode(z, mode=mode, generator=generator)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior (mean, logvar) of images ``(N, C, H, W)``."""
+        return self.posterior(self.prepare(images))
+
+    @torch.no_grad()
+    def decode(
+        self, z: torch.Tensor, mode: str = "mean", generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` from latents ``(N, D)``: the likelihood mean, or a draw."""
+        return self._output(self.likelihood_params(self._check_latents(z)), mode, generator)
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+        """Decode the posterior mean of each image."""
+        mean, _ = self.encode(images)
+        return self.decode(mean, mode=mode)
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, sigma^2) elementwise."""
+    return -0.5 * ((x - mean) * torch.exp(-log_sigma)).pow(2) - log_sigma - 0.5 * math.log(2 * math.pi)
+
+
+def from_config(config: dict) -> VAE:
+    """Build an (untrained) model from the ``model`` section of a checkpoint's metadata,
+    through the plugin registry. A part whose plugin is missing names the distribution."""
+    from . import options
+    from .plugins import registry
+
+    reg = registry()
+    arch_cfg, lik_cfg = config["architecture"], config["likelihood"]
+    arch = reg.get("architecture", arch_cfg["name"], arch_cfg.get("provider"))
+    lik = reg.get("likelihood", lik_cfg["name"], lik_cfg.get("provider"))
+    arch_opts = options.build(arch.spec.options, arch_cfg.get("options", {}), f"architecture '{arch.spec.name}'")
+    lik_opts = options.build(lik.spec.options, lik_cfg.get("options", {}), f"likelihood '{lik.spec.name}'")
+    input_shape = tuple(int(s) for s in config["input_shape"])
+    latent_dim = int(config["latent_dim"])
+    likelihood = lik.spec.build(lik_opts)
+    encoder, decoder = arch.spec.build(input_shape, latent_dim, likelihood.params_per_pixel, arch_opts)
+    return VAE(encoder, decoder, likelihood, latent_dim, input_shape, kind=config.get("kind", "vae"))

@@ -1,0 +1,235 @@
+"""The plugin manager: built-ins and entry points, each loaded in its own guard, and registries.
+
+Built-in plugins (``vaecli.builtin.*``) and third-party entry points in the group ``vaecli`` go
+through the same pluggy hooks. A plugin that fails to import, has a hook with a wrong signature,
+raises inside a hook or claims a name already taken becomes one warning naming its
+distribution; the rest of vaecli works, and ``vae plugins`` shows the plugin with its error.
+
+``VAECLI_LOAD_PLUGINS`` (a comma list of entry-point or distribution names; empty for none)
+limits which third-party plugins load. Built-ins always load.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable, Optional
+
+import pluggy
+
+from . import __version__, hookspecs
+from .errors import PluginMissingError, unknown_name
+from .hookspecs import ArchitectureSpec, DatasetSpec, LikelihoodSpec
+
+ENTRY_POINT_GROUP = "vaecli"
+BUILTIN_MODULES = (
+    "vaecli.builtin.architectures",
+    "vaecli.builtin.likelihoods",
+    "vaecli.builtin.datasets",
+)
+
+# kind -> (hook name, spec class)
+KINDS: dict[str, tuple[str, type]] = {
+    "architecture": ("register_architectures", ArchitectureSpec),
+    "likelihood": ("register_likelihoods", LikelihoodSpec),
+    "dataset": ("register_datasets", DatasetSpec),
+}
+
+
+@dataclass
+class PluginInfo:
+    """One plugin: where it came from, what it registered, and what went wrong, if anything."""
+
+    name: str
+    distribution: str
+    version: str
+    builtin: bool = False
+    registers: dict = field(default_factory=dict)  # kind -> [names]
+    commands: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.distribution} {self.version})"
+
+    def provider(self) -> dict:
+        """What a checkpoint records about the plugin that provided a part."""
+        return {"distribution": self.distribution, "version": self.version, "plugin": self.name}
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "builtin": self.builtin,
+            "registers": self.registers,
+            "commands": self.commands,
+            "error": "; ".join(self.errors) or None,
+        }
+
+
+@dataclass
+class Registered:
+    spec: Any
+    plugin: PluginInfo
+
+
+def _describe_exc(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+
+
+class Registry:
+    """All plugins and the architectures, likelihoods and datasets they registered."""
+
+    def __init__(self, warn: Optional[Callable[[str], None]] = None) -> None:
+        self._warn_fn = warn or _print_warning
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.plugins: list[PluginInfo] = []
+        self._by_pm_name: dict[str, PluginInfo] = {}
+        self.parts: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
+        self._commands_added: set[int] = set()
+        self._load_builtins()
+        self._load_entry_points()
+        for kind in KINDS:
+            self._collect(kind)
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def _fail(self, info: PluginInfo, what: str) -> None:
+        info.errors.append(what)
+        kind = "built-in plugin" if info.builtin else "plugin"
+        self._warn_fn(f"{kind} {info.label}: {what} (see `vae plugins`)")
+
+    def _add(self, obj: Any, info: PluginInfo) -> None:
+        pm_name = f"{info.distribution}:{info.name}"
+        try:
+            self.pm.register(obj, name=pm_name)
+        except Exception as exc:  # a hook with a wrong signature, or a plugin registered twice
+            self._fail(info, _describe_exc(exc))
+            return
+        unknown = [c.name for c in (self.pm.get_hookcallers(obj) or []) if not c.has_spec()]
+        if unknown:
+            self.pm.unregister(obj)
+            self._fail(info, f"implements unknown hook(s) {', '.join(unknown)}")
+            return
+        self._by_pm_name[pm_name] = info
+
+    def _load_builtins(self) -> None:
+        for module_name in BUILTIN_MODULES:
+            info = PluginInfo(
+                name=module_name.rsplit(".", 1)[-1], distribution="vaecli", version=__version__,
+                builtin=True,
+            )
+            self.plugins.append(info)
+            self._add(importlib.import_module(module_name), info)
+
+    def _load_entry_points(self) -> None:
+        allowed = os.environ.get("VAECLI_LOAD_PLUGINS")
+        allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+        for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else "unknown"
+            version = dist.version if dist is not None else "?"
+            if allow is not None and ep.name not in allow and dist_name not in allow:
+                continue
+            info = PluginInfo(name=ep.name, distribution=dist_name, version=version)
+            self.plugins.append(info)
+            try:
+                obj = ep.load()
+            except Exception as exc:  # the plugin's own import failed
+                self._fail(info, f"failed to load: {_describe_exc(exc)}")
+                continue
+            self._add(obj, info)
+
+    def _impls(self, hook_name: str):
+        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            info = self._by_pm_name.get(impl.plugin_name)
+            if info is not None:
+                yield impl, info
+
+    def _collect(self, kind: str) -> None:
+        hook_name, spec_cls = KINDS[kind]
+        table = self.parts[kind]
+        for impl, info in self._impls(hook_name):
+            found: list[Any] = []
+            try:
+                impl.function(**{arg: found.append for arg in impl.argnames})
+            except Exception as exc:
+                self._fail(info, f"{hook_name} raised {_describe_exc(exc)}")
+                continue
+            for spec in found:
+                if not isinstance(spec, spec_cls):
+                    self._fail(info, f"{hook_name} registered {type(spec).__name__}, "
+                                     f"not a {spec_cls.__name__}")
+                    continue
+                taken = table.get(spec.name)
+                if taken is not None:
+                    self._fail(info, f"{kind} '{spec.name}' is already registered by "
+                                     f"{taken.plugin.label}; this one is ignored")
+                    continue
+                table[spec.name] = Registered(spec, info)
+                info.registers.setdefault(kind, []).append(spec.name)
+
+    def add_commands(self, app: Any) -> None:
+        """Let plugins add subcommands to the Typer ``app`` (once per app)."""
+        if id(app) in self._commands_added:
+            return
+        self._commands_added.add(id(app))
+        for impl, info in self._impls("register_commands"):
+            before = {c.name or c.callback.__name__ for c in app.registered_commands}
+            try:
+                impl.function(**{arg: app for arg in impl.argnames})
+            except Exception as exc:
+                self._fail(info, f"register_commands raised {_describe_exc(exc)}")
+                continue
+            after = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
+            info.commands.extend(name for name in after if name not in before)
+
+    # -- lookup -------------------------------------------------------------------------------
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.parts[kind])
+
+    def get(self, kind: str, name: str, provider: Optional[dict] = None) -> Registered:
+        """The registered part, or an error listing the known names.
+
+        With ``provider`` (from a checkpoint), a missing part names the distribution to install.
+        """
+        try:
+            return self.parts[kind][name]
+        except KeyError:
+            pass
+        if provider and provider.get("distribution") not in (None, "vaecli"):
+            dist, version = provider["distribution"], provider.get("version", "")
+            pin = f"=={version}" if version and version != "?" else ""
+            raise PluginMissingError(
+                f"this checkpoint's {kind} '{name}' comes from the plugin distribution {dist} "
+                f"{version}, which is not installed (or failed to load); install it with: "
+                f"pip install {dist}{pin}"
+            )
+        raise unknown_name(kind, name, self.names(kind))
+
+
+def _print_warning(message: str) -> None:
+    print(f"vae: warning: {message}", file=sys.stderr)
+
+
+_REGISTRY: Optional[Registry] = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = Registry()
+    return _REGISTRY
+
+
+def reset() -> None:
+    """Forget the loaded plugins (tests, or after installing a plugin in a running process)."""
+    global _REGISTRY
+    _REGISTRY = None
