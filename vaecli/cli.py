@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 from typing_extensions import Annotated
@@ -22,29 +23,60 @@ from typing_extensions import Annotated
 from . import __version__
 from .errors import UsageError, VaeError
 
+try:  # newer typer vendors click as typer._click; older ones use click itself
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError
+Abort = typer.Abort
+
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 MAX_SAMPLES = 10_000
 
 
-def _debug_enabled() -> bool:
+def _debug_enabled(ctx: Any = None) -> bool:
+    if ctx is not None and isinstance(ctx.obj, dict) and ctx.obj.get("debug"):
+        return True
     return os.environ.get("VAECLI_DEBUG", "") not in ("", "0")
 
 
-class _Group(TyperGroup):
-    """Turns ``VaeError`` into one red line and its exit code; Ctrl-C into exit 130."""
+def _error_line(message: str) -> None:
+    err.print(f"[bold red]error:[/] {escape(message)}")
 
-    def invoke(self, ctx: click.Context) -> Any:
+
+class _Group(TyperGroup):
+    """Turns ``VaeError`` and click's usage errors into one red line and an exit code
+    (2 for bad usage or input, 1 at run time); Ctrl-C into exit 130."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            _error_line(exc.format_message() + hint)
+            sys.exit(exc.exit_code)
+        except Abort:
+            err.print("[yellow]aborted[/]")
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except VaeError as exc:
-            if _debug_enabled():
+            if _debug_enabled(ctx):
                 raise
-            err.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True, highlight=False)
+            _error_line(str(exc))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            if _debug_enabled():
+            if _debug_enabled(ctx):
                 raise
             err.print("[yellow]interrupted[/]")
             ctx.exit(130)
@@ -70,12 +102,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
     version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
                                                     help="Print the version and exit.")] = None,
 ) -> None:
-    if debug:
-        os.environ["VAECLI_DEBUG"] = "1"
+    ctx.obj = {"debug": debug}
 
 
 def _positive(value: int, flag: str, maximum: Optional[int] = None) -> int:
@@ -110,6 +142,7 @@ class _ProgressReporter:
             transient=True,
         )
         self.task = None
+        self.started = False
         self._last = 0.0
         self._loss: Optional[float] = None
 
@@ -123,6 +156,7 @@ class _ProgressReporter:
         )
         err.print(f"Checkpoint: {path}")
         self.progress.start()
+        self.started = True
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         import time
@@ -150,7 +184,8 @@ class _ProgressReporter:
         )
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
 
 def _options_help(kind: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -47,6 +48,7 @@ class PluginInfo:
     distribution: str
     version: str
     builtin: bool = False
+    pm_name: str = ""
     registers: dict = field(default_factory=dict)  # kind -> [names]
     commands: list = field(default_factory=list)
     errors: list = field(default_factory=list)
@@ -81,6 +83,22 @@ def _describe_exc(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
 
 
+def _normalize(name: str) -> str:
+    """A distribution name as PEP 503 compares them (``Foo_Bar`` == ``foo-bar``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _command_name(command: Any) -> str:
+    from typer.main import get_command_name
+
+    return command.name or get_command_name(command.callback.__name__)
+
+
+# What a plugin may raise while it loads or runs a hook and still be merely "broken":
+# everything but Ctrl-C (a plugin that calls sys.exit() must not end the CLI either).
+_PLUGIN_FAILURES = (Exception, SystemExit)
+
+
 class Registry:
     """All plugins and the architectures, likelihoods and datasets they registered."""
 
@@ -109,13 +127,16 @@ class Registry:
         try:
             self.pm.register(obj, name=pm_name)
         except Exception as exc:  # a hook with a wrong signature, or a plugin registered twice
+            if self.pm.get_plugin(pm_name) is not None:
+                self.pm.unregister(name=pm_name)
             self._fail(info, _describe_exc(exc))
             return
+        # A hook this vaecli does not know (perhaps from a newer one) is reported and ignored;
+        # the plugin's other hooks still work.
         unknown = [c.name for c in (self.pm.get_hookcallers(obj) or []) if not c.has_spec()]
         if unknown:
-            self.pm.unregister(obj)
-            self._fail(info, f"implements unknown hook(s) {', '.join(unknown)}")
-            return
+            self._fail(info, f"implements unknown hook(s) {', '.join(unknown)}, ignored")
+        info.pm_name = pm_name
         self._by_pm_name[pm_name] = info
 
     def _load_builtins(self) -> None:
@@ -130,25 +151,36 @@ class Registry:
     def _load_entry_points(self) -> None:
         allowed = os.environ.get("VAECLI_LOAD_PLUGINS")
         allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
+        allow = None if allow is None else {_normalize(n) for n in allow}
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            dist = getattr(ep, "dist", None)
-            dist_name = dist.metadata["Name"] if dist is not None else "unknown"
-            version = dist.version if dist is not None else "?"
-            if allow is not None and ep.name not in allow and dist_name not in allow:
+            dist_name, version = "unknown", "?"
+            try:
+                dist = getattr(ep, "dist", None)
+                if dist is not None:
+                    dist_name = dist.metadata["Name"] or "unknown"
+                    version = dist.version or "?"
+            except Exception:  # malformed metadata: still load the plugin, under "unknown"
+                pass
+            if allow is not None and _normalize(ep.name) not in allow and _normalize(dist_name) not in allow:
                 continue
             info = PluginInfo(name=ep.name, distribution=dist_name, version=version)
             self.plugins.append(info)
             try:
                 obj = ep.load()
-            except Exception as exc:  # the plugin's own import failed
+            except _PLUGIN_FAILURES as exc:  # the plugin's own import failed
                 self._fail(info, f"failed to load: {_describe_exc(exc)}")
                 continue
             self._add(obj, info)
 
     def _impls(self, hook_name: str):
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            info = self._by_pm_name.get(impl.plugin_name)
-            if info is not None:
+        """A hook's implementations in load order (built-ins first, then entry points by
+        name), whatever tryfirst/trylast say: the first to claim a name keeps it.
+        Wrappers are skipped: these hooks register, they do not wrap."""
+        impls = {impl.plugin_name: impl for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+                 if not (impl.hookwrapper or getattr(impl, "wrapper", False))}
+        for info in self.plugins:
+            impl = impls.get(info.pm_name)
+            if impl is not None:
                 yield impl, info
 
     def _collect(self, kind: str) -> None:
@@ -158,7 +190,7 @@ class Registry:
             found: list[Any] = []
             try:
                 impl.function(**{arg: found.append for arg in impl.argnames})
-            except Exception as exc:
+            except _PLUGIN_FAILURES as exc:
                 self._fail(info, f"{hook_name} raised {_describe_exc(exc)}")
                 continue
             for spec in found:
@@ -175,19 +207,32 @@ class Registry:
                 info.registers.setdefault(kind, []).append(spec.name)
 
     def add_commands(self, app: Any) -> None:
-        """Let plugins add subcommands to the Typer ``app`` (once per app)."""
+        """Let plugins add subcommands to the Typer ``app`` (once per app). A command whose
+        name is taken (by vaecli or an earlier plugin) is refused with an error naming both."""
         if id(app) in self._commands_added:
             return
         self._commands_added.add(id(app))
+        owners = {_command_name(c): "vaecli (built-in)" for c in app.registered_commands}
         for impl, info in self._impls("register_commands"):
-            before = {c.name or c.callback.__name__ for c in app.registered_commands}
+            before = list(app.registered_commands)
             try:
                 impl.function(**{arg: app for arg in impl.argnames})
-            except Exception as exc:
+            except _PLUGIN_FAILURES as exc:
+                app.registered_commands[:] = before
                 self._fail(info, f"register_commands raised {_describe_exc(exc)}")
                 continue
-            after = [c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands]
-            info.commands.extend(name for name in after if name not in before)
+            added = [c for c in app.registered_commands if not any(c is b for b in before)]
+            kept = []
+            for command in added:
+                name = _command_name(command)
+                if name in owners:
+                    self._fail(info, f"command '{name}' is already registered by {owners[name]}; "
+                                     f"this one is ignored")
+                    continue
+                owners[name] = info.label
+                kept.append(command)
+                info.commands.append(name)
+            app.registered_commands[:] = before + kept
 
     # -- lookup -------------------------------------------------------------------------------
 
