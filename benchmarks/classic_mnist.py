@@ -63,7 +63,8 @@ def run_classic(data_dir: str, epochs: int, seed: int) -> tuple[float, float]:
         start = time.perf_counter()
         for data, _ in train_loader:
             opt.zero_grad()
-            loss = classic_loss(*model(data), data)
+            recon, mu, logvar = model(data)
+            loss = classic_loss(recon, data, mu, logvar)
             loss.backward()
             opt.step()
         seconds.append(time.perf_counter() - start)
@@ -71,7 +72,8 @@ def run_classic(data_dir: str, epochs: int, seed: int) -> tuple[float, float]:
         test_loss = 0.0
         with torch.no_grad():
             for data, _ in test_loader:
-                test_loss += classic_loss(*model(data), data).item()
+                recon, mu, logvar = model(data)
+                test_loss += classic_loss(recon, data, mu, logvar).item()
         test_loss /= len(test_loader.dataset)
     return test_loss, statistics.mean(seconds)
 

@@ -19,11 +19,11 @@ def _one_line_error(result, code: int, *needles: str) -> str:
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:")
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr  # one line, the last said
     for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
+        assert needle in errors[0], errors[0]
+    return errors[0]
 
 
 # -- train ------------------------------------------------------------------------------------
@@ -231,3 +231,40 @@ def test_help_does_not_import_torch():
     code = "import sys; from vaecli.cli import app; from vaecli.plugins import registry; registry(); print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_and_exits_130(vae, monkeypatch):
+    from vaecli import training
+
+    real = training.evaluate_split
+    calls = []
+
+    def interrupt_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate_split", interrupt_in_epoch_two)
+    line = _one_line_error(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 130,
+                           "interrupted during epoch 2")
+    assert "m.safetensors holds the 1 completed epoch(s)" in line
+    assert json.loads(vae("info", "m.safetensors", "--json").stdout)["epoch"] == 1
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(vae, monkeypatch):
+    from vaecli import training
+
+    real = training.to_unit
+    batches = []
+
+    def poison_the_second_epoch(images):
+        batches.append(1)
+        x = real(images)
+        return x * float("nan") if len(batches) > 3 else x  # 3 batches per epoch
+
+    monkeypatch.setattr(training, "to_unit", poison_the_second_epoch)
+    line = _one_line_error(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 1,
+                           "non-finite in epoch 2")
+    assert "m.safetensors holds epoch 1" in line
+    assert json.loads(vae("info", "m.safetensors", "--json").stdout)["epoch"] == 1

@@ -228,7 +228,10 @@ def load(path: Path | str, device: str | torch.device = "cpu"):
     from .model import from_config
 
     ckpt = read(path)
-    model = from_config(ckpt.meta["model"])
+    try:
+        model = from_config(ckpt.meta["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _refuse(Path(path), f"has malformed model metadata ({type(exc).__name__}: {exc})") from None
     state = ckpt.section("model.")
     try:
         model.load_state_dict(state, strict=True)

@@ -36,6 +36,12 @@ class TrainingError(VaeError):
     """Training could not go on (for example the loss became NaN)."""
 
 
+class Interrupted(VaeError):
+    """The user pressed Ctrl-C (exit code 130, as for SIGINT)."""
+
+    exit_code = 130
+
+
 def unknown_name(kind: str, name: str, known: list[str]) -> UsageError:
     """The error for a name that no plugin registered, listing the names that exist."""
     listed = ", ".join(sorted(known)) or "none"

@@ -21,7 +21,6 @@ register specs whose ``build``/``load`` functions import heavy libraries when th
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -137,18 +136,6 @@ class DatasetSpec:
     help: str
     load: Callable[[DataRequest, Any], DatasetSplits]
     options: type = NoOptions
-
-
-SPEC_KINDS = {
-    ArchitectureSpec: "architecture",
-    LikelihoodSpec: "likelihood",
-    DatasetSpec: "dataset",
-}
-
-
-def spec_fields(spec: Any) -> dict:
-    """The public fields of a spec, for display."""
-    return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
 
 
 # --------------------------------------------------------------------------------------------

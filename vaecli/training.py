@@ -17,7 +17,7 @@ import torch
 from . import checkpoint
 from . import options as opts
 from .data import LoadedDataset, batch_indices, load_dataset, to_unit
-from .errors import TrainingError, UsageError, unknown_name
+from .errors import Interrupted, TrainingError, UsageError, unknown_name
 from .model import MODEL_KINDS, VAE, from_config
 from .plugins import registry
 
@@ -195,51 +195,64 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
     n = len(train_images)
     batches = math.ceil(n / config.batch_size)
     settings = dataclasses.asdict(config)
-    settings.update(device=str(device), data_dir=str(config.data_dir) if config.data_dir else None,
-                    optimizer="adam")
+    settings.update(device=str(device), optimizer="adam", out=str(path))
+    settings.pop("force")
     meta: dict[str, Any] = {"model": model_meta, "data": data.describe(), "training": settings, "metrics": []}
     metrics: list[dict] = []
     reporter.start(config, path, device, data)
 
-    for epoch in range(1, config.epochs + 1):
-        reporter.epoch_start(epoch, config.epochs, batches)
-        started = time.perf_counter()
-        sum_recon = torch.zeros((), device=device, dtype=torch.float64)
-        sum_kl = torch.zeros((), device=device, dtype=torch.float64)
-        for i, idx in enumerate(batch_indices(n, config.batch_size, device), start=1):
-            x = to_unit(train_images[idx])  # (B, C, H, W) in [0, 1]
-            terms = model(x, beta=config.beta)
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            optimizer.step()
-            sum_recon += terms.recon.detach().sum()
-            sum_kl += terms.kl.detach().sum()
-            reporter.step(i, terms.loss.detach())
-        train_recon, train_kl = sum_recon.item() / n, sum_kl.item() / n
-        if not math.isfinite(train_recon + train_kl):
-            raise TrainingError(
-                f"the loss became non-finite in epoch {epoch}; nothing of this epoch was saved"
-                + (f" ({path} holds epoch {epoch - 1})" if epoch > 1 else "")
-                + "; try a smaller --lr"
-            )
-        train_seconds = time.perf_counter() - started
-        test = evaluate_split(model, test_images)
-        record = {
-            "epoch": epoch,
-            "train_loss": train_recon + config.beta * train_kl,
-            "train_recon": train_recon,
-            "train_kl": train_kl,
-            "test_loss": test["loss"],
-            "test_recon": test["recon"],
-            "test_kl": test["kl"],
-            "seconds": train_seconds,
-        }
-        metrics.append(record)
-        meta["metrics"] = metrics
-        meta["epoch"] = epoch
-        checkpoint.save(path, model, meta, optimizer=optimizer, rng=True)
-        reporter.epoch_end(record)
-
+    try:
+        for epoch in range(1, config.epochs + 1):
+            _train_epoch(epoch, config, model, optimizer, train_images, test_images, batches, path,
+                         meta, metrics, reporter)
+    except KeyboardInterrupt:
+        done = len(metrics)
+        kept = f"{path} holds the {done} completed epoch(s)" if done else "no checkpoint was written"
+        raise Interrupted(f"interrupted during epoch {done + 1}; {kept}") from None
     model.eval()
     model.meta = meta
     return TrainResult(path, model, metrics)
+
+
+def _train_epoch(epoch, config, model, optimizer, train_images, test_images, batches, path, meta,
+                 metrics, reporter) -> None:
+    """One epoch: the batches, the test pass, the metrics and the checkpoint."""
+    device = train_images.device
+    n = len(train_images)
+    reporter.epoch_start(epoch, config.epochs, batches)
+    started = time.perf_counter()
+    sum_recon = torch.zeros((), device=device, dtype=torch.float64)
+    sum_kl = torch.zeros((), device=device, dtype=torch.float64)
+    for i, idx in enumerate(batch_indices(n, config.batch_size, device), start=1):
+        x = to_unit(train_images[idx])  # (B, C, H, W) in [0, 1]
+        terms = model(x, beta=config.beta)
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        optimizer.step()
+        sum_recon += terms.recon.detach().sum()
+        sum_kl += terms.kl.detach().sum()
+        reporter.step(i, terms.loss.detach())
+    train_recon, train_kl = sum_recon.item() / n, sum_kl.item() / n
+    if not math.isfinite(train_recon + train_kl):
+        raise TrainingError(
+            f"the loss became non-finite in epoch {epoch}; nothing of this epoch was saved"
+            + (f" ({path} holds epoch {epoch - 1})" if epoch > 1 else "")
+            + "; try a smaller --lr"
+        )
+    train_seconds = time.perf_counter() - started
+    test = evaluate_split(model, test_images)
+    record = {
+        "epoch": epoch,
+        "train_loss": train_recon + config.beta * train_kl,
+        "train_recon": train_recon,
+        "train_kl": train_kl,
+        "test_loss": test["loss"],
+        "test_recon": test["recon"],
+        "test_kl": test["kl"],
+        "seconds": train_seconds,
+    }
+    metrics.append(record)
+    meta["metrics"] = metrics
+    meta["epoch"] = epoch
+    checkpoint.save(path, model, meta, optimizer=optimizer, rng=True)
+    reporter.epoch_end(record)
