@@ -132,3 +132,13 @@ def test_tensor_hash_depends_on_dtype_shape_and_values():
     assert checkpoint.tensor_hash(a) != checkpoint.tensor_hash({"x": torch.zeros(2, 2)})
     assert checkpoint.tensor_hash(a) != checkpoint.tensor_hash({"x": torch.tensor([0.0, 0, 0, 1e-30])})
     assert checkpoint.tensor_hash(a) != checkpoint.tensor_hash({"y": torch.zeros(4)})
+
+
+def test_checkpoint_permissions_follow_the_umask_and_created_stays(tiny_ckpt):
+    mode = tiny_ckpt.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    meta = checkpoint.read(tiny_ckpt).meta
+    assert meta["created"] <= meta["updated"]
+    assert meta["metrics"][0]["train_objective"] == pytest.approx(meta["metrics"][0]["train_loss"])

@@ -261,10 +261,14 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(vae
     def poison_the_second_epoch(images):
         batches.append(1)
         x = real(images)
-        return x * float("nan") if len(batches) > 3 else x  # 3 batches per epoch
+        return x * float("nan") if len(batches) > 4 else x  # 3 train + 1 test batch per epoch
 
     monkeypatch.setattr(training, "to_unit", poison_the_second_epoch)
     line = _one_line_error(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 1,
                            "non-finite in epoch 2")
     assert "m.safetensors holds epoch 1" in line
     assert json.loads(vae("info", "m.safetensors", "--json").stdout)["epoch"] == 1
+
+
+def test_sample_of_a_folder_is_a_one_line_error(vae):
+    _one_line_error(vae("sample", "."), 2, "is a folder")

@@ -62,7 +62,9 @@ def test_gaussian_log_prob_matches_torch(mode):
     params = torch.randn(3, lik.params_per_pixel, 2, 4, 4, generator=g)
     x = torch.randn(3, 2, 4, 4, generator=g)
     if mode == "pixel":
-        sigma = (params[:, 1] + math.log(0.3)).exp()
+        sigma = (params[:, 1] + math.log(0.3)).exp() + 1e-3
+    elif mode == "shared":
+        sigma = torch.full_like(x, 0.3 + 1e-3)
     else:
         sigma = torch.full_like(x, 0.3)
     ref = Normal(params[:, 0], sigma).log_prob(x).flatten(1).sum(1)
@@ -71,12 +73,16 @@ def test_gaussian_log_prob_matches_torch(mode):
     assert any(p.requires_grad for p in lik.parameters()) == (mode == "shared")
 
 
-def test_gaussian_sigma_floor():
+def test_gaussian_learned_sigma_has_a_soft_floor_that_keeps_its_gradient():
     lik = GaussianLik(sigma=0.3, learn_sigma="pixel", min_sigma=0.01)
     params = torch.zeros(1, 2, 1, 1, 1)
-    params[:, 1] = -100.0  # asks for sigma ~ 0
-    x = torch.zeros(1, 1, 1, 1)
-    assert lik.log_prob(x, params).item() == pytest.approx(Normal(0.0, 0.01).log_prob(torch.tensor(0.0)).item(), rel=1e-5)
+    params[:, 1] = -30.0  # asks for sigma ~ 0
+    params.requires_grad_(True)
+    x = torch.full((1, 1, 1, 1), 0.5)
+    lp = lik.log_prob(x, params)
+    assert lp.item() == pytest.approx(Normal(0.0, 0.01).log_prob(torch.tensor(0.5)).item(), rel=1e-4)
+    lp.backward()
+    assert params.grad[0, 1].abs().item() > 0  # the sigma output still learns
 
 
 def test_likelihood_means_and_samples():

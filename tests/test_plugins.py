@@ -51,10 +51,12 @@ class TinyOptions:
     hidden: int = 16
 
 
-def build_tiny(input_shape, latent_dim, params_per_pixel, options):
+def build_tiny(shape, options):
     import math
 
     from torch import nn
+
+    input_shape, latent_dim, params_per_pixel = shape.input_shape, shape.latent_dim, shape.params_per_pixel
 
     c, h, w = input_shape
     d = math.prod(input_shape)
@@ -608,8 +610,8 @@ def test_registering_a_non_spec_is_recorded(site):
 
     info = plugin(reg, "notspecplug")
     assert info.errors == [
-        "register_architectures registered dict, not a ArchitectureSpec",
-        "register_architectures registered LikelihoodSpec, not a ArchitectureSpec",
+        "register_architectures: registered dict, not a ArchitectureSpec",
+        "register_architectures: registered LikelihoodSpec, not a ArchitectureSpec",
     ]
     assert len(warnings) == 2 and all("vaecli-notspec" in w for w in warnings)
     assert "dictarch" not in reg.names("architecture")
@@ -965,3 +967,22 @@ def test_plugin_command_cannot_silently_replace_a_builtin_command(site):
     assert "hijacked" not in result.output
     assert "--epochs" in result.stdout
     assert plugin(reg, "hijackplug").errors != []
+
+
+@pytest.mark.parametrize("bad,problem", [
+    ("vaecli.ArchitectureSpec(name='has space', help='x', build=_build)", "bad name 'has space'"),
+    ("vaecli.ArchitectureSpec(name='', help='x', build=_build)", "bad name ''"),
+    ("vaecli.ArchitectureSpec(name='nodc', help='x', build=_build, options=dict)", "options must be a dataclass"),
+    ("vaecli.ArchitectureSpec(name='nobuild', help='x', build=None)", "not callable"),
+])
+def test_unusable_specs_are_refused_at_registration(site, bad, problem):
+    source = ("import vaecli\n\n\ndef _build(*args):\n    raise AssertionError('never built')\n\n\n"
+              "@vaecli.hookimpl\ndef register_architectures(register):\n"
+              f"    register({bad})\n")
+    name = "badspec" + "".join(c for c in problem if c.isalpha())  # one package per case
+    install(site, name, source, dist=f"vaecli-{name}", version="0.1")
+    reg, warnings = fresh_registry()
+    info = plugin(reg, name)
+    assert len(info.errors) == 1 and problem in info.errors[0], info.errors
+    assert info.registers == {}
+    assert_builtins_intact(reg)

@@ -22,6 +22,7 @@ from .hookspecs import (  # noqa: E402
     DatasetSpec,
     DatasetSplits,
     LikelihoodSpec,
+    ModelShape,
     NoOptions,
     Split,
     hookimpl,
@@ -30,7 +31,7 @@ from .hookspecs import (  # noqa: E402
 __all__ = [
     "__version__", "hookimpl", "load", "train", "TrainConfig", "VaeError",
     "ArchitectureSpec", "LikelihoodSpec", "DatasetSpec", "DatasetSplits", "Split", "DataRequest",
-    "NoOptions",
+    "ModelShape", "NoOptions",
 ]
 
 

@@ -35,7 +35,7 @@ from typing import Any, Optional
 import torch
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, VaeError
 
 FORMAT = "vaecli"
 FORMAT_VERSION = 1
@@ -95,6 +95,9 @@ def atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -140,7 +143,10 @@ def save(
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "tensor_sha256": tensor_hash(tensors)}
     for key, value in meta.items():
         header[key] = json.dumps(value) if key in JSON_KEYS else str(value)
-    atomic_write(Path(path), st_save(tensors, metadata=header))
+    try:
+        atomic_write(Path(path), st_save(tensors, metadata=header))
+    except OSError as exc:
+        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
 
 
 # -- reading ----------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ class _ProgressReporter:
     def start(self, config, path, device, data) -> None:
         import torch
 
+        self.kind = config.model
         err.print(
             f"Training a {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}) "
             f"on {config.dataset} ({len(data.splits.train)} train / {len(data.splits.test)} test images of "
@@ -177,10 +178,13 @@ class _ProgressReporter:
         self.progress.update(self.task, completed=done, **fields)
 
     def epoch_end(self, m: dict) -> None:
+        if self.kind == "ae":
+            summary = f"test recon [bold]{m['test_recon']:.2f}[/] nats"
+        else:
+            summary = (f"test -ELBO [bold]{m['test_loss']:.2f}[/] nats "
+                       f"(recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})")
         self.progress.console.print(
-            f"epoch {m['epoch']:>3}  train {m['train_loss']:.2f}  "
-            f"test -ELBO [bold]{m['test_loss']:.2f}[/] nats (recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})  "
-            f"{m['seconds']:.1f} s"
+            f"epoch {m['epoch']:>3}  train {m['train_loss']:.2f}  {summary}  {m['seconds']:.1f} s"
         )
 
     def close(self) -> None:
@@ -244,13 +248,13 @@ def train(
 @app.command()
 def sample(
     ckpt: Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)],
-    n: Annotated[int, typer.Option("-n", "--n", help="How many samples.")] = 64,
+    n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
     output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-samples.png.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
     temperature: Annotated[float, typer.Option("--temperature", "-t", help="Scale of the prior draws (below 1: cleaner, less varied).")] = 1.0,
     nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")] = "mean",
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Decode draws from the prior into a grid of images."""
     _positive(n, "-n", MAX_SAMPLES)
@@ -260,15 +264,14 @@ def sample(
         raise UsageError(f"--temperature must be a positive number, got {temperature}")
     if mode not in ("mean", "sample"):
         raise UsageError(f"--mode must be 'mean' or 'sample', got {mode!r}")
-    from . import viz
-
-    output = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-samples.png"))
-
     import torch
 
-    from . import load
+    from . import load, viz
 
+    if output is not None:
+        viz.check_output(output)  # before the (slower) load
     model = load(ckpt, device)
+    output = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-samples.png"))
     gen = torch.Generator(device=model.device).manual_seed(seed)
     images = model.sample(n, temperature=temperature, mode=mode, generator=gen)
     width, height = viz.save_grid(images, output, nrow)
@@ -318,7 +321,7 @@ def info(
         ("likelihood", f"{lik.get('name')}  {_fmt_options(lik.get('options', {}))}  [dim]({_fmt_provider(lik.get('provider'))})[/]"),
         ("dataset", f"{ds.get('name')}  {_fmt_options(ds.get('options', {}))}  [dim]({_fmt_provider(ds.get('provider'))})[/]  "
                     f"{d.get('n_train', '?')} train / {d.get('n_test', '?')} test"),
-        ("classes", ", ".join(d.get("class_names") or []) or "none"),
+        ("classes", ", ".join(map(str, d.get("class_names") or [])) or "none"),
         ("preprocessing", _fmt_options(d.get("preprocessing", {}))),
         ("training", f"epochs {meta['epoch']}/{t.get('epochs')}, batch {t.get('batch_size')}, "
                      f"{t.get('optimizer', 'adam')} lr {t.get('lr')}, beta {t.get('beta')}, seed {t.get('seed')}, "
@@ -332,7 +335,7 @@ def info(
     metrics = meta.get("metrics") or []
     if metrics:
         mt = Table(title="metrics (nats per example)", title_justify="left")
-        for col in ("epoch", "train loss", "test -ELBO", "test recon", "test KL", "seconds"):
+        for col in ("epoch", "train -ELBO", "test -ELBO", "test recon", "test KL", "seconds"):
             mt.add_column(col, justify="right")
         for r in metrics:
             mt.add_row(str(r["epoch"]), f"{r['train_loss']:.2f}", f"{r['test_loss']:.2f}",

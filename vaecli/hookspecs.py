@@ -48,25 +48,37 @@ class NoOptions:
 
 
 @dataclass(frozen=True)
+class ModelShape:
+    """What an architecture must fit (more fields may come; they will have defaults).
+
+    ``input_shape``: ``(C, H, W)`` of the images; ``latent_dim``: D; ``params_per_pixel``: P,
+    the likelihood parameters per image channel and pixel; ``num_classes``: 0 for an
+    unconditional model (a class-conditional one passes labels as a second argument).
+    """
+
+    input_shape: tuple
+    latent_dim: int
+    params_per_pixel: int = 1
+    num_classes: int = 0
+
+
+@dataclass(frozen=True)
 class ArchitectureSpec:
     """An encoder/decoder pair.
 
-    ``build(input_shape, latent_dim, likelihood_params_per_pixel, options)`` returns
-    ``(encoder, decoder)``, two ``torch.nn.Module``:
+    ``build(shape, options)`` gets a ``ModelShape`` and an instance of the ``options``
+    dataclass (fields with defaults, set by the user with ``--arch-option KEY=VALUE``) and
+    returns ``(encoder, decoder)``, two ``torch.nn.Module``:
 
     - the encoder maps images ``(B, C, H, W)`` (floats, preprocessed) to ``(mean, logvar)``,
       each ``(B, latent_dim)``;
     - the decoder maps ``z`` ``(B, latent_dim)`` to likelihood parameters
-      ``(B, P * C, H, W)`` where ``P = likelihood_params_per_pixel``; channel ``p * C + c``
-      holds parameter ``p`` of image channel ``c``.
-
-    ``options`` is an instance of the ``options`` dataclass (fields with defaults; the user
-    sets them with ``--arch-option KEY=VALUE``).
+      ``(B, P * C, H, W)``; channel ``p * C + c`` holds parameter ``p`` of image channel ``c``.
     """
 
     name: str
     help: str
-    build: Callable[[tuple[int, int, int], int, int, Any], "tuple[nn.Module, nn.Module]"]
+    build: Callable[[ModelShape, Any], "tuple[nn.Module, nn.Module]"]
     options: type = NoOptions
 
 

@@ -188,6 +188,7 @@ def from_config(config: dict) -> VAE:
     """Build an (untrained) model from the ``model`` section of a checkpoint's metadata,
     through the plugin registry. A part whose plugin is missing names the distribution."""
     from . import options
+    from .hookspecs import ModelShape
     from .plugins import registry
 
     reg = registry()
@@ -199,5 +200,6 @@ def from_config(config: dict) -> VAE:
     input_shape = tuple(int(s) for s in config["input_shape"])
     latent_dim = int(config["latent_dim"])
     likelihood = lik.spec.build(lik_opts)
-    encoder, decoder = arch.spec.build(input_shape, latent_dim, likelihood.params_per_pixel, arch_opts)
+    shape = ModelShape(input_shape, latent_dim, likelihood.params_per_pixel)
+    encoder, decoder = arch.spec.build(shape, arch_opts)
     return VAE(encoder, decoder, likelihood, latent_dim, input_shape, kind=config.get("kind", "vae"))

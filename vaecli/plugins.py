@@ -11,6 +11,7 @@ limits which third-party plugins load. Built-ins always load.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import re
@@ -92,6 +93,20 @@ def _command_name(command: Any) -> str:
     from typer.main import get_command_name
 
     return command.name or get_command_name(command.callback.__name__)
+
+
+def _spec_problem(spec: Any, spec_cls: type) -> Optional[str]:
+    """Why a registered spec cannot be used, or None."""
+    if not isinstance(spec, spec_cls):
+        return f"registered {type(spec).__name__}, not a {spec_cls.__name__}"
+    if not isinstance(spec.name, str) or not spec.name or any(c.isspace() for c in spec.name):
+        return f"registered a {spec_cls.__name__} with a bad name {spec.name!r}"
+    if not (isinstance(spec.options, type) and dataclasses.is_dataclass(spec.options)):
+        return f"{spec.name}: options must be a dataclass"
+    func = getattr(spec, "build", None) or getattr(spec, "load", None)
+    if not callable(func):
+        return f"{spec.name}: its build/load is not callable"
+    return None
 
 
 # What a plugin may raise while it loads or runs a hook and still be merely "broken":
@@ -194,9 +209,9 @@ class Registry:
                 self._fail(info, f"{hook_name} raised {_describe_exc(exc)}")
                 continue
             for spec in found:
-                if not isinstance(spec, spec_cls):
-                    self._fail(info, f"{hook_name} registered {type(spec).__name__}, "
-                                     f"not a {spec_cls.__name__}")
+                problem = _spec_problem(spec, spec_cls)
+                if problem:
+                    self._fail(info, f"{hook_name}: {problem}")
                     continue
                 taken = table.get(spec.name)
                 if taken is not None:

@@ -59,7 +59,7 @@ class TrainConfig:
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise UsageError(f"--beta must be a number >= 0, got {self.beta}")
-        if self.device not in DEVICES:
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise unknown_name("device", self.device, list(DEVICES))
 
 
@@ -197,7 +197,8 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
     settings = dataclasses.asdict(config)
     settings.update(device=str(device), optimizer="adam", out=str(path))
     settings.pop("force")
-    meta: dict[str, Any] = {"model": model_meta, "data": data.describe(), "training": settings, "metrics": []}
+    meta: dict[str, Any] = {"model": model_meta, "data": data.describe(), "training": settings,
+                            "metrics": [], "created": checkpoint.now()}
     metrics: list[dict] = []
     reporter.start(config, path, device, data)
 
@@ -241,9 +242,15 @@ def _train_epoch(epoch, config, model, optimizer, train_images, test_images, bat
         )
     train_seconds = time.perf_counter() - started
     test = evaluate_split(model, test_images)
+    if not (math.isfinite(test["loss"]) and all(torch.isfinite(p).all() for p in model.parameters())):
+        raise TrainingError(
+            f"the weights became non-finite in epoch {epoch}; nothing of this epoch was saved"
+            + (f" ({path} holds epoch {epoch - 1})" if epoch > 1 else "") + "; try a smaller --lr"
+        )
     record = {
         "epoch": epoch,
-        "train_loss": train_recon + config.beta * train_kl,
+        "train_loss": train_recon + train_kl,  # the negative ELBO, whatever --beta
+        "train_objective": train_recon + config.beta * train_kl,
         "train_recon": train_recon,
         "train_kl": train_kl,
         "test_loss": test["loss"],
@@ -251,8 +258,8 @@ def _train_epoch(epoch, config, model, optimizer, train_images, test_images, bat
         "test_kl": test["kl"],
         "seconds": train_seconds,
     }
-    metrics.append(record)
-    meta["metrics"] = metrics
+    meta["metrics"] = metrics + [record]
     meta["epoch"] = epoch
     checkpoint.save(path, model, meta, optimizer=optimizer, rng=True)
+    metrics.append(record)  # only once it is on disk
     reporter.epoch_end(record)

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, VaeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MIN_CELL = 64  # grids are scaled up (nearest neighbour) until each image is at least this wide
@@ -53,7 +53,10 @@ def save_image(image: torch.Tensor, path: Path) -> None:
     array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     if array.shape[2] == 1:
         array = array[:, :, 0]
-    Image.fromarray(array).save(path)
+    try:
+        Image.fromarray(array).save(path)
+    except OSError as exc:
+        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: Optional[int] = None, scale: Optional[int] = None) -> tuple[int, int]:

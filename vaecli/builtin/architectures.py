@@ -24,12 +24,13 @@ class MLPOptions:
             raise ValueError(f"hidden sizes must be positive, got {self.hidden}")
 
 
-def build_mlp(input_shape, latent_dim, params_per_pixel, options: MLPOptions):
+def build_mlp(shape, options: MLPOptions):
     from .nets import MLPDecoder, MLPEncoder
 
     return (
-        MLPEncoder(input_shape, latent_dim, options.hidden, options.activation),
-        MLPDecoder(input_shape, latent_dim, params_per_pixel, options.hidden, options.activation),
+        MLPEncoder(shape.input_shape, shape.latent_dim, options.hidden, options.activation),
+        MLPDecoder(shape.input_shape, shape.latent_dim, shape.params_per_pixel, options.hidden,
+                   options.activation),
     )
 
 

@@ -51,7 +51,7 @@ def _mnist_raw(data_dir: Path) -> Path:
 
 def load_mnist(request: DataRequest, options) -> DatasetSplits:
     raw = _mnist_raw(request.data_dir)
-    missing = [f for f in MNIST_FILES if not (raw / f).exists() and not (raw / f"{f}.gz").exists()]
+    missing = [f for f in MNIST_FILES if not (raw / f).exists()]
     if missing and not request.download:
         raise DataUnavailableError(
             f"MNIST files not found in {raw} (missing {', '.join(missing)}) and --no-download was "

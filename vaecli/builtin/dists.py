@@ -31,7 +31,8 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    """p(x|z) = prod N(x; mu, sigma^2), sigma fixed, shared and learned, or per pixel."""
+    """p(x|z) = prod N(x; mu, sigma^2), sigma fixed, shared and learned, or per pixel.
+    A learned sigma is exp(raw) + min_sigma, so it never reaches zero."""
 
     def __init__(self, sigma: float, learn_sigma: str, min_sigma: float) -> None:
         super().__init__()
@@ -45,11 +46,13 @@ class Gaussian(Likelihood):
             self.register_buffer("log_sigma", log_sigma)
 
     def _log_sigma(self, params: torch.Tensor) -> torch.Tensor:
+        if self.learn_sigma == "no":
+            return self.log_sigma
+        raw = self.log_sigma
         if self.learn_sigma == "pixel":
-            raw = params[:, 1] + self.log_sigma  # the decoder predicts an offset from sigma
-        else:
-            raw = self.log_sigma
-        return raw.clamp(min=self.min_log_sigma)
+            raw = params[:, 1] + raw  # the decoder predicts an offset from the initial sigma
+        # sigma = exp(raw) + min_sigma: a soft floor that never stops the gradient
+        return torch.logaddexp(raw, torch.full_like(raw, self.min_log_sigma))
 
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         lp = gaussian_log_prob(x, params[:, 0], self._log_sigma(params))

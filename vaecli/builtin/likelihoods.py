@@ -13,7 +13,8 @@ SIGMA_MODES = ("no", "shared", "pixel")
 class GaussianOptions:
     """``sigma``: the fixed standard deviation (or the initial one when learned);
     ``learn_sigma``: ``no`` (fixed), ``shared`` (one learned sigma for all pixels) or ``pixel``
-    (the decoder outputs a sigma per pixel); ``min_sigma``: floor of a learned sigma."""
+    (the decoder outputs a sigma per pixel); ``min_sigma``: added to a learned sigma, so that it
+    stays above it."""
 
     sigma: float = 0.1
     learn_sigma: str = "no"
