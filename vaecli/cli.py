@@ -143,8 +143,8 @@ class _ProgressReporter:
         )
         self.task = None
         self.started = False
+        self.kind = "vae"
         self._last = 0.0
-        self._loss: Optional[float] = None
 
     def start(self, config, path, device, data) -> None:
         import torch
@@ -268,8 +268,6 @@ def sample(
 
     from . import load, viz
 
-    if output is not None:
-        viz.check_output(output)  # before the (slower) load
     model = load(ckpt, device)
     output = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-samples.png"))
     gen = torch.Generator(device=model.device).manual_seed(seed)

@@ -122,7 +122,6 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
-        self._by_pm_name: dict[str, PluginInfo] = {}
         self.parts: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
         self._commands_added: set[int] = set()
         self._load_builtins()
@@ -151,8 +150,7 @@ class Registry:
         unknown = [c.name for c in (self.pm.get_hookcallers(obj) or []) if not c.has_spec()]
         if unknown:
             self._fail(info, f"implements unknown hook(s) {', '.join(unknown)}, ignored")
-        info.pm_name = pm_name
-        self._by_pm_name[pm_name] = info
+        info.pm_name = pm_name  # set only once registered: _impls looks plugins up by it
 
     def _load_builtins(self) -> None:
         for module_name in BUILTIN_MODULES:
@@ -165,8 +163,7 @@ class Registry:
 
     def _load_entry_points(self) -> None:
         allowed = os.environ.get("VAECLI_LOAD_PLUGINS")
-        allow = None if allowed is None else {n.strip() for n in allowed.split(",") if n.strip()}
-        allow = None if allow is None else {_normalize(n) for n in allow}
+        allow = None if allowed is None else {_normalize(n.strip()) for n in allowed.split(",") if n.strip()}
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             dist_name, version = "unknown", "?"
             try:

@@ -59,8 +59,6 @@ class TrainConfig:
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if not (math.isfinite(self.beta) and self.beta >= 0):
             raise UsageError(f"--beta must be a number >= 0, got {self.beta}")
-        if self.device not in DEVICES and not self.device.startswith("cuda:"):
-            raise unknown_name("device", self.device, list(DEVICES))
 
 
 @dataclass
@@ -136,8 +134,9 @@ def output_path(config: TrainConfig) -> Path:
     return path
 
 
-def model_config(config: TrainConfig, input_shape: tuple[int, int, int]) -> dict:
-    """The ``model`` section of the checkpoint metadata, options checked against their specs."""
+def model_config(config: TrainConfig) -> dict:
+    """The ``model`` section of the checkpoint metadata, options checked against their specs;
+    ``input_shape`` is filled in once the data is loaded."""
     reg = registry()
     arch = reg.get("architecture", config.arch)
     lik = reg.get("likelihood", config.likelihood)
@@ -146,7 +145,7 @@ def model_config(config: TrainConfig, input_shape: tuple[int, int, int]) -> dict
     return {
         "kind": config.model,
         "latent_dim": int(config.latent_dim),
-        "input_shape": list(input_shape),
+        "input_shape": None,
         "architecture": {"name": config.arch, "options": opts.to_json(arch_opts),
                          "provider": arch.plugin.provider()},
         "likelihood": {"name": config.likelihood, "options": opts.to_json(lik_opts),
@@ -179,13 +178,10 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
     config.check()
     path = output_path(config)
     device = resolve_device(config.device)
-    reg = registry()
-    for kind, name in (("architecture", config.arch), ("likelihood", config.likelihood)):
-        reg.get(kind, name)  # unknown names fail before the data loads
-
+    model_meta = model_config(config)  # unknown names and bad options fail before the data loads
     data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download)
+    model_meta["input_shape"] = list(data.input_shape)
     torch.manual_seed(config.seed)
-    model_meta = model_config(config, data.input_shape)
     model = from_config(model_meta).to(device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -234,18 +230,14 @@ def _train_epoch(epoch, config, model, optimizer, train_images, test_images, bat
         sum_kl += terms.kl.detach().sum()
         reporter.step(i, terms.loss.detach())
     train_recon, train_kl = sum_recon.item() / n, sum_kl.item() / n
-    if not math.isfinite(train_recon + train_kl):
-        raise TrainingError(
-            f"the loss became non-finite in epoch {epoch}; nothing of this epoch was saved"
-            + (f" ({path} holds epoch {epoch - 1})" if epoch > 1 else "")
-            + "; try a smaller --lr"
-        )
     train_seconds = time.perf_counter() - started
     test = evaluate_split(model, test_images)
-    if not (math.isfinite(test["loss"]) and all(torch.isfinite(p).all() for p in model.parameters())):
+    finite = math.isfinite(train_recon + train_kl + test["loss"])
+    if not (finite and all(torch.isfinite(p).all() for p in model.parameters())):
         raise TrainingError(
-            f"the weights became non-finite in epoch {epoch}; nothing of this epoch was saved"
-            + (f" ({path} holds epoch {epoch - 1})" if epoch > 1 else "") + "; try a smaller --lr"
+            f"the loss or the weights became non-finite in epoch {epoch}; nothing of this epoch "
+            f"was saved" + (f" ({path} holds epoch {epoch - 1})" if epoch > 1 else "")
+            + "; try a smaller --lr"
         )
     record = {
         "epoch": epoch,
