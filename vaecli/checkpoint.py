@@ -173,6 +173,13 @@ def _refuse(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"{path}: {why}")
 
 
+def _looks_pickled(data: bytes) -> bool:
+    """A pickle (protocol 2 to 5 starts with 0x80 and the protocol) or a zip (PyTorch's .pt).
+    Asked only of files that are not valid safetensors: a safetensors header length may start
+    with the byte 0x80 too."""
+    return (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or data[:4] == b"PK\x03\x04"
+
+
 def read(path: Path | str) -> Checkpoint:
     """Read and check a checkpoint; anything that is not an intact vaecli checkpoint is a
     ``CheckpointError`` saying what it is instead. Nothing is ever unpickled."""
@@ -189,9 +196,6 @@ def read(path: Path | str) -> Checkpoint:
         raise _refuse(path, f"cannot be read ({exc.strerror or exc})") from None
     if not data:
         raise _refuse(path, "is empty, not a checkpoint")
-    if data[:1] == b"\x80" or data[:4] == b"PK\x03\x04":
-        raise _refuse(path, "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
-                            "checkpoints (pickles can run code, so they are never loaded)")
     try:
         header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8:8 + header_len]) if 8 + header_len <= len(data) else None
@@ -199,6 +203,9 @@ def read(path: Path | str) -> Checkpoint:
             raise ValueError("bad header")
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error type for any malformed file
+        if _looks_pickled(data):
+            raise _refuse(path, "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
+                                "checkpoints (pickles can run code, so they are never loaded)") from None
         reason = "truncated or corrupt" if len(data) >= 8 else "too short"
         raise _refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})") from None
     raw_meta = header.get("__metadata__") or {}

@@ -140,6 +140,7 @@ class _ProgressReporter:
             TimeRemainingColumn(),
             console=err,
             transient=True,
+            disable=not err.is_terminal,  # no bar (nor its blank line) in logs and pipes
         )
         self.task = None
         self.started = False
@@ -216,10 +217,13 @@ def train(
     arch_option: Annotated[Optional[List[str]], typer.Option("--arch-option", help=_options_help("Architecture") + " E.g. hidden=512,256 activation=tanh.")] = None,
     likelihood_option: Annotated[Optional[List[str]], typer.Option("--likelihood-option", help=_options_help("Likelihood") + " E.g. learn_sigma=shared.")] = None,
     data_option: Annotated[Optional[List[str]], typer.Option("--data-option", help=_options_help("Dataset") + " E.g. n_train=5000.")] = None,
+    viz_dir: Annotated[Optional[Path], typer.Option("--viz-dir", help="Write pictures of every epoch here (reconstructions, prior samples, latent scatter) and training.gif at the end.")] = None,
+    tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="Log metrics and pictures for TensorBoard into this folder (pip install tensorboard).")] = None,
 ) -> None:
     """Train a VAE and write a checkpoint after every epoch.
 
-    Prints the test negative ELBO (nats per example) after each epoch.
+    Prints the test negative ELBO (nats per example) after each epoch, and appends it to
+    CKPT.metrics.jsonl beside the checkpoint.
     """
     from .options import parse_pairs
     from .training import TrainConfig, run
@@ -231,6 +235,7 @@ def train(
         model=model, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta,
         seed=seed, device=device, data_dir=str(data_dir) if data_dir else None,
         download=not no_download, out=str(output) if output else None, force=force,
+        viz_dir=str(viz_dir) if viz_dir else None, tensorboard=str(tensorboard) if tensorboard else None,
     )
     reporter = _ProgressReporter()
     try:
@@ -239,6 +244,8 @@ def train(
         reporter.close()
     last = result.metrics[-1]
     out.print(f"Saved {result.path} after {last['epoch']} epochs: test -ELBO {last['test_loss']:.2f} nats per example.")
+    if config.viz_dir:
+        out.print(f"Pictures of each epoch and the animation: {Path(config.viz_dir) / 'training.gif'}")
     out.print(f"Next: vae sample {result.path} -o samples.png   |   vae info {result.path}")
 
 
@@ -274,6 +281,457 @@ def sample(
     images = model.sample(n, temperature=temperature, mode=mode, generator=gen)
     width, height = viz.save_grid(images, output, nrow)
     out.print(f"Wrote {n} samples to {output} ({width}x{height} px).")
+
+
+# -- shared by the commands that use a trained model ---------------------------------------------
+
+CkptArg = Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)]
+INPUT_HELP = ("DATASET:SPLIT (mnist:test), DATASET:SPLIT:INDEX (mnist:test:7), an image file or a "
+              "folder of images.")
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
+DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where datasets live (default: the one the checkpoint was trained with, else ~/.cache/vaecli/data).")]
+NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download a dataset; fail if its files are missing.")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")]
+MAX_GRID = 256  # latents decoded into one picture unless -n says otherwise
+
+
+def _warn(message: str) -> None:
+    err.print(f"[yellow]vae: warning:[/] {escape(message)}")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in ("mean", "sample"):
+        raise UsageError(f"--mode must be 'mean' or 'sample', got {mode!r}")
+    return mode
+
+
+def _model(ckpt: Path, device: str):
+    from . import load
+
+    return load(ckpt, device)
+
+
+def _inputs(model, text: Optional[str], data_dir: Optional[Path], no_download: bool):
+    """The images an INPUT argument names; without one, the test split of the checkpoint's dataset."""
+    from .data import load_input
+
+    if text is None:
+        text = f"{model.meta['data']['dataset']['name']}:test"
+    inputs = load_input(text, model.meta, data_dir, download=not no_download)
+    for w in inputs.warnings:
+        _warn(w)
+    return inputs
+
+
+def _picture_out(output: Optional[Path], ckpt: Path, kind: str, suffixes=None) -> Path:
+    from . import viz
+
+    default = ckpt.with_name(f"{ckpt.stem}-{kind}.png")
+    return viz.check_output(output or default, suffixes or viz.IMAGE_SUFFIXES)
+
+
+class _Bar:
+    """A transient Rich progress bar over images; ``with _Bar(n, "encoding") as update:``.
+    Drawn only for work large enough to wait for."""
+
+    def __init__(self, total: int, label: str, show: bool = True) -> None:
+        self.total, self.label, self.show = total, label, show
+        self.progress = None
+
+    def __enter__(self):
+        if not (self.show and err.is_terminal):
+            return lambda done: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True)
+        self.progress.start()
+        task = self.progress.add_task(self.label, total=self.total)
+        return lambda done: self.progress.update(task, completed=done)
+
+    def __exit__(self, *exc) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+# -- encode -----------------------------------------------------------------------------------
+
+
+@app.command()
+def encode(
+    ckpt: CkptArg,
+    input: Annotated[str, typer.Argument(help=INPUT_HELP, show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output: .npy (posterior means [N, D]), .safetensors (mean, logvar, labels) or .csv (a table with labels). Default: CKPT-latents.npy.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 1000,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
+) -> None:
+    """Encode images into their latent codes (the posterior means and log-variances)."""
+    from . import latents
+    from .model import encode_all
+
+    _positive(batch_size, "--batch-size")
+    output = Path(output or ckpt.with_name(f"{ckpt.stem}-latents.npy")).expanduser()
+    latents.check_suffix(output, "-o")
+    _check_data_out(output, ckpt, force)
+    model = _model(ckpt, device)
+    inputs = _inputs(model, input, data_dir, no_download)
+    with _Bar(len(inputs), "encoding", show=len(inputs) > 5 * batch_size) as update:
+        mean, logvar = encode_all(model, inputs.images, batch_size, update)
+    latents.write(output, mean, logvar if model.kind == "vae" else None, inputs.labels, inputs.class_names,
+                  {"checkpoint": str(ckpt), "input": inputs.source, "latent_dim": model.latent_dim})
+    out.print(f"Wrote the latent codes of {len(mean)} images ({model.latent_dim} dimensions) to {output}.")
+
+
+def _check_data_out(output: Path, ckpt: Path, force: bool) -> None:
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a folder; give a file name")
+    if not output.parent.is_dir():
+        raise UsageError(f"-o {output}: the folder {output.parent} does not exist")
+    if not os.access(output.parent, os.W_OK):
+        raise UsageError(f"-o {output}: the folder {output.parent} is not writable")
+    if output.exists():
+        if output.resolve() == Path(ckpt).expanduser().resolve():
+            raise UsageError(f"-o {output} is the checkpoint itself; choose another file")
+        if not force:
+            raise UsageError(f"{output} already exists; pass --force to overwrite it, or choose another -o")
+
+
+# -- decode -----------------------------------------------------------------------------------
+
+
+@app.command()
+def decode(
+    ckpt: CkptArg,
+    latent_file: Annotated[Optional[Path], typer.Argument(metavar="LATENTS", help="A file from vae encode, or a .npy/.csv of shape [N, D].", show_default=False)] = None,
+    z: Annotated[Optional[List[str]], typer.Option("--z", help="One latent code as comma-separated numbers (repeatable), e.g. --z 0.5,-1.2,...")] = None,
+    n: Annotated[Optional[int], typer.Option("-n", help=f"Decode the first N codes. Default: all, at most {MAX_GRID}.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-decoded.png.")] = None,
+    nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
+    mode: ModeOpt = "mean",
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --mode sample.")] = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Decode latent codes into a grid of images."""
+    import torch
+
+    from . import latents, viz
+
+    if (latent_file is None) == (not z):
+        raise UsageError("give either a LATENTS file or --z values, not both" if latent_file else
+                         "give a LATENTS file (from vae encode) or --z 0.1,-2,... ")
+    if n is not None:
+        _positive(n, "-n", MAX_SAMPLES)
+    if nrow is not None:
+        _positive(nrow, "--nrow")
+    _check_mode(mode)
+    codes, _ = latents.read(latent_file) if latent_file else (latents.parse_rows(z), None)
+    source = f"LATENTS {latent_file}" if latent_file else "--z"
+    model = _model(ckpt, device)
+    codes = latents.check(codes, model.latent_dim, source)
+    output = _picture_out(output, ckpt, "decoded")
+    if n is None and len(codes) > MAX_GRID:
+        _warn(f"{source} holds {len(codes)} codes; decoding the first {MAX_GRID} (-n to choose)")
+        n = MAX_GRID
+    codes = codes[:n]
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    images = model.decode(codes, mode=mode, generator=gen)
+    width, height = viz.save_grid(images, output, nrow)
+    out.print(f"Wrote {len(images)} decoded images to {output} ({width}x{height} px).")
+
+
+# -- reconstruct ------------------------------------------------------------------------------
+
+
+@app.command()
+def reconstruct(
+    ckpt: CkptArg,
+    input: Annotated[Optional[str], typer.Argument(help=INPUT_HELP + " Default: the test split of the checkpoint's dataset.", show_default=False)] = None,
+    n: Annotated[int, typer.Option("-n", help="How many images (the first N of INPUT).")] = 16,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-reconstructions.png.")] = None,
+    nrow: Annotated[int, typer.Option("--nrow", help="Images per row; each row of inputs has its reconstructions below it.")] = 8,
+    mode: ModeOpt = "mean",
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
+) -> None:
+    """Show images above their reconstructions (decoded posterior means)."""
+    from . import viz
+
+    _positive(n, "-n", MAX_SAMPLES)
+    _positive(nrow, "--nrow")
+    _check_mode(mode)
+    model = _model(ckpt, device)
+    output = _picture_out(output, ckpt, "reconstructions")
+    inputs = _inputs(model, input, data_dir, no_download).take(n)
+    originals = model.prepare(inputs.images)
+    recon = model.reconstruct(inputs.images, mode=mode)
+    width, height = viz.save_grid(viz.above(originals, recon, nrow), output, min(nrow, len(originals)))
+    out.print(f"Wrote {len(originals)} images and their reconstructions to {output} ({width}x{height} px).")
+
+
+# -- interpolate ------------------------------------------------------------------------------
+
+
+@app.command()
+def interpolate(
+    ckpt: CkptArg,
+    a: Annotated[Optional[str], typer.Argument(metavar="[A", help="Start: " + INPUT_HELP + " Without A and B: two draws from the prior.", show_default=False)] = None,
+    b: Annotated[Optional[str], typer.Argument(metavar="B]", help="End, named like A.", show_default=False)] = None,
+    steps: Annotated[int, typer.Option("--steps", "-s", help="Images along each path, both ends included.")] = 10,
+    method: Annotated[str, typer.Option("--method", help="slerp (great circle, White 2016) or lerp (straight line).")] = "slerp",
+    pairs: Annotated[int, typer.Option("--pairs", "-k", help="Paths, one per row: the first K images of A and B, or K pairs of prior draws.")] = 1,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output: .png (one row per path) or .gif (animated there and back). Default: CKPT-interpolation.png.")] = None,
+    frame_ms: Annotated[int, typer.Option("--frame-ms", help="Milliseconds per frame of a .gif.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
+    mode: ModeOpt = "mean",
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
+) -> None:
+    """Decode the path between two latent codes: of two images, or of two prior draws."""
+    import torch
+
+    from . import latents, viz
+
+    if (a is None) != (b is None):
+        raise UsageError("give both A and B, or neither (then two prior draws are used)")
+    _positive(steps, "--steps", 1000)
+    if steps < 2:
+        raise UsageError("--steps must be at least 2")
+    _positive(pairs, "--pairs", 100)
+    _positive(frame_ms, "--frame-ms", 60_000)
+    _check_mode(mode)
+    if method not in ("slerp", "lerp"):
+        raise UsageError(f"--method must be slerp or lerp, got {method!r}")
+    model = _model(ckpt, device)
+    output = _picture_out(output, ckpt, "interpolation", viz.IMAGE_SUFFIXES + viz.ANIMATION_SUFFIXES)
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    if a is None:
+        ends = torch.randn(2, pairs, model.latent_dim, generator=gen, device=model.device)
+        start, end = ends[0], ends[1]
+    else:
+        start, end = (_endpoints(model, text, pairs, data_dir, no_download) for text in (a, b))
+    path = latents.interpolate(start, end, steps, method)  # (K, S, D)
+    images = model.decode(path.reshape(-1, model.latent_dim), mode=mode, generator=gen)  # (K*S, C, H, W)
+    if output.suffix.lower() == ".gif":
+        per_step = images.view(pairs, steps, *images.shape[1:]).transpose(0, 1)  # (S, K, C, H, W)
+        order = list(range(steps)) + list(range(steps - 2, 0, -1))  # there and back
+        frames = [viz.grid(per_step[i], nrow=pairs) for i in order]
+        count = viz.save_gif(frames, output, frame_ms)
+        out.print(f"Wrote a {count}-frame animation of {pairs} path(s) of {steps} steps ({method}) to {output}.")
+        return
+    width, height = viz.save_grid(images, output, steps)
+    out.print(f"Wrote {pairs} path(s) of {steps} steps ({method}) to {output} ({width}x{height} px).")
+
+
+def _endpoints(model, text: str, pairs: int, data_dir, no_download):
+    inputs = _inputs(model, text, data_dir, no_download)
+    if len(inputs) < pairs:
+        raise UsageError(f"{text} holds {len(inputs)} image(s); --pairs {pairs} needs {pairs}")
+    mean, _ = model.encode(inputs.images[:pairs])
+    return mean
+
+
+# -- plot-latent ------------------------------------------------------------------------------
+
+
+@app.command("plot-latent")
+def plot_latent(
+    ckpt: CkptArg,
+    input: Annotated[Optional[str], typer.Argument(help=INPUT_HELP + " Default: the test split of the checkpoint's dataset.", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output picture (.png, .pdf, .svg). Default: CKPT-latent.png, CKPT-manifold.png or CKPT-traverse.png.")] = None,
+    manifold: Annotated[bool, typer.Option("--manifold", help="Decode a grid over a latent plane, spaced by the inverse normal CDF (Kingma & Welling 2013, fig. 4).")] = False,
+    traverse: Annotated[bool, typer.Option("--traverse", help="One row per latent dimension, ordered by its KL: that dimension swept, the others at the first input's code.")] = False,
+    method: Annotated[str, typer.Option("--method", help="Scatter axes for more than 2 dimensions: pca (first two principal components) or dims (two latent dimensions, see --dims).")] = "pca",
+    dims: Annotated[Optional[str], typer.Option("--dims", help="Two latent dimensions I,J for --method dims and --manifold. Default: the two with the largest KL.")] = None,
+    color_by: Annotated[Optional[str], typer.Option("--color-by", help="label, or a factor of variation the dataset records (shapes: scale, orientation, pos_x, pos_y).")] = None,
+    max_points: Annotated[int, typer.Option("--max-points", help="Plot at most this many points (the first ones).")] = 10_000,
+    grid_size: Annotated[Optional[int], typer.Option("--grid", help="Cells per side of --manifold (20); columns of --traverse (11).", show_default=False)] = None,
+    extent: Annotated[Optional[float], typer.Option("--range", help="--traverse sweeps each dimension over [-R, R] (3); --manifold spans [-R, R] instead of the inverse-CDF grid.", show_default=False)] = None,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
+) -> None:
+    """Picture the latent space: scatter, learned manifold or traversal.
+
+    By default a scatter of the posterior means of INPUT coloured by label; --manifold decodes a
+    grid over a latent plane; --traverse sweeps each dimension in turn.
+    """
+    from . import viz
+    from .model import encode_all
+
+    if manifold and traverse:
+        raise UsageError("--manifold and --traverse make different pictures; choose one")
+    if method not in ("pca", "dims"):
+        raise UsageError(f"--method must be pca or dims, got {method!r}")
+    _positive(max_points, "--max-points")
+    if grid_size is not None:
+        _positive(grid_size, "--grid", 100)
+    if extent is not None and not (math.isfinite(extent) and 0 < extent <= 100):
+        raise UsageError(f"--range must be a number above 0 and at most 100, got {extent}")
+    model = _model(ckpt, device)
+    kind = "manifold" if manifold else "traverse" if traverse else "latent"
+    output = _picture_out(output, ckpt, kind, viz.PLOT_SUFFIXES)
+    chosen = _parse_dims(dims, model.latent_dim)
+    if model.latent_dim < 2 and not traverse:
+        raise UsageError("this model has a 1-dimensional latent space; use --traverse")
+    need_inputs = traverse or not manifold or (chosen is None and model.latent_dim > 2)
+    inputs = _inputs(model, input, data_dir, no_download).take(max_points) if need_inputs else None
+    if inputs is not None:
+        with _Bar(len(inputs), "encoding", show=len(inputs) > 5000) as update:
+            mean, logvar = encode_all(model, inputs.images, progress=update)
+        kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).mean(0).double()  # (D,)
+        by_kl = kl.argsort(descending=True).tolist()
+    if chosen is None and model.latent_dim >= 2:
+        chosen = (0, 1) if model.latent_dim == 2 else tuple(sorted(by_kl[:2]))
+    if manifold:
+        size = _manifold(model, output, chosen, grid_size or 20, extent or 0.0)
+    elif traverse:
+        size = _traverse(model, output, inputs, mean, kl, by_kl, grid_size or 11, extent or 3.0)
+    else:
+        size = _scatter(model, output, inputs, mean, method, chosen, color_by)
+    out.print(f"Wrote {output} ({size[0]}x{size[1]} px).")
+
+
+def _parse_dims(text: Optional[str], latent_dim: int):
+    if text is None:
+        return None
+    try:
+        i, j = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--dims {text!r}: give two latent dimensions as I,J, e.g. --dims 0,1") from None
+    for d in (i, j):
+        if not 0 <= d < latent_dim:
+            raise UsageError(f"--dims {text}: dimension {d} does not exist (the latent space has "
+                             f"dimensions 0 to {latent_dim - 1})")
+    if i == j:
+        raise UsageError(f"--dims {text}: give two different dimensions")
+    return i, j
+
+
+def _scatter(model, output, inputs, mean, method, chosen, color_by):
+    from . import latents, viz
+
+    labels = values = None
+    value_name = ""
+    if color_by is None:
+        color_by = "label" if inputs.labels is not None else None
+    if color_by == "label":
+        if inputs.labels is None:
+            raise UsageError(f"{inputs.source} has no labels to colour by")
+        labels = inputs.labels
+    elif color_by is not None:
+        if color_by not in inputs.factors:
+            known = ", ".join(["label"] + sorted(inputs.factors))
+            raise UsageError(f"--color-by {color_by}: {inputs.source} records {known}")
+        values, value_name = inputs.factors[color_by].float(), color_by
+    d = model.latent_dim
+    if d == 2 or method == "dims":
+        i, j = chosen
+        points = mean[:, [i, j]]
+        xlabel, ylabel, how = f"z{i}", f"z{j}", ""
+    else:
+        points, share = latents.pca(mean)
+        xlabel, ylabel = (f"PC{k + 1} ({100 * share[k]:.0f}% of variance)" for k in range(2))
+        how = ", PCA"
+    title = f"Posterior means of {len(mean)} images of {inputs.source} ({d}-D latent{how})"
+    return viz.scatter(points, output, title=title, xlabel=xlabel, ylabel=ylabel, labels=labels,
+                       class_names=inputs.class_names if color_by == "label" else None,
+                       values=values, value_name=value_name)
+
+
+def _manifold(model, output, chosen, size, extent):
+    import torch
+
+    from . import latents, viz
+
+    i, j = chosen
+    values = latents.normal_grid(size, extent)
+    z = torch.zeros(size, size, model.latent_dim, dtype=torch.float64)
+    z[:, :, i] = values.view(1, size)  # columns: z_i left to right
+    z[:, :, j] = values.flip(0).view(size, 1)  # rows: z_j top to bottom, largest first
+    images = model.decode(z.view(-1, model.latent_dim))
+    ticks = [f"{v:.2f}" if size <= 12 or k % max(1, size // 8) == 0 else "" for k, v in enumerate(values.tolist())]
+    others = " (other dimensions at 0)" if model.latent_dim > 2 else ""
+    spacing = "inverse normal CDF" if not extent else f"even over [-{extent:g}, {extent:g}]"
+    return viz.image_table(images, size, output, title=f"Learned manifold: z{i} and z{j}, {spacing}{others}",
+                           row_labels=list(reversed(ticks)), col_labels=ticks, xlabel=f"z{i}", ylabel=f"z{j}")
+
+
+def _traverse(model, output, inputs, mean, kl, by_kl, steps, extent):
+    import torch
+
+    from . import latents, viz
+
+    values = latents.normal_grid(steps, extent)
+    base = mean[0].double()
+    z = base.repeat(len(by_kl), steps, 1)  # (D, S, D)
+    for row, d in enumerate(by_kl):
+        z[row, :, d] = values
+    images = model.decode(z.view(-1, model.latent_dim))
+    row_labels = [f"z{d}  KL {kl[d]:.2f}" for d in by_kl]
+    col_labels = [f"{v:.1f}" for v in values.tolist()]
+    base_name = inputs.source if len(inputs) == 1 else f"image 0 of {inputs.source}"
+    return viz.image_table(images, len(by_kl), output,
+                           title=f"Latent traversal from {base_name}, rows by KL (nats)",
+                           row_labels=row_labels, col_labels=col_labels, xlabel="value of the swept dimension")
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+
+@app.command()
+def evaluate(
+    ckpt: CkptArg,
+    input: Annotated[Optional[str], typer.Argument(help=INPUT_HELP + " Default: the test split of the checkpoint's dataset.", show_default=False)] = None,
+    iw_samples: Annotated[int, typer.Option("--iw-samples", "-k", help="Importance samples per image for the NLL estimate (Burda et al. 2015 use 5000).")] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch. Default: as many as fit in about 64 MB per tensor.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the posterior samples.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    device: DeviceOpt = "auto",
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
+) -> None:
+    """Numbers comparable with papers: -ELBO, IWAE NLL, bits/dim, active units.
+
+    The negative ELBO with its reconstruction and KL parts, the importance-weighted estimate of
+    the negative log-likelihood (Burda et al. 2015), in nats per example.
+    """
+    import time
+
+    from .model import evaluate as run_evaluation
+
+    _positive(iw_samples, "--iw-samples", 100_000)
+    if batch_size:
+        _positive(batch_size, "--batch-size")
+    model = _model(ckpt, device)
+    inputs = _inputs(model, input, data_dir, no_download)
+    started = time.perf_counter()
+    with _Bar(len(inputs), f"evaluating (k={iw_samples})", show=not as_json) as update:
+        result = run_evaluation(model, inputs.images, iw_samples, batch_size, seed, update)
+    result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{ckpt} on {inputs.source} ({result['examples']} images), nats per example",
+                  title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(style="dim")
+    if result["kind"] == "ae":
+        table.add_row("reconstruction", f"{result['recon']:.2f}", "-log p(x|z), z the encoder's code")
+    else:
+        table.add_row("-ELBO", f"{result['loss']:.2f}", "reconstruction + KL")
+        table.add_row("  reconstruction", f"{result['recon']:.2f}", escape(f"E_q[-log p(x|z)], {iw_samples} sample(s)"))
+        table.add_row("  KL", f"{result['kl']:.2f}", "KL(q(z|x) || p(z)), closed form")
+        table.add_row("NLL (IWAE)", f"{result['nll']:.2f}", f"-log p(x), k={iw_samples} (Burda et al. 2015)")
+        table.add_row("bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)")
+        table.add_row("active units", f"{result['active_units']} / {result['latent_dim']}", escape("Cov_x E_q[z_u] > 0.01"))
+    out.print(table)
+    out.print(f"[dim]{result['seconds']:.1f} s on {model.device}[/]")
 
 
 # -- info -------------------------------------------------------------------------------------

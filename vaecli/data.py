@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional
 import torch
 
 from . import options as opts
-from .errors import VaeError
+from .errors import UsageError, VaeError
 from .hookspecs import DataRequest, DatasetSplits, Split
 from .plugins import Registered, registry
 
@@ -102,3 +102,178 @@ def batch_indices(
     else:
         order = torch.arange(n, device=device)
     yield from order.split(batch_size)
+
+
+# -- inputs of the commands: DATASET:SPLIT[:INDEX], an image file or a folder of images ------
+
+SPLITS = ("train", "test")
+IMAGE_FILES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+CHANNEL_NAMES = {1: "grey", 3: "RGB"}
+
+
+@dataclass
+class Inputs:
+    """Images named by the user, already converted to what the model expects."""
+
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: Optional[torch.Tensor]  # (N,) int64, or None
+    class_names: Optional[list]
+    factors: dict  # name -> (N,) tensor (the shapes dataset's factors of variation)
+    source: str
+    warnings: list
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def take(self, n: int) -> "Inputs":
+        """The first ``n`` images (all if fewer)."""
+        return Inputs(self.images[:n], None if self.labels is None else self.labels[:n],
+                      self.class_names, {k: v[:n] for k, v in self.factors.items()}, self.source,
+                      self.warnings)
+
+
+def describe_shape(shape) -> str:
+    c, h, w = shape
+    return f"{h}x{w} {CHANNEL_NAMES.get(c, f'{c}-channel')}"
+
+
+def _parse_dataset_input(text: str) -> Optional[tuple[str, str, Optional[int]]]:
+    """``NAME:SPLIT`` or ``NAME:SPLIT:INDEX`` (parsed from the right, so a NAME may hold ':')."""
+    parts = text.split(":")
+    index = None
+    if len(parts) >= 3 and parts[-1].lstrip("-").isdigit():
+        index = int(parts.pop())
+    if len(parts) >= 2 and parts[-1] in SPLITS:
+        return ":".join(parts[:-1]), parts[-1], index
+    return None
+
+
+def load_input(text: str, meta: dict, data_dir: Optional[Path | str] = None, download: bool = True) -> Inputs:
+    """Resolve an INPUT argument for a model whose checkpoint metadata is ``meta``.
+
+    ``mnist:test`` and ``mnist:test:7`` name a dataset split or one image of it (the
+    checkpoint's own dataset is loaded with its recorded options); anything else is an image
+    file or a folder of images. Images are converted to the model's input shape when that is
+    unambiguous (grey <-> RGB; a resize keeping the aspect ratio, with a warning).
+    """
+    expected = tuple(int(s) for s in meta["model"]["input_shape"])
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _load_folder(path, expected)
+    if path.is_file():
+        images, warnings = conform(_read_image(path), expected, str(path))
+        return Inputs(images, None, None, {}, str(path), warnings)
+    parsed = _parse_dataset_input(text)
+    if parsed is None:
+        known = registry().names("dataset")
+        if text in known:
+            raise UsageError(f"INPUT {text}: say which split, e.g. {text}:test or {text}:train:0")
+        if path.suffix.lower() in IMAGE_FILES:
+            raise UsageError(f"INPUT {text}: no such file")
+        raise UsageError(f"INPUT {text!r} is not a file, a folder or DATASET:SPLIT[:INDEX] "
+                         f"(datasets: {', '.join(sorted(known))})")
+    name, split_name, index = parsed
+    trained_on = meta.get("data", {}).get("dataset", {})
+    same = trained_on.get("name") == name
+    if data_dir is None:
+        recorded = meta.get("training", {}).get("data_dir")
+        data_dir = recorded if recorded and Path(recorded).is_dir() else None
+    loaded = load_dataset(name, trained_on.get("options") if same else None, data_dir, download,
+                          trained_on.get("provider") if same else None)
+    split = getattr(loaded.splits, split_name)
+    images, labels, factors = split.images, split.labels, dict(split.factors or {})
+    if index is not None:
+        if not 0 <= index < len(images):
+            raise UsageError(f"INPUT {text}: index {index} is out of range; {name}:{split_name} "
+                             f"has {len(images)} images (0 to {len(images) - 1})")
+        sel = slice(index, index + 1)
+        images = images[sel]
+        labels = None if labels is None else labels[sel]
+        factors = {k: v[sel] for k, v in factors.items()}
+    images, warnings = conform(images, expected, text)
+    return Inputs(images, labels, loaded.splits.class_names, factors, text, warnings)
+
+
+def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Tensor, list]:
+    """uint8 images ``(N, C, H, W)`` -> the model's ``(C, H, W)``, or a UsageError saying what the
+    model expects. Grey <-> RGB and alpha are converted; a size with the same aspect ratio is
+    resized (antialiased), with a warning; anything else is refused."""
+    c, h, w = expected
+    n, ci, hi, wi = images.shape
+    warnings = []
+    if ci in (2, 4):  # drop the alpha channel
+        images, ci = images[:, : ci - 1], ci - 1
+    if ci != c:
+        if ci == 1 and c == 3:
+            images = images.expand(n, 3, hi, wi)
+        elif ci == 3 and c == 1:  # ITU-R 601-2 luma, as Pillow's convert("L")
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        else:
+            raise UsageError(f"{what}: the model expects {describe_shape(expected)} images; these have "
+                             f"{ci} channels")
+    if (hi, wi) != (h, w):
+        if hi * w != wi * h:
+            raise UsageError(f"{what}: the model expects {describe_shape(expected)} images; these are "
+                             f"{hi}x{wi}, a different aspect ratio (crop them first)")
+        images = torch.nn.functional.interpolate(images.float(), size=(h, w), mode="bilinear",
+                                                 antialias=True, align_corners=False)
+        images = images.round().clamp(0, 255).to(torch.uint8)
+        warnings.append(f"{what}: resized {n} image(s) from {hi}x{wi} to {h}x{w}")
+    return images.contiguous(), warnings
+
+
+def _read_image(path: Path) -> torch.Tensor:
+    """One image file -> uint8 ``(1, C, H, W)`` with C = 1 (grey), 2, 3 (RGB) or 4 (alpha)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                raise UsageError(f"{path}: {img.mode} (16-bit or float) images are not supported; "
+                                 f"save it as 8-bit")
+            if img.mode not in ("L", "LA", "RGB", "RGBA"):
+                img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else
+                                  ("L" if img.mode == "1" else "RGB"))
+            array = np.asarray(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"corrupt ({exc})"
+        raise UsageError(f"{path}: cannot read it as an image: {reason}") from None
+    tensor = torch.from_numpy(array.copy())
+    tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
+    return tensor.unsqueeze(0).contiguous()
+
+
+def _load_folder(folder: Path, expected: tuple) -> Inputs:
+    """Every image under ``folder`` (sorted); files that are not images are skipped, with a
+    warning. When all images sit in subfolders, the subfolder names are the class labels."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    images, skipped, paths = [], [], []
+    for f in files:
+        try:
+            images.append(_read_image(f))
+            paths.append(f)
+        except UsageError:
+            skipped.append(f.relative_to(folder).as_posix())
+    warnings = []
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        warnings.append(f"{folder}: skipped {len(skipped)} file(s) that are not readable images: {shown}")
+    if not images:
+        raise UsageError(f"INPUT {folder}: the folder holds no readable images"
+                         + (f" ({len(skipped)} other file(s))" if skipped else ""))
+    conformed, resized = [], 0
+    for f, img in zip(paths, images):
+        tensor, notes = conform(img, expected, str(f))
+        conformed.append(tensor)
+        resized += bool(notes)
+    if resized:
+        warnings.append(f"{folder}: resized {resized} of {len(paths)} image(s) to {expected[1]}x{expected[2]}")
+    labels = class_names = None
+    parents = [p.relative_to(folder).parts for p in paths]
+    if all(len(parts) >= 2 for parts in parents):
+        class_names = sorted({parts[0] for parts in parents})
+        labels = torch.tensor([class_names.index(parts[0]) for parts in parents])
+    return Inputs(torch.cat(conformed), labels, class_names, {}, str(folder), warnings)

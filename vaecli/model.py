@@ -12,7 +12,7 @@ per example: log-likelihoods are summed over pixels, then averaged over the batc
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch import nn
 from .data import to_unit
 
 MODEL_KINDS = ("vae", "ae")
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): a unit is active when Cov_x E_q[z_u] > 0.01
 
 
 class Likelihood(nn.Module):
@@ -177,6 +178,122 @@ class VAE(nn.Module):
         """Decode the posterior mean of each image."""
         mean, _ = self.encode(images)
         return self.decode(mean, mode=mode)
+
+
+    @torch.inference_mode()
+    def importance_sampled(
+        self, x: torch.Tensor, k: int, generator: Optional[torch.Generator] = None, chunk: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The importance-weighted bound of Burda et al. (2015) with ``k`` samples z_i ~ q(z|x):
+
+            log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),
+
+        tighter as k grows. Samples are drawn ``chunk`` at a time (all at once by default), so
+        that k = 5000 fits in memory. Returns (the bound ``(B,)``, the mean of log p(x|z_i)
+        ``(B,)``), both in nats, for a batch ``x`` of preprocessed floats.
+        """
+        mean, logvar = self.posterior(x)  # (B, D)
+        std = torch.exp(0.5 * logvar)
+        b, d = mean.shape
+        chunk = chunk or k
+        total = torch.full((b,), -math.inf, device=x.device, dtype=torch.float64)
+        recon = torch.zeros(b, device=x.device, dtype=torch.float64)
+        half_log_2pi = 0.5 * math.log(2 * math.pi)
+        for start in range(0, k, chunk):
+            s = min(chunk, k - start)
+            eps = torch.randn((b, s, d), generator=generator, device=x.device, dtype=mean.dtype)
+            z = mean.unsqueeze(1) + std.unsqueeze(1) * eps  # (B, S, D)
+            log_q = (-0.5 * eps.pow(2) - 0.5 * logvar.unsqueeze(1) - half_log_2pi).sum(-1)  # (B, S)
+            log_p = (-0.5 * z.pow(2) - half_log_2pi).sum(-1)  # (B, S)
+            xs = x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
+            log_px = self.likelihood.log_prob(xs, self.likelihood_params(z.reshape(b * s, d))).view(b, s)
+            log_w = (log_px + log_p - log_q).double()
+            total = torch.logaddexp(total, torch.logsumexp(log_w, dim=1))
+            recon += log_px.double().sum(1)
+        return total - math.log(k), recon / k
+
+
+@torch.inference_mode()
+def encode_all(
+    model: VAE, images: torch.Tensor, batch_size: int = 1000, progress: Optional[Callable[[int], None]] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The posterior (mean, logvar) ``(N, D)`` of many uint8 images, in batches, on the CPU."""
+    model.eval()
+    means, logvars = [], []
+    for start in range(0, len(images), batch_size):
+        mean, logvar = model.posterior(model.prepare(images[start:start + batch_size]))
+        means.append(mean.float().cpu())
+        logvars.append(logvar.float().cpu())
+        if progress is not None:
+            progress(min(len(images), start + batch_size))
+    return torch.cat(means), torch.cat(logvars)
+
+
+@torch.inference_mode()
+def evaluate(
+    model: VAE,
+    images: torch.Tensor,
+    iw_samples: int = 1,
+    batch_size: int = 0,
+    seed: int = 0,
+    progress: Optional[Callable[[int], None]] = None,
+) -> dict:
+    """Test-set numbers of a trained model, in nats per example (Burda et al. 2015, section 5):
+
+    ``loss`` the negative ELBO (reconstruction averaged over the ``iw_samples`` draws, KL in
+    closed form) with its parts ``recon`` and ``kl``; ``nll`` the importance-weighted estimate of
+    -log p(x) with ``iw_samples`` samples; ``bits_per_dim`` = nll / (pixels * ln 2);
+    ``active_units``: latent dimensions whose posterior mean varies across the data
+    (Cov_x E_q[z_u] > 0.01); ``kl_per_dim`` (D,). A plain auto-encoder gets ``recon`` only.
+    ``progress(n)`` is called with the number of images done.
+    """
+    model.eval()
+    device = model.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    n = len(images)
+    pixels = math.prod(model.input_shape)
+    k = max(1, int(iw_samples))
+    rows = max(1, 2 ** 24 // pixels)  # decoder rows per pass: about 64 MB per float tensor
+    batch = batch_size or max(1, min(1000, rows // k))
+    chunk = max(1, min(k, rows // batch))
+    sums = {"nll": 0.0, "recon": 0.0, "kl": 0.0}
+    kl_dims = torch.zeros(model.latent_dim, device=device, dtype=torch.float64)
+    means = []
+    done = 0
+    for start in range(0, n, batch):
+        x = model.prepare(images[start:start + batch])
+        mean, logvar = model.posterior(x)
+        means.append(mean.double())
+        if model.kind == "ae":
+            recon = -model.likelihood.log_prob(x, model.likelihood_params(mean))
+            sums["recon"] += recon.double().sum().item()
+        else:
+            bound, log_px = model.importance_sampled(x, k, gen, chunk)
+            kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, D)
+            kl_dims += kl.double().sum(0)
+            sums["nll"] -= bound.sum().item()
+            sums["recon"] -= log_px.sum().item()
+            sums["kl"] += kl.double().sum().item()
+        done += len(x)
+        if progress is not None:
+            progress(done)
+    result: dict[str, Any] = {"kind": model.kind, "examples": n, "pixels": pixels, "recon": sums["recon"] / n}
+    if model.kind == "ae":
+        return result
+    means_all = torch.cat(means)
+    activity = means_all.var(dim=0, unbiased=False) if n > 1 else torch.zeros(model.latent_dim)
+    result.update(
+        loss=(sums["recon"] + sums["kl"]) / n,
+        kl=sums["kl"] / n,
+        nll=sums["nll"] / n,
+        iw_samples=k,
+        bits_per_dim=sums["nll"] / n / (pixels * math.log(2)),
+        active_units=int((activity > ACTIVE_UNIT_THRESHOLD).sum().item()),
+        latent_dim=model.latent_dim,
+        kl_per_dim=(kl_dims / n).tolist(),
+        activity_per_dim=activity.tolist(),
+    )
+    return result
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:

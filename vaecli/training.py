@@ -14,7 +14,7 @@ from typing import Any, Optional, Protocol
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, monitor
 from . import options as opts
 from .data import LoadedDataset, batch_indices, load_dataset, to_unit
 from .errors import Interrupted, TrainingError, UsageError, unknown_name
@@ -48,6 +48,8 @@ class TrainConfig:
     download: bool = True
     out: Optional[str] = None
     force: bool = False
+    viz_dir: Optional[str] = None
+    tensorboard: Optional[str] = None
 
     def check(self) -> None:
         if self.model not in MODEL_KINDS:
@@ -178,6 +180,10 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
     config.check()
     path = output_path(config)
     device = resolve_device(config.device)
+    if config.viz_dir:
+        monitor.check_viz_dir(Path(config.viz_dir), config.force)
+    if config.tensorboard:
+        monitor.summary_writer()
     model_meta = model_config(config)  # unknown names and bad options fail before the data loads
     data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download)
     model_meta["input_shape"] = list(data.input_shape)
@@ -196,16 +202,26 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
     meta: dict[str, Any] = {"model": model_meta, "data": data.describe(), "training": settings,
                             "metrics": [], "created": checkpoint.now()}
     metrics: list[dict] = []
+    monitors: list = [monitor.MetricsLog(path)]
+    if config.viz_dir:
+        monitors.append(monitor.TrainingPictures(Path(config.viz_dir), model, data, config.seed))
+    if config.tensorboard:
+        monitors.append(monitor.TensorBoardLog(Path(config.tensorboard), model, data, config.seed))
     reporter.start(config, path, device, data)
 
     try:
         for epoch in range(1, config.epochs + 1):
             _train_epoch(epoch, config, model, optimizer, train_images, test_images, batches, path,
                          meta, metrics, reporter)
+            for m in monitors:
+                m.epoch_end(epoch, model, metrics[-1])
     except KeyboardInterrupt:
         done = len(metrics)
         kept = f"{path} holds the {done} completed epoch(s)" if done else "no checkpoint was written"
         raise Interrupted(f"interrupted during epoch {done + 1}; {kept}") from None
+    finally:
+        for m in monitors:
+            m.close()
     model.eval()
     model.meta = meta
     return TrainResult(path, model, metrics)

@@ -1,4 +1,8 @@
-"""Pictures: image grids (more to come: latent scatter, manifold, interpolation, animations)."""
+"""Pictures: image grids (torchvision), plots (matplotlib, no pyplot state) and GIFs (Pillow).
+
+Every function takes tensors and a path and writes one file; a path that cannot be written is a
+one-line ``VaeError``. Images are floats in [0, 1], ``(N, C, H, W)``.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import torch
 from .errors import UsageError, VaeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+ANIMATION_SUFFIXES = (".gif",)
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pdf", ".svg")
 MIN_CELL = 64  # grids are scaled up (nearest neighbour) until each image is at least this wide
 
 
@@ -46,6 +52,20 @@ def grid(images: torch.Tensor, nrow: Optional[int] = None, scale: Optional[int] 
     return make_grid(images, nrow=nrow, padding=2 * scale, pad_value=0.5)
 
 
+def above(top: torch.Tensor, bottom: torch.Tensor, nrow: int) -> torch.Tensor:
+    """Interleave rows of ``nrow`` images: a row of ``top``, then the same columns of ``bottom``
+    (inputs above their reconstructions). A short last row is padded with blanks when there is
+    more than one row, so that the columns stay aligned."""
+    rows = []
+    for start in range(0, len(top), nrow):
+        a, b = top[start:start + nrow], bottom[start:start + nrow]
+        if len(a) < nrow and len(top) > nrow:
+            blank = torch.ones((nrow - len(a), *a.shape[1:]), device=a.device, dtype=a.dtype)
+            a, b = torch.cat([a, blank]), torch.cat([b, blank])
+        rows += [a, b]
+    return torch.cat(rows)
+
+
 def save_image(image: torch.Tensor, path: Path) -> None:
     """Write a ``(C, H, W)`` image in [0, 1] (C = 1 or 3) with Pillow."""
     from PIL import Image
@@ -64,3 +84,166 @@ def save_grid(images: torch.Tensor, path: Path, nrow: Optional[int] = None, scal
     picture = grid(images, nrow, scale)
     save_image(picture, path)
     return int(picture.shape[2]), int(picture.shape[1])
+
+
+def to_pil(image: torch.Tensor):
+    """A ``(C, H, W)`` image in [0, 1] -> a Pillow image (grey or RGB)."""
+    from PIL import Image
+
+    array = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def save_gif(frames: list, path: Path, frame_ms: int = 120, last_ms: Optional[int] = None) -> int:
+    """Write Pillow images or ``(C, H, W)`` tensors as a looping GIF; returns the number of
+    frames in the file (identical consecutive frames are merged into one)."""
+    pictures = [f if not torch.is_tensor(f) else to_pil(f) for f in frames]
+    pictures = [p.convert("RGB") for p in pictures]
+    durations = [frame_ms] * len(pictures)
+    if last_ms is not None:
+        durations[-1] = last_ms
+    try:
+        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=durations, loop=0,
+                         optimize=False, disposal=1)
+    except OSError as exc:
+        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
+    from PIL import Image
+
+    with Image.open(path) as written:  # Pillow merges identical consecutive frames
+        return written.n_frames
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100, layout="constrained")
+
+
+def _save_figure(fig, path: Path) -> tuple[int, int]:
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
+    w, h = fig.get_size_inches() * fig.dpi
+    return int(round(w)), int(round(h))
+
+
+def _show(ax, picture: torch.Tensor) -> None:
+    array = picture.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    if array.shape[2] == 1:
+        ax.imshow(array[:, :, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(array, interpolation="nearest")
+
+
+def scatter(
+    points: torch.Tensor,
+    path: Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    labels: Optional[torch.Tensor] = None,
+    class_names: Optional[list] = None,
+    values: Optional[torch.Tensor] = None,
+    value_name: str = "",
+    limits: Optional[float] = None,
+) -> tuple[int, int]:
+    """A scatter of 2-D points coloured by class (with a legend) or by a continuous value (with
+    a colour bar). ``limits``: fixed axes [-limits, limits] (so that animation frames align)."""
+    fig = _figure(7.5, 6.5)
+    ax = fig.add_subplot()
+    xy = points.detach().double().cpu().numpy()
+    size = 4 if len(xy) > 2000 else 10
+    if labels is not None:
+        labels_np = labels.cpu().numpy()
+        classes = sorted(set(labels_np.tolist()))
+        cmap = _class_colours(len(class_names or classes))
+        for c in classes:
+            sel = labels_np == c
+            name = class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
+            ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.7, color=cmap(c), label=name,
+                       linewidths=0, rasterized=True)
+        ax.legend(title="class", markerscale=12 / size * 1.2, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  frameon=False)
+    elif values is not None:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], s=size, alpha=0.8, c=values.double().cpu().numpy(),
+                        cmap="viridis", linewidths=0, rasterized=True)
+        fig.colorbar(sc, ax=ax, label=value_name)
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=size, alpha=0.6, color="tab:blue", linewidths=0, rasterized=True)
+    if limits is not None:
+        ax.set_xlim(-limits, limits)
+        ax.set_ylim(-limits, limits)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.25)
+    ax.set_aspect("equal" if limits is not None else "auto")
+    return _save_figure(fig, path)
+
+
+def _class_colours(n: int):
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return colormaps["tab10"]
+    if n <= 20:
+        return colormaps["tab20"]
+    cmap = colormaps["turbo"]
+    return lambda c: cmap(c / max(1, n - 1))
+
+
+def image_table(
+    images: torch.Tensor,
+    rows: int,
+    path: Path,
+    *,
+    title: str,
+    row_labels: list,
+    col_labels: list,
+    xlabel: str = "",
+    ylabel: str = "",
+) -> tuple[int, int]:
+    """Images ``(rows * cols, C, H, W)`` laid out row by row, with a label on each row and
+    column: the manifold and latent-traversal figures."""
+    from torchvision.utils import make_grid
+
+    n, _, h, w = images.shape
+    cols = n // rows
+    pad = 1
+    picture = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=cols, padding=pad, pad_value=1.0)
+    cell_w, cell_h = w + pad, h + pad
+    scale = max(0.35, min(0.9, 10 / max(cols, rows)))  # inches per cell
+    fig = _figure(cols * scale + 2.2, rows * scale * h / w + 1.2)
+    ax = fig.add_subplot()
+    _show(ax, picture)
+    ax.set_xticks([pad + cell_w * i + w / 2 for i in range(cols)], col_labels, fontsize=8)
+    ax.set_yticks([pad + cell_h * i + h / 2 for i in range(rows)], row_labels, fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return _save_figure(fig, path)
+
+
+def panels(pictures: list, captions: list, header: str, height: int = 360):
+    """Pillow images side by side, scaled to one ``height``, each with a caption, under a header
+    line: one frame of the training animation."""
+    from PIL import Image, ImageDraw
+
+    scaled = [p.convert("RGB").resize((round(p.width * height / p.height), height), Image.LANCZOS)
+              for p in pictures]
+    gap, top = 12, 44
+    width = sum(p.width for p in scaled) + gap * (len(scaled) + 1)
+    frame = Image.new("RGB", (width, height + top + gap), "white")
+    draw = ImageDraw.Draw(frame)
+    draw.text((gap, 6), header, fill="black", font_size=16)
+    x = gap
+    for p, caption in zip(scaled, captions):
+        draw.text((x, 26), caption, fill=(60, 60, 60), font_size=13)
+        frame.paste(p, (x, top))
+        x += p.width + gap
+    return frame

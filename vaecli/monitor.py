@@ -1,0 +1,161 @@
+"""What training leaves besides the checkpoint: ``metrics.jsonl``, pictures of each epoch and
+their animation (``--viz-dir``), and TensorBoard logs (``--tensorboard``).
+
+Each monitor is told of every completed epoch after its checkpoint is on disk, and closed once
+at the end (also after Ctrl-C or a failure), so that the pictures of the epochs that finished are
+never lost. Monitors draw their own noise from fixed seeds: they never touch the training RNG.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from . import viz
+from .errors import UsageError
+
+RECON_IMAGES = 32  # fixed test inputs shown with their reconstructions (4 rows of 8, each over its own)
+PRIOR_IMAGES = 64  # fixed prior draws decoded each epoch
+SCATTER_POINTS = 2000
+SCATTER_LIMIT = 4.0  # fixed axes, so that frames of the animation line up
+
+
+def metrics_path(checkpoint: Path) -> Path:
+    """``run.safetensors`` -> ``run.metrics.jsonl`` beside it."""
+    return checkpoint.with_name(f"{checkpoint.stem}.metrics.jsonl")
+
+
+class MetricsLog:
+    """One JSON line per completed epoch, beside the checkpoint; readable while training runs."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.path = metrics_path(checkpoint)
+        try:
+            self.file = open(self.path, "w", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+    def epoch_end(self, epoch: int, model, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _Fixed:
+    """The fixed inputs and prior draws that every epoch's pictures are made from."""
+
+    def __init__(self, model, test_images: torch.Tensor, labels: Optional[torch.Tensor], seed: int) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.recon_inputs = test_images[:RECON_IMAGES]
+        self.prior = torch.randn(PRIOR_IMAGES, model.latent_dim, generator=gen)
+        pick = torch.randperm(len(test_images), generator=gen)[:SCATTER_POINTS]
+        self.scatter_inputs = test_images[pick.to(test_images.device)]
+        self.scatter_labels = None if labels is None else labels[pick]
+
+    @torch.inference_mode()
+    def pictures(self, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstructions grid, samples grid, posterior means of the scatter inputs)."""
+        was_training = model.training
+        model.eval()
+        originals = model.prepare(self.recon_inputs)
+        recon = model.reconstruct(self.recon_inputs)
+        recon_grid = viz.grid(viz.above(originals, recon, 8), nrow=8)
+        samples_grid = viz.grid(model.decode(self.prior.to(model.device)), nrow=8)
+        mean, _ = model.encode(self.scatter_inputs)
+        model.train(was_training)
+        return recon_grid, samples_grid, mean.float().cpu()
+
+
+def check_viz_dir(folder: Path, force: bool) -> None:
+    """Before training: ``--viz-dir`` can be made, and holds no pictures of another run unless
+    ``force``."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--viz-dir {folder} is a file; give a folder")
+    if not folder.parent.is_dir():
+        raise UsageError(f"--viz-dir {folder}: the folder {folder.parent} does not exist")
+    used = folder.is_dir() and (any(folder.glob("recon-*.png")) or (folder / "training.gif").exists())
+    if used and not force:
+        raise UsageError(f"--viz-dir {folder} already holds pictures of a run; pass --force to "
+                         f"overwrite them, or choose another folder")
+
+
+class TrainingPictures:
+    """``--viz-dir DIR``: per epoch ``recon-NNN.png``, ``samples-NNN.png``, ``latent-NNN.png``;
+    at the end ``training.gif``, one frame per epoch with the three side by side."""
+
+    def __init__(self, folder: Path, model, data, seed: int) -> None:
+        self.folder = Path(folder).expanduser()
+        self.folder.mkdir(exist_ok=True)
+        test = data.splits.test
+        self.fixed = _Fixed(model, test.images, test.labels, seed)
+        self.class_names = data.splits.class_names
+        self.latent_dim = model.latent_dim
+        self.frames: list = []
+
+    def epoch_end(self, epoch: int, model, record: dict) -> None:
+        from PIL import Image
+
+        from .latents import pca
+
+        recon_grid, samples_grid, mean = self.fixed.pictures(model)
+        paths = [self.folder / f"{kind}-{epoch:03d}.png" for kind in ("recon", "samples", "latent")]
+        viz.save_image(recon_grid, paths[0])
+        viz.save_image(samples_grid, paths[1])
+        if self.latent_dim >= 2:
+            if self.latent_dim == 2:
+                points, axes = mean, ("z0", "z1")
+            else:
+                points, _ = pca(mean)
+                axes = ("PC1", "PC2")
+            viz.scatter(points, paths[2], title=f"Posterior means, epoch {epoch}", xlabel=axes[0], ylabel=axes[1],
+                        labels=self.fixed.scatter_labels, class_names=self.class_names, limits=SCATTER_LIMIT)
+        pictures = [viz.to_pil(recon_grid), viz.to_pil(samples_grid)]
+        captions = ["test inputs over their reconstructions", "decoded fixed prior draws"]
+        if paths[2].exists():
+            with Image.open(paths[2]) as img:
+                pictures.append(img.convert("RGB"))
+            captions.append("latent space")
+        header = f"epoch {epoch}   test -ELBO {record['test_loss']:.2f} nats (recon {record['test_recon']:.2f} + KL {record['test_kl']:.2f})"
+        self.frames.append(viz.panels(pictures, captions, header))
+
+    def close(self) -> None:
+        if self.frames:  # hold the last epoch a while before looping
+            viz.save_gif(self.frames, self.folder / "training.gif", frame_ms=600, last_ms=2500)
+
+
+class TensorBoardLog:
+    """``--tensorboard DIR``: the metrics as scalars and the epoch's pictures as images."""
+
+    def __init__(self, folder: Path, model, data, seed: int) -> None:
+        self.writer = summary_writer()(log_dir=str(Path(folder).expanduser()))
+        test = data.splits.test
+        self.fixed = _Fixed(model, test.images, test.labels, seed)
+
+    def epoch_end(self, epoch: int, model, record: dict) -> None:
+        for key, value in record.items():
+            if key != "epoch":
+                group, _, name = key.partition("_")  # train_loss -> train/loss
+                self.writer.add_scalar(f"{group}/{name}" if name else f"epoch/{key}", value, epoch)
+        recon_grid, samples_grid, _ = self.fixed.pictures(model)
+        self.writer.add_image("reconstructions", recon_grid, epoch)
+        self.writer.add_image("samples", samples_grid, epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def summary_writer():
+    """TensorBoard's SummaryWriter class, or a one-line error when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install 'vaecli[tensorboard]' "
+                         "(or pip install tensorboard)") from None
+    return SummaryWriter
