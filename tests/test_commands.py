@@ -22,6 +22,7 @@ from PIL import Image
 
 import vaecli
 from vaecli import checkpoint
+from vaecli.errors import VaeError
 from vaecli.data import load_dataset
 
 from conftest import TINY_CLI, TINY_DATA
@@ -829,3 +830,121 @@ def test_tensorboard_logs_the_metrics_and_pictures(tensorboard_run):
 def test_tensorboard_scalar_tags_have_names(tensorboard_run):
     _, _, events = tensorboard_run
     assert all(not tag.endswith("/") for tag in events.Tags()["scalars"])
+
+
+# -- review fixes: nothing overwritten or lost, no traceback, bounded work -------------------
+
+
+def test_a_picture_never_overwrites_its_input_image(vae, tiny_ckpt):
+    _png("keep.png", np.full((8, 8), 200))
+    before = Path("keep.png").read_bytes()
+    _one_line_error(vae("reconstruct", tiny_ckpt, "keep.png", "-o", "keep.png"), 2, "also the input image")
+    _one_line_error(vae("interpolate", tiny_ckpt, "keep.png", "shapes:test:1", "-o", "keep.png"), 2, "input image")
+    assert Path("keep.png").read_bytes() == before
+
+
+def test_a_picture_too_large_to_write_is_refused_and_the_old_file_kept(vae, tiny_ckpt):
+    Path("prev.png").write_bytes(b"precious")
+    _one_line_error(vae("interpolate", tiny_ckpt, "--steps", "1000", "--pairs", "100", "-o", "prev.png"), 2,
+                    "1000", "100", "at most")
+    np.save("z.npy", np.zeros((300, 3), dtype=np.float32))  # 300 rows of 80 px: taller than any format allows
+    _one_line_error(vae("decode", tiny_ckpt, "z.npy", "-n", "300", "--nrow", "1", "-o", "prev.png"), 2, "too large")
+    assert Path("prev.png").read_bytes() == b"precious"
+    _ok(vae("reconstruct", tiny_ckpt, "shapes:test", "-n", "48", "--nrow", "48", "-o", "prev.png"))
+    assert Path("prev.png").read_bytes() != b"precious"  # a picture that fits is written
+
+
+def test_a_failed_picture_write_leaves_the_old_file(vae, tiny_ckpt, monkeypatch):
+    from vaecli import checkpoint as ck
+
+    Path("grid.png").write_bytes(b"precious")
+
+    def full_disk(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ck, "atomic_write", full_disk)
+    _one_line_error(vae("sample", tiny_ckpt, "-n", "4", "-o", "grid.png"), 1, "could not write", "No space")
+    assert Path("grid.png").read_bytes() == b"precious"
+
+
+def test_an_image_too_large_to_read_is_refused(vae, tiny_ckpt, monkeypatch):
+    from PIL import Image as PILImage
+
+    _png("big.png", np.zeros((8, 8)))
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 20)  # 64 pixels is then a "decompression bomb"
+    _one_line_error(vae("encode", tiny_ckpt, "big.png", "-o", "z.npy"), 2, "big.png", "too large")
+
+
+def test_the_first_frame_of_an_animated_gif_is_used_with_a_warning(vae, tiny_ckpt):
+    frames = [Image.fromarray(np.full((8, 8), v, dtype=np.uint8)) for v in (0, 128, 255)]
+    frames[0].save("anim.gif", save_all=True, append_images=frames[1:])
+    result = _ok(vae("encode", tiny_ckpt, "anim.gif", "-o", "z.npy"))
+    assert "first of its 3 frames" in result.stderr
+    assert np.load("z.npy").shape == (1, 3)
+
+
+def test_an_empty_input_is_refused(vae, tiny_ckpt):
+    _one_line_error(vae("encode", tiny_ckpt, "", "-o", "z.npy"), 2, "INPUT is empty")
+
+
+def test_a_csv_with_a_huge_field_is_refused(vae, tiny_ckpt):
+    Path("z.csv").write_text("z0,z1,z2\n" + "1" * 200_000 + ",0,0\n")
+    _one_line_error(vae("decode", tiny_ckpt, "z.csv", "-o", "d.png"), 2, "z.csv")
+
+
+def test_tensorboard_pointing_at_a_file_is_refused_before_training(vae):
+    Path("tbfile").write_text("x")
+    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tbfile"), 2,
+                    "--tensorboard tbfile is a file")
+    assert not Path("m.safetensors").exists() and not Path("m.metrics.jsonl").exists()
+
+
+@pytest.mark.parametrize("kind", ["recon", "samples", "latent"])
+def test_viz_dir_with_any_picture_of_a_run_is_refused(vae, kind):
+    Path("viz").mkdir()
+    Path(f"viz/{kind}-001.png").write_bytes(b"mine")
+    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--viz-dir", "viz"), 2, "--force")
+    assert Path(f"viz/{kind}-001.png").read_bytes() == b"mine"
+
+
+def test_a_failing_picture_is_a_warning_and_training_goes_on(vae, monkeypatch):
+    from vaecli import viz
+
+    def broken(*args, **kwargs):
+        raise VaeError("could not write latent-001.png: disk full")
+
+    monkeypatch.setattr(viz, "scatter", broken)
+    result = _ok(vae("train", *TINY_CLI, "--epochs", "2", "-o", "m.safetensors", "--viz-dir", "viz"))
+    assert "warning" in result.stderr and "disk full" in result.stderr
+    assert checkpoint.read("m.safetensors").epoch == 2
+    assert len(Path("m.metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_long_run_keeps_a_bounded_number_of_animation_frames(vae, monkeypatch):
+    from vaecli import monitor
+
+    monkeypatch.setattr(monitor, "MAX_FRAMES", 4)
+    _ok(vae("train", *TINY_CLI, "--epochs", "7", "-o", "m.safetensors", "--viz-dir", "viz"))
+    # epochs 1-4 kept, halved to 1, 3; then 5 and 7 -> halved to 1, 5; the last epoch, 7, always ends it
+    assert len(_frames("viz/training.gif")) == 3
+
+
+def test_metrics_of_an_earlier_run_survive_a_run_that_saves_nothing(vae, monkeypatch):
+    _ok(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors"))
+    before = Path("m.metrics.jsonl").read_text()
+    from vaecli import training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    assert vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--force").exit_code == 130
+    assert Path("m.metrics.jsonl").read_text() == before
+
+
+def test_a_plain_autoencoder_has_no_prior_to_interpolate_or_grid(vae, ae_ckpt):
+    _one_line_error(vae("interpolate", ae_ckpt, "-o", "i.png"), 2, "no prior", "give A and B")
+    _one_line_error(vae("plot-latent", ae_ckpt, "--manifold", "-o", "m.png"), 2, "--range")
+    _ok(vae("plot-latent", ae_ckpt, "--manifold", "--range", "2", "-o", "m.png"))
+    result = _ok(vae("plot-latent", ae_ckpt, "--traverse", "-o", "t.png"))
+    assert Path("t.png").exists() and "Traceback" not in result.output

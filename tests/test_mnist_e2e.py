@@ -29,3 +29,18 @@ def test_one_mnist_epoch_learns_digits(vae):
     image = Image.open("grid.png")
     assert image.size == (8 * (84 + 6) + 6,) * 2  # 28 px scaled x3, padding 6
     assert 20 < sum(image.convert("L").tobytes()) / (image.size[0] * image.size[1]) < 160
+
+    # The commands on a trained model, on the real test split.
+    ev = vae("evaluate", "m.safetensors", "mnist:test", "--iw-samples", "5", "--json", "--data-dir", SHARED_DATA)
+    assert ev.exit_code == 0, ev.output
+    numbers = json.loads(ev.stdout)
+    assert numbers["examples"] == 10000 and numbers["pixels"] == 784
+    assert numbers["nll"] < numbers["loss"] < 135  # the IWAE bound is tighter than the ELBO
+    assert abs(numbers["loss"] - meta["metrics"][0]["test_loss"]) < 1.0  # same model, other noise
+    assert vae("encode", "m.safetensors", "mnist:test", "-o", "z.safetensors").exit_code == 0
+    from safetensors.torch import load_file
+
+    z = load_file("z.safetensors")
+    assert z["mean"].shape == (10000, 20) and z["labels"][:3].tolist() == [7, 2, 1]  # MNIST's first test digits
+    assert vae("reconstruct", "m.safetensors", "mnist:test:0", "-o", "r.png").exit_code == 0
+    assert Image.open("r.png").size == (84 + 12, 2 * 84 + 18)  # one input above its reconstruction

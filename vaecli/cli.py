@@ -188,6 +188,9 @@ class _ProgressReporter:
             f"epoch {m['epoch']:>3}  train {m['train_loss']:.2f}  {summary}  {m['seconds']:.1f} s"
         )
 
+    def warn(self, message: str) -> None:
+        self.progress.console.print(f"[yellow]vae: warning:[/] {escape(message)}")
+
     def close(self) -> None:
         if self.started:
             self.progress.stop()
@@ -293,6 +296,7 @@ DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where da
 NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download a dataset; fail if its files are missing.")]
 ModeOpt = Annotated[str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")]
 MAX_GRID = 256  # latents decoded into one picture unless -n says otherwise
+MAX_TRAVERSE_ROWS = 64
 
 
 def _warn(message: str) -> None:
@@ -311,23 +315,29 @@ def _model(ckpt: Path, device: str):
     return load(ckpt, device)
 
 
-def _inputs(model, text: Optional[str], data_dir: Optional[Path], no_download: bool):
-    """The images an INPUT argument names; without one, the test split of the checkpoint's dataset."""
+def _inputs(model, text: Optional[str], data_dir: Optional[Path], no_download: bool, limit: Optional[int] = None):
+    """The images an INPUT argument names (at most ``limit``); without one, the test split of
+    the checkpoint's dataset."""
     from .data import load_input
 
     if text is None:
         text = f"{model.meta['data']['dataset']['name']}:test"
-    inputs = load_input(text, model.meta, data_dir, download=not no_download)
+    inputs = load_input(text, model.meta, data_dir, download=not no_download, limit=limit)
     for w in inputs.warnings:
         _warn(w)
     return inputs
 
 
-def _picture_out(output: Optional[Path], ckpt: Path, kind: str, suffixes=None) -> Path:
+def _picture_out(output: Optional[Path], ckpt: Path, kind: str, suffixes=None, inputs=()) -> Path:
+    """Where a picture goes: ``-o`` or ``CKPT-KIND.png``. Pictures are overwritten (they are
+    cheap to remake), but never an image that is also an input of the command."""
     from . import viz
 
-    default = ckpt.with_name(f"{ckpt.stem}-{kind}.png")
-    return viz.check_output(output or default, suffixes or viz.IMAGE_SUFFIXES)
+    path = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-{kind}.png"), suffixes or viz.IMAGE_SUFFIXES)
+    for text in inputs:
+        if text and path.exists() and Path(text).expanduser().is_file() and path.samefile(Path(text).expanduser()):
+            raise UsageError(f"-o {path} is also the input image; choose another output file")
+    return path
 
 
 class _Bar:
@@ -464,8 +474,8 @@ def reconstruct(
     _positive(nrow, "--nrow")
     _check_mode(mode)
     model = _model(ckpt, device)
-    output = _picture_out(output, ckpt, "reconstructions")
-    inputs = _inputs(model, input, data_dir, no_download).take(n)
+    output = _picture_out(output, ckpt, "reconstructions", inputs=(input,))
+    inputs = _inputs(model, input, data_dir, no_download, limit=n)
     originals = model.prepare(inputs.images)
     recon = model.reconstruct(inputs.images, mode=mode)
     width, height = viz.save_grid(viz.above(originals, recon, nrow), output, min(nrow, len(originals)))
@@ -502,13 +512,17 @@ def interpolate(
     if steps < 2:
         raise UsageError("--steps must be at least 2")
     _positive(pairs, "--pairs", 100)
+    if steps * pairs > MAX_SAMPLES:
+        raise UsageError(f"--steps {steps} x --pairs {pairs} = {steps * pairs} images; at most {MAX_SAMPLES}")
     _positive(frame_ms, "--frame-ms", 60_000)
     _check_mode(mode)
     if method not in ("slerp", "lerp"):
         raise UsageError(f"--method must be slerp or lerp, got {method!r}")
     model = _model(ckpt, device)
-    output = _picture_out(output, ckpt, "interpolation", viz.IMAGE_SUFFIXES + viz.ANIMATION_SUFFIXES)
+    output = _picture_out(output, ckpt, "interpolation", viz.IMAGE_SUFFIXES + viz.ANIMATION_SUFFIXES, (a, b))
     gen = torch.Generator(device=model.device).manual_seed(seed)
+    if a is None and model.kind == "ae":
+        raise UsageError("a plain auto-encoder (--model ae) has no prior to draw the ends from; give A and B")
     if a is None:
         ends = torch.randn(2, pairs, model.latent_dim, generator=gen, device=model.device)
         start, end = ends[0], ends[1]
@@ -528,7 +542,7 @@ def interpolate(
 
 
 def _endpoints(model, text: str, pairs: int, data_dir, no_download):
-    inputs = _inputs(model, text, data_dir, no_download)
+    inputs = _inputs(model, text, data_dir, no_download, limit=pairs)
     if len(inputs) < pairs:
         raise UsageError(f"{text} holds {len(inputs)} image(s); --pairs {pairs} needs {pairs}")
     mean, _ = model.encode(inputs.images[:pairs])
@@ -574,16 +588,22 @@ def plot_latent(
         raise UsageError(f"--range must be a number above 0 and at most 100, got {extent}")
     model = _model(ckpt, device)
     kind = "manifold" if manifold else "traverse" if traverse else "latent"
-    output = _picture_out(output, ckpt, kind, viz.PLOT_SUFFIXES)
+    output = _picture_out(output, ckpt, kind, viz.PLOT_SUFFIXES, (input,))
+    if manifold and model.kind == "ae" and extent is None:
+        raise UsageError("a plain auto-encoder has no N(0, I) prior for the inverse-CDF grid; give the "
+                         "extent of the grid with --range R")
     chosen = _parse_dims(dims, model.latent_dim)
     if model.latent_dim < 2 and not traverse:
         raise UsageError("this model has a 1-dimensional latent space; use --traverse")
     need_inputs = traverse or not manifold or (chosen is None and model.latent_dim > 2)
-    inputs = _inputs(model, input, data_dir, no_download).take(max_points) if need_inputs else None
+    inputs = _inputs(model, input, data_dir, no_download, limit=max_points) if need_inputs else None
     if inputs is not None:
         with _Bar(len(inputs), "encoding", show=len(inputs) > 5000) as update:
             mean, logvar = encode_all(model, inputs.images, progress=update)
-        kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).mean(0).double()  # (D,)
+        if model.kind == "ae":  # no posterior variance: rank by how much each code varies
+            kl = mean.double().var(0, unbiased=False) if len(mean) > 1 else mean.new_zeros(mean.shape[1]).double()
+        else:
+            kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).mean(0).double()  # (D,)
         by_kl = kl.argsort(descending=True).tolist()
     if chosen is None and model.latent_dim >= 2:
         chosen = (0, 1) if model.latent_dim == 2 else tuple(sorted(by_kl[:2]))
@@ -662,25 +682,37 @@ def _manifold(model, output, chosen, size, extent):
 
 
 def _traverse(model, output, inputs, mean, kl, by_kl, steps, extent):
-    import torch
-
     from . import latents, viz
 
+    if len(by_kl) > MAX_TRAVERSE_ROWS:
+        _warn(f"showing the {MAX_TRAVERSE_ROWS} of {len(by_kl)} latent dimensions with the largest "
+              f"{'KL' if model.kind == 'vae' else 'variance'}")
+        by_kl = by_kl[:MAX_TRAVERSE_ROWS]
     values = latents.normal_grid(steps, extent)
     base = mean[0].double()
-    z = base.repeat(len(by_kl), steps, 1)  # (D, S, D)
+    z = base.repeat(len(by_kl), steps, 1)  # (rows, S, D)
     for row, d in enumerate(by_kl):
         z[row, :, d] = values
     images = model.decode(z.view(-1, model.latent_dim))
-    row_labels = [f"z{d}  KL {kl[d]:.2f}" for d in by_kl]
+    measure = "KL" if model.kind == "vae" else "var"
+    row_labels = [f"z{d}  {measure} {kl[d]:.2f}" for d in by_kl]
     col_labels = [f"{v:.1f}" for v in values.tolist()]
     base_name = inputs.source if len(inputs) == 1 else f"image 0 of {inputs.source}"
     return viz.image_table(images, len(by_kl), output,
-                           title=f"Latent traversal from {base_name}, rows by KL (nats)",
+                           title=f"Latent traversal from {base_name}, rows by "
+                                 + ("KL (nats)" if model.kind == "vae" else "variance of the code"),
                            row_labels=row_labels, col_labels=col_labels, xlabel="value of the swept dimension")
 
 
 # -- evaluate ---------------------------------------------------------------------------------
+
+
+def _likelihood_range(model) -> str:
+    """``unit`` or ``real``: the data range of the model's likelihood, as its spec declares."""
+    from .plugins import registry
+
+    lik = model.meta["model"]["likelihood"]
+    return registry().get("likelihood", lik["name"], lik.get("provider")).spec.data_range
 
 
 @app.command()
@@ -728,7 +760,9 @@ def evaluate(
         table.add_row("  reconstruction", f"{result['recon']:.2f}", escape(f"E_q[-log p(x|z)], {iw_samples} sample(s)"))
         table.add_row("  KL", f"{result['kl']:.2f}", "KL(q(z|x) || p(z)), closed form")
         table.add_row("NLL (IWAE)", f"{result['nll']:.2f}", f"-log p(x), k={iw_samples} (Burda et al. 2015)")
-        table.add_row("bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)")
+        density = _likelihood_range(model) == "real"
+        table.add_row("bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)"
+                      + ("; a density on pixels in [0, 1], not comparable with discrete NLLs" if density else ""))
         table.add_row("active units", f"{result['active_units']} / {result['latent_dim']}", escape("Cov_x E_q[z_u] > 0.01"))
     out.print(table)
     out.print(f"[dim]{result['seconds']:.1f} s on {model.device}[/]")

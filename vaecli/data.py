@@ -125,12 +125,6 @@ class Inputs:
     def __len__(self) -> int:
         return len(self.images)
 
-    def take(self, n: int) -> "Inputs":
-        """The first ``n`` images (all if fewer)."""
-        return Inputs(self.images[:n], None if self.labels is None else self.labels[:n],
-                      self.class_names, {k: v[:n] for k, v in self.factors.items()}, self.source,
-                      self.warnings)
-
 
 def describe_shape(shape) -> str:
     c, h, w = shape
@@ -148,21 +142,27 @@ def _parse_dataset_input(text: str) -> Optional[tuple[str, str, Optional[int]]]:
     return None
 
 
-def load_input(text: str, meta: dict, data_dir: Optional[Path | str] = None, download: bool = True) -> Inputs:
+def load_input(
+    text: str, meta: dict, data_dir: Optional[Path | str] = None, download: bool = True, limit: Optional[int] = None
+) -> Inputs:
     """Resolve an INPUT argument for a model whose checkpoint metadata is ``meta``.
 
     ``mnist:test`` and ``mnist:test:7`` name a dataset split or one image of it (the
     checkpoint's own dataset is loaded with its recorded options); anything else is an image
     file or a folder of images. Images are converted to the model's input shape when that is
-    unambiguous (grey <-> RGB; a resize keeping the aspect ratio, with a warning).
+    unambiguous (grey <-> RGB; a resize keeping the aspect ratio, with a warning). ``limit``:
+    at most that many images (the first ones).
     """
     expected = tuple(int(s) for s in meta["model"]["input_shape"])
+    if not text.strip():
+        raise UsageError("INPUT is empty; give DATASET:SPLIT, an image file or a folder")
     path = Path(text).expanduser()
     if path.is_dir():
-        return _load_folder(path, expected)
+        return _load_folder(path, expected, limit)
     if path.is_file():
-        images, warnings = conform(_read_image(path), expected, str(path))
-        return Inputs(images, None, None, {}, str(path), warnings)
+        warnings: list = []
+        images, notes = conform(_read_image(path, warnings), expected, str(path))
+        return Inputs(images, None, None, {}, str(path), warnings + notes)
     parsed = _parse_dataset_input(text)
     if parsed is None:
         known = registry().names("dataset")
@@ -190,6 +190,9 @@ def load_input(text: str, meta: dict, data_dir: Optional[Path | str] = None, dow
         images = images[sel]
         labels = None if labels is None else labels[sel]
         factors = {k: v[sel] for k, v in factors.items()}
+    if limit is not None:
+        images, labels = images[:limit], None if labels is None else labels[:limit]
+        factors = {k: v[:limit] for k, v in factors.items()}
     images, warnings = conform(images, expected, text)
     return Inputs(images, labels, loaded.splits.class_names, factors, text, warnings)
 
@@ -223,14 +226,19 @@ def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Ten
     return images.contiguous(), warnings
 
 
-def _read_image(path: Path) -> torch.Tensor:
-    """One image file -> uint8 ``(1, C, H, W)`` with C = 1 (grey), 2, 3 (RGB) or 4 (alpha)."""
+def _read_image(path: Path, warnings: Optional[list] = None) -> torch.Tensor:
+    """One image file -> uint8 ``(1, C, H, W)`` with C = 1 (grey), 2, 3 (RGB) or 4 (alpha).
+    EXIF rotation is applied; of an animation, the first frame is taken (with a warning)."""
     import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            frames = getattr(img, "n_frames", 1)
             img.load()
+            if frames > 1 and warnings is not None:
+                warnings.append(f"{path}: took the first of its {frames} frames")
+            img = ImageOps.exif_transpose(img)
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
                 raise UsageError(f"{path}: {img.mode} (16-bit or float) images are not supported; "
                                  f"save it as 8-bit")
@@ -238,6 +246,11 @@ def _read_image(path: Path) -> torch.Tensor:
                 img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else
                                   ("L" if img.mode == "1" else "RGB"))
             array = np.asarray(img)
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied") from None
+    except Image.DecompressionBombError:
+        raise UsageError(f"{path}: the image is too large to read safely ({Image.MAX_IMAGE_PIXELS} "
+                         f"pixels at most)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"corrupt ({exc})"
         raise UsageError(f"{path}: cannot read it as an image: {reason}") from None
@@ -246,29 +259,33 @@ def _read_image(path: Path) -> torch.Tensor:
     return tensor.unsqueeze(0).contiguous()
 
 
-def _load_folder(folder: Path, expected: tuple) -> Inputs:
-    """Every image under ``folder`` (sorted); files that are not images are skipped, with a
-    warning. When all images sit in subfolders, the subfolder names are the class labels."""
+def _load_folder(folder: Path, expected: tuple, limit: Optional[int] = None) -> Inputs:
+    """The images under ``folder`` (sorted; the first ``limit`` readable ones), each converted as
+    it is read. Files that are not images are skipped, with one warning. When all images sit in
+    subfolders, the subfolder names are the class labels."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    images, skipped, paths = [], [], []
+    images, skipped, paths, warnings = [], [], [], []
+    resized = 0
     for f in files:
+        if limit is not None and len(images) >= limit:
+            break
+        notes: list = []
         try:
-            images.append(_read_image(f))
-            paths.append(f)
+            image = _read_image(f, notes)
         except UsageError:
             skipped.append(f.relative_to(folder).as_posix())
-    warnings = []
+            continue
+        tensor, resize_notes = conform(image, expected, str(f))  # an image that cannot be converted: refused
+        images.append(tensor)
+        paths.append(f)
+        resized += bool(resize_notes)
+        warnings += notes
     if skipped:
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        warnings.append(f"{folder}: skipped {len(skipped)} file(s) that are not readable images: {shown}")
+        warnings.insert(0, f"{folder}: skipped {len(skipped)} file(s) that are not readable images: {shown}")
     if not images:
         raise UsageError(f"INPUT {folder}: the folder holds no readable images"
                          + (f" ({len(skipped)} other file(s))" if skipped else ""))
-    conformed, resized = [], 0
-    for f, img in zip(paths, images):
-        tensor, notes = conform(img, expected, str(f))
-        conformed.append(tensor)
-        resized += bool(notes)
     if resized:
         warnings.append(f"{folder}: resized {resized} of {len(paths)} image(s) to {expected[1]}x{expected[2]}")
     labels = class_names = None
@@ -276,4 +293,4 @@ def _load_folder(folder: Path, expected: tuple) -> Inputs:
     if all(len(parts) >= 2 for parts in parents):
         class_names = sorted({parts[0] for parts in parents})
         labels = torch.tensor([class_names.index(parts[0]) for parts in parents])
-    return Inputs(torch.cat(conformed), labels, class_names, {}, str(folder), warnings)
+    return Inputs(torch.cat(images), labels, class_names, {}, str(folder), warnings)

@@ -25,7 +25,7 @@ from typing import Optional
 import torch
 
 from .checkpoint import atomic_write
-from .errors import UsageError
+from .errors import UsageError, VaeError
 
 SUFFIXES = (".npy", ".csv", ".safetensors")
 FORMAT = "vaecli-latents"
@@ -80,7 +80,10 @@ def write(path: Path, mean: torch.Tensor, logvar: Optional[torch.Tensor], labels
     else:
         check_suffix(path, "-o")
         return
-    atomic_write(path, data)
+    try:
+        atomic_write(path, data)
+    except OSError as exc:
+        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -154,7 +157,10 @@ def _read_csv(path: Path, raw: bytes) -> torch.Tensor:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UsageError(f"LATENTS {path} is not a text CSV file") from None
-    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise UsageError(f"LATENTS {path} is not a readable CSV file ({exc})") from None
     if not rows:
         raise UsageError(f"LATENTS {path} has no rows")
     columns = None
@@ -240,9 +246,9 @@ def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, method: str = "sle
     Generative Networks", which keeps the norm typical of Gaussian draws in high dimensions
     (the straight line passes near the origin, where the prior puts almost no mass).
     """
-    dtype = a.dtype
-    a, b = a.double().unsqueeze(1), b.double().unsqueeze(1)  # (K, 1, D), in float64: see below
-    t = torch.linspace(0, 1, steps, dtype=torch.float64, device=a.device).view(1, steps, 1)  # (1, S, 1)
+    dtype, device = a.dtype, a.device
+    a, b = a.cpu().double().unsqueeze(1), b.cpu().double().unsqueeze(1)  # (K, 1, D), float64: see below
+    t = torch.linspace(0, 1, steps, dtype=torch.float64).view(1, steps, 1)  # (1, S, 1)
     path = (1 - t) * a + t * b
     if method == "slerp":
         cos = torch.nn.functional.cosine_similarity(a, b, dim=-1).clamp(-1, 1).unsqueeze(-1)  # (K, 1, 1)
@@ -255,7 +261,7 @@ def interpolate(a: torch.Tensor, b: torch.Tensor, steps: int, method: str = "sle
     elif method != "lerp":
         raise UsageError(f"--method must be slerp or lerp, got {method!r}")
     path[:, 0], path[:, -1] = a[:, 0], b[:, 0]  # the ends exactly
-    return path.to(dtype)
+    return path.to(device=device, dtype=dtype)
 
 
 def pca(points: torch.Tensor, k: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

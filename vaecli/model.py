@@ -45,6 +45,11 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
 
+def accumulator_dtype(device: torch.device) -> torch.dtype:
+    """float64 for sums over a dataset, except on Apple's MPS, which has no float64."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over latent dimensions: ``(B,)`` nats.
 
@@ -196,8 +201,9 @@ class VAE(nn.Module):
         std = torch.exp(0.5 * logvar)
         b, d = mean.shape
         chunk = chunk or k
-        total = torch.full((b,), -math.inf, device=x.device, dtype=torch.float64)
-        recon = torch.zeros(b, device=x.device, dtype=torch.float64)
+        acc = accumulator_dtype(x.device)
+        total = torch.full((b,), -math.inf, device=x.device, dtype=acc)
+        recon = torch.zeros(b, device=x.device, dtype=acc)
         half_log_2pi = 0.5 * math.log(2 * math.pi)
         for start in range(0, k, chunk):
             s = min(chunk, k - start)
@@ -207,9 +213,9 @@ class VAE(nn.Module):
             log_p = (-0.5 * z.pow(2) - half_log_2pi).sum(-1)  # (B, S)
             xs = x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
             log_px = self.likelihood.log_prob(xs, self.likelihood_params(z.reshape(b * s, d))).view(b, s)
-            log_w = (log_px + log_p - log_q).double()
+            log_w = (log_px + log_p - log_q).to(acc)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=1))
-            recon += log_px.double().sum(1)
+            recon += log_px.to(acc).sum(1)
         return total - math.log(k), recon / k
 
 
@@ -257,23 +263,24 @@ def evaluate(
     batch = batch_size or max(1, min(1000, rows // k))
     chunk = max(1, min(k, rows // batch))
     sums = {"nll": 0.0, "recon": 0.0, "kl": 0.0}
-    kl_dims = torch.zeros(model.latent_dim, device=device, dtype=torch.float64)
+    acc = accumulator_dtype(device)
+    kl_dims = torch.zeros(model.latent_dim, device=device, dtype=acc)
     means = []
     done = 0
     for start in range(0, n, batch):
         x = model.prepare(images[start:start + batch])
         mean, logvar = model.posterior(x)
-        means.append(mean.double())
+        means.append(mean.cpu().double())
         if model.kind == "ae":
             recon = -model.likelihood.log_prob(x, model.likelihood_params(mean))
-            sums["recon"] += recon.double().sum().item()
+            sums["recon"] += recon.to(acc).sum().item()
         else:
             bound, log_px = model.importance_sampled(x, k, gen, chunk)
             kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)  # (B, D)
-            kl_dims += kl.double().sum(0)
+            kl_dims += kl.to(acc).sum(0)
             sums["nll"] -= bound.sum().item()
             sums["recon"] -= log_px.sum().item()
-            sums["kl"] += kl.double().sum().item()
+            sums["kl"] += kl.to(acc).sum().item()
         done += len(x)
         if progress is not None:
             progress(done)

@@ -9,6 +9,7 @@ never lost. Monitors draw their own noise from fixed seeds: they never touch the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,8 @@ import torch
 from . import viz
 from .errors import UsageError
 
+PICTURES = ("recon", "samples", "latent")
+MAX_FRAMES = 200  # training.gif keeps every k-th epoch beyond this, k doubling as needed
 RECON_IMAGES = 32  # fixed test inputs shown with their reconstructions (4 rows of 8, each over its own)
 PRIOR_IMAGES = 64  # fixed prior draws decoded each epoch
 SCATTER_POINTS = 2000
@@ -29,21 +32,25 @@ def metrics_path(checkpoint: Path) -> Path:
 
 
 class MetricsLog:
-    """One JSON line per completed epoch, beside the checkpoint; readable while training runs."""
+    """One JSON line per completed epoch, beside the checkpoint; readable while training runs.
+    The file is started when the first epoch is saved, so that a run that stops earlier leaves
+    the log of an earlier run (beside its checkpoint) as it was."""
+
+    label = "metrics log"
 
     def __init__(self, checkpoint: Path) -> None:
         self.path = metrics_path(checkpoint)
-        try:
-            self.file = open(self.path, "w", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        self.file = None
 
     def epoch_end(self, epoch: int, model, record: dict) -> None:
+        if self.file is None:
+            self.file = open(self.path, "w", encoding="utf-8")
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
 
 class _Fixed:
@@ -71,15 +78,25 @@ class _Fixed:
         return recon_grid, samples_grid, mean.float().cpu()
 
 
+def check_folder(folder: Path, flag: str) -> Path:
+    """A folder that exists and is writable, or can be made in a writable parent."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{flag} {folder} is a file; give a folder")
+    if not folder.parent.is_dir():
+        raise UsageError(f"{flag} {folder}: the folder {folder.parent} does not exist")
+    target = folder if folder.is_dir() else folder.parent
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {folder}: the folder {target} is not writable")
+    return folder
+
+
 def check_viz_dir(folder: Path, force: bool) -> None:
     """Before training: ``--viz-dir`` can be made, and holds no pictures of another run unless
     ``force``."""
-    folder = Path(folder).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--viz-dir {folder} is a file; give a folder")
-    if not folder.parent.is_dir():
-        raise UsageError(f"--viz-dir {folder}: the folder {folder.parent} does not exist")
-    used = folder.is_dir() and (any(folder.glob("recon-*.png")) or (folder / "training.gif").exists())
+    folder = check_folder(folder, "--viz-dir")
+    used = folder.is_dir() and (any(folder.glob(f"{kind}-*.png") for kind in PICTURES)
+                                or (folder / "training.gif").exists())
     if used and not force:
         raise UsageError(f"--viz-dir {folder} already holds pictures of a run; pass --force to "
                          f"overwrite them, or choose another folder")
@@ -89,6 +106,8 @@ class TrainingPictures:
     """``--viz-dir DIR``: per epoch ``recon-NNN.png``, ``samples-NNN.png``, ``latent-NNN.png``;
     at the end ``training.gif``, one frame per epoch with the three side by side."""
 
+    label = "--viz-dir pictures"
+
     def __init__(self, folder: Path, model, data, seed: int) -> None:
         self.folder = Path(folder).expanduser()
         self.folder.mkdir(exist_ok=True)
@@ -96,7 +115,9 @@ class TrainingPictures:
         self.fixed = _Fixed(model, test.images, test.labels, seed)
         self.class_names = data.splits.class_names
         self.latent_dim = model.latent_dim
-        self.frames: list = []
+        self.frames: list = []  # every ``stride``-th epoch
+        self.stride = 1
+        self.last = None  # (epoch, frame) of the latest epoch, always the animation's end
 
     def epoch_end(self, epoch: int, model, record: dict) -> None:
         from PIL import Image
@@ -104,7 +125,7 @@ class TrainingPictures:
         from .latents import pca
 
         recon_grid, samples_grid, mean = self.fixed.pictures(model)
-        paths = [self.folder / f"{kind}-{epoch:03d}.png" for kind in ("recon", "samples", "latent")]
+        paths = [self.folder / f"{kind}-{epoch:03d}.png" for kind in PICTURES]
         viz.save_image(recon_grid, paths[0])
         viz.save_image(samples_grid, paths[1])
         if self.latent_dim >= 2:
@@ -117,20 +138,30 @@ class TrainingPictures:
                         labels=self.fixed.scatter_labels, class_names=self.class_names, limits=SCATTER_LIMIT)
         pictures = [viz.to_pil(recon_grid), viz.to_pil(samples_grid)]
         captions = ["test inputs over their reconstructions", "decoded fixed prior draws"]
-        if paths[2].exists():
+        if self.latent_dim >= 2:
             with Image.open(paths[2]) as img:
                 pictures.append(img.convert("RGB"))
             captions.append("latent space")
         header = f"epoch {epoch}   test -ELBO {record['test_loss']:.2f} nats (recon {record['test_recon']:.2f} + KL {record['test_kl']:.2f})"
-        self.frames.append(viz.panels(pictures, captions, header))
+        frame = viz.panels(pictures, captions, header)
+        self.last = (epoch, frame)
+        if (epoch - 1) % self.stride == 0:
+            self.frames.append((epoch, frame))
+            if len(self.frames) >= MAX_FRAMES:  # bounded memory for long runs
+                self.frames, self.stride = self.frames[::2], self.stride * 2
 
     def close(self) -> None:
-        if self.frames:  # hold the last epoch a while before looping
-            viz.save_gif(self.frames, self.folder / "training.gif", frame_ms=600, last_ms=2500)
+        if self.last is None:
+            return
+        frames = [f for e, f in self.frames if e != self.last[0]] + [self.last[1]]
+        # hold the last epoch a while before looping
+        viz.save_gif(frames, self.folder / "training.gif", frame_ms=600, last_ms=2500)
 
 
 class TensorBoardLog:
     """``--tensorboard DIR``: the metrics as scalars and the epoch's pictures as images."""
+
+    label = "--tensorboard log"
 
     def __init__(self, folder: Path, model, data, seed: int) -> None:
         self.writer = summary_writer()(log_dir=str(Path(folder).expanduser()))

@@ -17,8 +17,8 @@ import torch
 from . import checkpoint, monitor
 from . import options as opts
 from .data import LoadedDataset, batch_indices, load_dataset, to_unit
-from .errors import Interrupted, TrainingError, UsageError, unknown_name
-from .model import MODEL_KINDS, VAE, from_config
+from .errors import Interrupted, TrainingError, UsageError, VaeError, unknown_name
+from .model import MODEL_KINDS, VAE, accumulator_dtype, from_config
 from .plugins import registry
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -77,6 +77,7 @@ class Reporter(Protocol):
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
     def step(self, done: int, loss: torch.Tensor) -> None: ...
     def epoch_end(self, metrics: dict) -> None: ...
+    def warn(self, message: str) -> None: ...
 
 
 class _Silent:
@@ -84,6 +85,11 @@ class _Silent:
     def epoch_start(self, *a: Any) -> None: ...
     def step(self, *a: Any) -> None: ...
     def epoch_end(self, *a: Any) -> None: ...
+
+    def warn(self, message: str) -> None:
+        import warnings
+
+        warnings.warn(message, stacklevel=2)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -162,8 +168,8 @@ def evaluate_split(model: VAE, images: torch.Tensor, batch_size: int = EVAL_BATC
     model.eval()
     device = model.device
     gen = torch.Generator(device=device).manual_seed(seed)
-    recon = torch.zeros((), device=device, dtype=torch.float64)
-    kl = torch.zeros((), device=device, dtype=torch.float64)
+    recon = torch.zeros((), device=device, dtype=accumulator_dtype(device))
+    kl = torch.zeros((), device=device, dtype=accumulator_dtype(device))
     for idx in batch_indices(len(images), batch_size, images.device, shuffle=False):
         terms = model(to_unit(images[idx].to(device)), generator=gen)
         recon += terms.recon.sum()
@@ -183,6 +189,7 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
     if config.viz_dir:
         monitor.check_viz_dir(Path(config.viz_dir), config.force)
     if config.tensorboard:
+        monitor.check_folder(Path(config.tensorboard), "--tensorboard")
         monitor.summary_writer()
     model_meta = model_config(config)  # unknown names and bad options fail before the data loads
     data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download)
@@ -213,18 +220,31 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
         for epoch in range(1, config.epochs + 1):
             _train_epoch(epoch, config, model, optimizer, train_images, test_images, batches, path,
                          meta, metrics, reporter)
-            for m in monitors:
-                m.epoch_end(epoch, model, metrics[-1])
+            for m in list(monitors):
+                if not _guarded(m.epoch_end, m, reporter, epoch, model, metrics[-1]):
+                    monitors.remove(m)  # a picture or log that fails never stops training
+                    _guarded(m.close, m, reporter)
     except KeyboardInterrupt:
         done = len(metrics)
         kept = f"{path} holds the {done} completed epoch(s)" if done else "no checkpoint was written"
         raise Interrupted(f"interrupted during epoch {done + 1}; {kept}") from None
     finally:
         for m in monitors:
-            m.close()
+            _guarded(m.close, m, reporter)
     model.eval()
     model.meta = meta
     return TrainResult(path, model, metrics)
+
+
+def _guarded(call, m, reporter, *args) -> bool:
+    """Run a monitor's method; a failure to write is a warning, not the end of training."""
+    try:
+        call(*args)
+        return True
+    except (OSError, VaeError) as exc:
+        warn = getattr(reporter, "warn", _Silent().warn)
+        warn(f"could not write the {m.label}: {getattr(exc, 'strerror', None) or exc}; training goes on without it")
+        return False
 
 
 def _train_epoch(epoch, config, model, optimizer, train_images, test_images, batches, path, meta,
@@ -234,8 +254,8 @@ def _train_epoch(epoch, config, model, optimizer, train_images, test_images, bat
     n = len(train_images)
     reporter.epoch_start(epoch, config.epochs, batches)
     started = time.perf_counter()
-    sum_recon = torch.zeros((), device=device, dtype=torch.float64)
-    sum_kl = torch.zeros((), device=device, dtype=torch.float64)
+    sum_recon = torch.zeros((), device=device, dtype=accumulator_dtype(device))
+    sum_kl = torch.zeros((), device=device, dtype=accumulator_dtype(device))
     for i, idx in enumerate(batch_indices(n, config.batch_size, device), start=1):
         x = to_unit(train_images[idx])  # (B, C, H, W) in [0, 1]
         terms = model(x, beta=config.beta)

@@ -19,6 +19,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ANIMATION_SUFFIXES = (".gif",)
 PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pdf", ".svg")
 MIN_CELL = 64  # grids are scaled up (nearest neighbour) until each image is at least this wide
+MAX_PIXELS = 100_000_000  # no picture larger than this (about 300 MB in memory)
+MAX_SIDE = 16_383  # the largest side every format here can hold (WebP's limit)
 
 
 def check_output(path: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> Path:
@@ -47,6 +49,12 @@ def grid(images: torch.Tensor, nrow: Optional[int] = None, scale: Optional[int] 
     n, _, h, w = images.shape
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     scale = scale or max(1, math.ceil(MIN_CELL / max(h, w)))
+    cols, rows = min(nrow, n), math.ceil(n / nrow)
+    pad = 2 * scale
+    width, height = cols * (w * scale + pad) + pad, rows * (h * scale + pad) + pad
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise UsageError(f"{n} images in rows of {nrow} would make a {width}x{height} px picture, too "
+                         f"large to write; ask for fewer images (or other --nrow)")
     if scale > 1:
         images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
     return make_grid(images, nrow=nrow, padding=2 * scale, pad_value=0.5)
@@ -66,17 +74,29 @@ def above(top: torch.Tensor, bottom: torch.Tensor, nrow: int) -> torch.Tensor:
     return torch.cat(rows)
 
 
+def write_file(path: Path, render) -> None:
+    """``render(buffer)`` writes a picture into a buffer; the bytes then replace ``path``
+    atomically, so that a failure never leaves a half-written or empty file."""
+    import io
+
+    from .checkpoint import atomic_write
+
+    buffer = io.BytesIO()
+    try:
+        render(buffer)
+        atomic_write(Path(path), buffer.getvalue())
+    except (OSError, ValueError) as exc:  # Pillow: ValueError for sizes a format cannot hold
+        raise VaeError(f"could not write {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _format(path: Path) -> str:
+    return {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), Path(path).suffix[1:].upper())
+
+
 def save_image(image: torch.Tensor, path: Path) -> None:
     """Write a ``(C, H, W)`` image in [0, 1] (C = 1 or 3) with Pillow."""
-    from PIL import Image
-
-    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    if array.shape[2] == 1:
-        array = array[:, :, 0]
-    try:
-        Image.fromarray(array).save(path)
-    except OSError as exc:
-        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
+    picture = to_pil(image)
+    write_file(path, lambda buf: picture.save(buf, format=_format(path)))
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: Optional[int] = None, scale: Optional[int] = None) -> tuple[int, int]:
@@ -102,11 +122,8 @@ def save_gif(frames: list, path: Path, frame_ms: int = 120, last_ms: Optional[in
     durations = [frame_ms] * len(pictures)
     if last_ms is not None:
         durations[-1] = last_ms
-    try:
-        pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=durations, loop=0,
-                         optimize=False, disposal=1)
-    except OSError as exc:
-        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
+    write_file(path, lambda buf: pictures[0].save(buf, format="GIF", save_all=True, append_images=pictures[1:],
+                                                  duration=durations, loop=0, optimize=False, disposal=1))
     from PIL import Image
 
     with Image.open(path) as written:  # Pillow merges identical consecutive frames
@@ -120,10 +137,7 @@ def _figure(width: float, height: float):
 
 
 def _save_figure(fig, path: Path) -> tuple[int, int]:
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise VaeError(f"could not write {path}: {exc.strerror or exc}") from None
+    write_file(path, lambda buf: fig.savefig(buf, format=Path(path).suffix[1:].lower().replace("jpg", "jpeg")))
     w, h = fig.get_size_inches() * fig.dpi
     return int(round(w)), int(round(h))
 
