@@ -392,7 +392,8 @@ def encode(
         mean, logvar = encode_all(model, inputs.images, batch_size, update)
     latents.write(output, mean, logvar if model.kind == "vae" else None, inputs.labels, inputs.class_names,
                   {"checkpoint": str(ckpt), "input": inputs.source, "latent_dim": model.latent_dim})
-    out.print(f"Wrote the latent codes of {len(mean)} images ({model.latent_dim} dimensions) to {output}.")
+    out.print(f"Wrote the latent codes of {len(mean)} image{'s' if len(mean) != 1 else ''} "
+              f"({model.latent_dim} dimensions) to {output}.")
 
 
 def _check_data_out(output: Path, ckpt: Path, force: bool) -> None:
@@ -479,7 +480,9 @@ def reconstruct(
     originals = model.prepare(inputs.images)
     recon = model.reconstruct(inputs.images, mode=mode)
     width, height = viz.save_grid(viz.above(originals, recon, nrow), output, min(nrow, len(originals)))
-    out.print(f"Wrote {len(originals)} images and their reconstructions to {output} ({width}x{height} px).")
+    count = f"{len(originals)} image{'s' if len(originals) != 1 else ''}"
+    out.print(f"Wrote {count} and {'their reconstructions' if len(originals) != 1 else 'its reconstruction'} "
+              f"to {output} ({width}x{height} px).")
 
 
 # -- interpolate ------------------------------------------------------------------------------
