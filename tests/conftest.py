@@ -25,6 +25,17 @@ def _in_tmp(tmp_path, monkeypatch):
     plugins.reset()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of many tiny models: one thread is faster, and immune to a busy second core."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory):
     """A checkpoint trained for 2 epochs on tiny shapes (latent 3, one hidden layer of 32)."""

@@ -33,13 +33,7 @@ WIDE_DATA = {"n_train": 384, "n_test": 256, "size": 8}
 SHAPES = ["square", "ellipse", "heart"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The models here are tiny: one thread is faster, and immune to a busy second core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(folder: Path, name: str, **settings) -> Path:
@@ -49,13 +43,13 @@ def _train(folder: Path, name: str, **settings) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpt2d(tmp_path_factory, _one_thread):
+def ckpt2d(tmp_path_factory, one_thread):
     return _train(tmp_path_factory.mktemp("ckpt2d"), "wide", dataset="shapes", dataset_options=dict(WIDE_DATA),
                   arch_options={"hidden": (32,)}, latent_dim=2, epochs=3, batch_size=32, lr=3e-3, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def ae_ckpt(tmp_path_factory, _one_thread):
+def ae_ckpt(tmp_path_factory, one_thread):
     return _train(tmp_path_factory.mktemp("ae"), "ae", dataset="shapes", dataset_options=dict(TINY_DATA),
                   arch_options={"hidden": (32,)}, latent_dim=3, epochs=1, batch_size=32, device="cpu", model="ae")
 
@@ -495,6 +489,14 @@ def test_more_importance_samples_tighten_the_bound(vae, ckpt2d):
     assert k1000["kl"] == pytest.approx(k10["kl"])  # the closed-form KL does not depend on k
 
 
+def test_evaluate_with_one_sample_is_the_test_pass_of_training(vae, ckpt2d):
+    """Same noise, same batches: -k 1 reproduces the last epoch's test -ELBO and its parts."""
+    numbers = _evaluate(vae, ckpt2d, "-k", "1")
+    last = checkpoint.read(ckpt2d).meta["metrics"][-1]
+    for key, mine in (("loss", "test_loss"), ("recon", "test_recon"), ("kl", "test_kl")):
+        assert numbers[key] == pytest.approx(last[mine], abs=1e-9)
+
+
 def test_evaluate_is_seeded_and_takes_an_input(vae, ckpt2d):
     a = _evaluate(vae, ckpt2d, "shapes:test:3", "-k", "5")
     b = _evaluate(vae, ckpt2d, "shapes:test:3", "-k", "5", "-b", "1")
@@ -804,7 +806,7 @@ def test_tensorboard_missing_is_a_one_line_error_before_training(vae, monkeypatc
 
 
 @pytest.fixture(scope="module")
-def tensorboard_run(tmp_path_factory, _one_thread):
+def tensorboard_run(tmp_path_factory, one_thread):
     pytest.importorskip("tensorboard")
     folder = tmp_path_factory.mktemp("tb")
     result = vaecli.train(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options={"hidden": (32,)},

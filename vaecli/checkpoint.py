@@ -35,7 +35,7 @@ from typing import Any, Optional
 import torch
 
 from . import __version__
-from .errors import CheckpointError, VaeError
+from .errors import CheckpointError, UsageError, VaeError
 
 FORMAT = "vaecli"
 FORMAT_VERSION = 1
@@ -85,6 +85,19 @@ def rng_tensors() -> dict[str, torch.Tensor]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["rng.cuda"] = torch.cuda.get_rng_state()
     return out
+
+
+def check_target(path: Path, flag: str = "-o") -> Path:
+    """A file path that can be written: not a folder, in a folder that exists and is writable.
+    (Whether an existing file may be replaced is the caller's rule.)"""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {path}: the folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"{flag} {path}: the folder {path.parent} is not writable")
+    return path
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -173,6 +186,16 @@ def _refuse(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"{path}: {why}")
 
 
+def safetensors_header(data: bytes) -> dict:
+    """The JSON header of a safetensors file's bytes (``__metadata__`` holds the metadata);
+    ValueError when there is none."""
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_len]) if 8 <= len(data) and 8 + header_len <= len(data) else None
+    if not isinstance(header, dict):
+        raise ValueError("bad header")
+    return header
+
+
 def _looks_pickled(data: bytes) -> bool:
     """A pickle (protocol 2 to 5 starts with 0x80 and the protocol) or a zip (PyTorch's .pt).
     Asked only of files that are not valid safetensors: a safetensors header length may start
@@ -197,10 +220,7 @@ def read(path: Path | str) -> Checkpoint:
     if not data:
         raise _refuse(path, "is empty, not a checkpoint")
     try:
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_len]) if 8 + header_len <= len(data) else None
-        if not isinstance(header, dict):
-            raise ValueError("bad header")
+        header = safetensors_header(data)
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error type for any malformed file
         if _looks_pickled(data):

@@ -272,8 +272,7 @@ def sample(
         _positive(nrow, "--nrow")
     if not (math.isfinite(temperature) and temperature > 0):
         raise UsageError(f"--temperature must be a positive number, got {temperature}")
-    if mode not in ("mean", "sample"):
-        raise UsageError(f"--mode must be 'mean' or 'sample', got {mode!r}")
+    _check_mode(mode)
     import torch
 
     from . import load, viz
@@ -397,12 +396,9 @@ def encode(
 
 
 def _check_data_out(output: Path, ckpt: Path, force: bool) -> None:
-    if output.is_dir():
-        raise UsageError(f"-o {output} is a folder; give a file name")
-    if not output.parent.is_dir():
-        raise UsageError(f"-o {output}: the folder {output.parent} does not exist")
-    if not os.access(output.parent, os.W_OK):
-        raise UsageError(f"-o {output}: the folder {output.parent} is not writable")
+    from .checkpoint import check_target
+
+    check_target(output)
     if output.exists():
         if output.resolve() == Path(ckpt).expanduser().resolve():
             raise UsageError(f"-o {output} is the checkpoint itself; choose another file")
@@ -578,7 +574,7 @@ def plot_latent(
     grid over a latent plane; --traverse sweeps each dimension in turn.
     """
     from . import viz
-    from .model import encode_all
+    from .model import encode_all, kl_per_dim
 
     if manifold and traverse:
         raise UsageError("--manifold and --traverse make different pictures; choose one")
@@ -604,9 +600,9 @@ def plot_latent(
         with _Bar(len(inputs), "encoding", show=len(inputs) > 5000) as update:
             mean, logvar = encode_all(model, inputs.images, progress=update)
         if model.kind == "ae":  # no posterior variance: rank by how much each code varies
-            kl = mean.double().var(0, unbiased=False) if len(mean) > 1 else mean.new_zeros(mean.shape[1]).double()
+            kl = mean.double().var(0, unbiased=False)
         else:
-            kl = (0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar)).mean(0).double()  # (D,)
+            kl = kl_per_dim(mean.double(), logvar.double()).mean(0)  # (D,)
         by_kl = kl.argsort(descending=True).tolist()
     if chosen is None and model.latent_dim >= 2:
         chosen = (0, 1) if model.latent_dim == 2 else tuple(sorted(by_kl[:2]))
@@ -724,7 +720,7 @@ def evaluate(
     input: Annotated[Optional[str], typer.Argument(help=INPUT_HELP + " Default: the test split of the checkpoint's dataset.", show_default=False)] = None,
     iw_samples: Annotated[int, typer.Option("--iw-samples", "-k", help="Importance samples per image for the NLL estimate (Burda et al. 2015 use 5000).")] = 100,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch. Default: as many as fit in about 64 MB per tensor.")] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the posterior samples.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the posterior samples (the one vae train's test pass uses: -k 1 gives its test -ELBO).")] = 1234,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,

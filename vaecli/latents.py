@@ -24,7 +24,7 @@ from typing import Optional
 
 import torch
 
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, safetensors_header
 from .errors import UsageError, VaeError
 
 SUFFIXES = (".npy", ".csv", ".safetensors")
@@ -195,8 +195,7 @@ def _read_safetensors(path: Path, raw: bytes) -> tuple[torch.Tensor, Optional[to
 
     try:
         tensors = load(raw)
-        header_len = int.from_bytes(raw[:8], "little")
-        metadata = json.loads(raw[8:8 + header_len]).get("__metadata__") or {}
+        metadata = safetensors_header(raw).get("__metadata__") or {}
     except (SafetensorError, ValueError, OverflowError, RuntimeError, UnicodeDecodeError) as exc:
         raise UsageError(f"LATENTS {path} is not a readable safetensors file ({str(exc)[:80]})") from None
     if metadata.get("format") == "vaecli":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -53,20 +52,29 @@ class MetricsLog:
             self.file.close()
 
 
-class _Fixed:
-    """The fixed inputs and prior draws that every epoch's pictures are made from."""
+class EpochPictures:
+    """The fixed test inputs and prior draws that every epoch's pictures are made from, drawn
+    once per epoch and shared by the monitors that show them."""
 
-    def __init__(self, model, test_images: torch.Tensor, labels: Optional[torch.Tensor], seed: int) -> None:
+    def __init__(self, model, data, seed: int) -> None:
+        test_images, labels = data.splits.test.images, data.splits.test.labels
         gen = torch.Generator().manual_seed(seed)
         self.recon_inputs = test_images[:RECON_IMAGES]
         self.prior = torch.randn(PRIOR_IMAGES, model.latent_dim, generator=gen)
         pick = torch.randperm(len(test_images), generator=gen)[:SCATTER_POINTS]
         self.scatter_inputs = test_images[pick.to(test_images.device)]
         self.scatter_labels = None if labels is None else labels[pick]
+        self.class_names = data.splits.class_names
+        self._drawn: tuple = (None, None)  # (epoch, pictures)
+
+    def pictures(self, epoch: int, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstructions grid, samples grid, posterior means of the scatter inputs)."""
+        if self._drawn[0] != epoch:
+            self._drawn = (epoch, self._draw(model))
+        return self._drawn[1]
 
     @torch.inference_mode()
-    def pictures(self, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(reconstructions grid, samples grid, posterior means of the scatter inputs)."""
+    def _draw(self, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         was_training = model.training
         model.eval()
         originals = model.prepare(self.recon_inputs)
@@ -108,13 +116,11 @@ class TrainingPictures:
 
     label = "--viz-dir pictures"
 
-    def __init__(self, folder: Path, model, data, seed: int) -> None:
+    def __init__(self, folder: Path, fixed: EpochPictures, latent_dim: int) -> None:
         self.folder = Path(folder).expanduser()
         self.folder.mkdir(exist_ok=True)
-        test = data.splits.test
-        self.fixed = _Fixed(model, test.images, test.labels, seed)
-        self.class_names = data.splits.class_names
-        self.latent_dim = model.latent_dim
+        self.fixed = fixed
+        self.latent_dim = latent_dim
         self.frames: list = []  # every ``stride``-th epoch
         self.stride = 1
         self.last = None  # (epoch, frame) of the latest epoch, always the animation's end
@@ -124,7 +130,7 @@ class TrainingPictures:
 
         from .latents import pca
 
-        recon_grid, samples_grid, mean = self.fixed.pictures(model)
+        recon_grid, samples_grid, mean = self.fixed.pictures(epoch, model)
         paths = [self.folder / f"{kind}-{epoch:03d}.png" for kind in PICTURES]
         viz.save_image(recon_grid, paths[0])
         viz.save_image(samples_grid, paths[1])
@@ -135,7 +141,7 @@ class TrainingPictures:
                 points, _ = pca(mean)
                 axes = ("PC1", "PC2")
             viz.scatter(points, paths[2], title=f"Posterior means, epoch {epoch}", xlabel=axes[0], ylabel=axes[1],
-                        labels=self.fixed.scatter_labels, class_names=self.class_names, limits=SCATTER_LIMIT)
+                        labels=self.fixed.scatter_labels, class_names=self.fixed.class_names, limits=SCATTER_LIMIT)
         pictures = [viz.to_pil(recon_grid), viz.to_pil(samples_grid)]
         captions = ["test inputs over their reconstructions", "decoded fixed prior draws"]
         if self.latent_dim >= 2:
@@ -163,17 +169,16 @@ class TensorBoardLog:
 
     label = "--tensorboard log"
 
-    def __init__(self, folder: Path, model, data, seed: int) -> None:
+    def __init__(self, folder: Path, fixed: EpochPictures) -> None:
         self.writer = summary_writer()(log_dir=str(Path(folder).expanduser()))
-        test = data.splits.test
-        self.fixed = _Fixed(model, test.images, test.labels, seed)
+        self.fixed = fixed
 
     def epoch_end(self, epoch: int, model, record: dict) -> None:
         for key, value in record.items():
             if key != "epoch":
                 group, _, name = key.partition("_")  # train_loss -> train/loss
                 self.writer.add_scalar(f"{group}/{name}" if name else f"epoch/{key}", value, epoch)
-        recon_grid, samples_grid, _ = self.fixed.pictures(model)
+        recon_grid, samples_grid, _ = self.fixed.pictures(epoch, model)
         self.writer.add_image("reconstructions", recon_grid, epoch)
         self.writer.add_image("samples", samples_grid, epoch)
         self.writer.flush()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -18,12 +17,10 @@ from . import checkpoint, monitor
 from . import options as opts
 from .data import LoadedDataset, batch_indices, load_dataset, to_unit
 from .errors import Interrupted, TrainingError, UsageError, VaeError, unknown_name
-from .model import MODEL_KINDS, VAE, accumulator_dtype, from_config
+from .model import MODEL_KINDS, VAE, accumulator_dtype, evaluate, from_config
 from .plugins import registry
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-EVAL_BATCH = 1000
-EVAL_SEED = 1234  # the test pass draws the same noise every epoch, so epochs compare
 
 
 @dataclass
@@ -130,13 +127,7 @@ def output_path(config: TrainConfig) -> Path:
     path = Path(config.out).expanduser()
     if path.suffix != checkpoint.SUFFIX:
         raise UsageError(f"-o {path}: a checkpoint file must end in {checkpoint.SUFFIX}")
-    if path.is_dir():
-        raise UsageError(f"-o {path} is a folder; give a file name ending in {checkpoint.SUFFIX}")
-    parent = path.parent
-    if not parent.is_dir():
-        raise UsageError(f"-o {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"-o {path}: the folder {parent} is not writable")
+    checkpoint.check_target(path)
     if path.exists() and not config.force:
         raise UsageError(f"{path} already exists; pass --force to overwrite it, or choose another -o")
     return path
@@ -161,23 +152,12 @@ def model_config(config: TrainConfig) -> dict:
     }
 
 
-@torch.inference_mode()
-def evaluate_split(model: VAE, images: torch.Tensor, batch_size: int = EVAL_BATCH, seed: int = EVAL_SEED) -> dict:
-    """Negative ELBO (one reparameterised sample, fixed noise) and its parts, nats per example."""
-    was_training = model.training
-    model.eval()
-    device = model.device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    recon = torch.zeros((), device=device, dtype=accumulator_dtype(device))
-    kl = torch.zeros((), device=device, dtype=accumulator_dtype(device))
-    for idx in batch_indices(len(images), batch_size, images.device, shuffle=False):
-        terms = model(to_unit(images[idx].to(device)), generator=gen)
-        recon += terms.recon.sum()
-        kl += terms.kl.sum()
-    model.train(was_training)
-    n = len(images)
-    r, k = recon.item() / n, kl.item() / n
-    return {"loss": r + k, "recon": r, "kl": k}
+def evaluate_split(model: VAE, images: torch.Tensor) -> dict:
+    """The test pass of an epoch: negative ELBO (one sample, the same noise every epoch, so that
+    epochs compare) and its parts, nats per example; ``vae evaluate -k 1`` gives the same."""
+    result = evaluate(model, images, iw_samples=1)
+    kl = result.get("kl", 0.0)  # a plain auto-encoder has no KL term
+    return {"loss": result["recon"] + kl, "recon": result["recon"], "kl": kl}
 
 
 def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult:
@@ -210,10 +190,12 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
                             "metrics": [], "created": checkpoint.now()}
     metrics: list[dict] = []
     monitors: list = [monitor.MetricsLog(path)]
-    if config.viz_dir:
-        monitors.append(monitor.TrainingPictures(Path(config.viz_dir), model, data, config.seed))
-    if config.tensorboard:
-        monitors.append(monitor.TensorBoardLog(Path(config.tensorboard), model, data, config.seed))
+    if config.viz_dir or config.tensorboard:
+        pictures = monitor.EpochPictures(model, data, config.seed)
+        if config.viz_dir:
+            monitors.append(monitor.TrainingPictures(Path(config.viz_dir), pictures, model.latent_dim))
+        if config.tensorboard:
+            monitors.append(monitor.TensorBoardLog(Path(config.tensorboard), pictures))
     reporter.start(config, path, device, data)
 
     try:

@@ -7,7 +7,6 @@ one-line ``VaeError``. Images are floats in [0, 1], ``(N, C, H, W)``.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -28,13 +27,9 @@ def check_output(path: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> Path
     path = Path(path).expanduser()
     if path.suffix.lower() not in suffixes:
         raise UsageError(f"-o {path}: the file name must end in one of {', '.join(suffixes)}")
-    if path.is_dir():
-        raise UsageError(f"-o {path} is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise UsageError(f"-o {path}: the folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise UsageError(f"-o {path}: the folder {path.parent} is not writable")
-    return path
+    from .checkpoint import check_target
+
+    return check_target(path)
 
 
 def grid(images: torch.Tensor, nrow: Optional[int] = None, scale: Optional[int] = None) -> torch.Tensor:
