@@ -76,10 +76,10 @@ def test_train_options_reach_the_model(vae):
 
 
 @pytest.mark.parametrize("args,needles", [
-    (["train", "nosuchdata"], ["unknown dataset 'nosuchdata'", "mnist, shapes"]),
+    (["train", "nosuchdata"], ["unknown dataset 'nosuchdata'", "cifar10, emnist, fashion-mnist, folder, kmnist, mnist, shapes, tensor"]),
     (["train", "--arch", "nosuch"], ["unknown architecture 'nosuch'", "mlp"]),
-    (["train", "--likelihood", "poisson"], ["unknown likelihood 'poisson'", "bernoulli, gaussian"]),
-    (["train", "--model", "gan"], ["unknown model kind 'gan'", "ae, vae"]),
+    (["train", "--likelihood", "poisson"], ["unknown likelihood 'poisson'", "bernoulli, continuous-bernoulli, gaussian, logistic"]),
+    (["train", "--model", "gan"], ["unknown model kind 'gan'", "ae, cvae, vae"]),
     (["train", "--epochs", "0"], ["--epochs must be at least 1"]),
     (["train", "--lr", "-1"], ["--lr must be a positive number"]),
     (["train", "--batch-size", "0"], ["--batch-size must be at least 1"]),
@@ -209,7 +209,7 @@ def test_plugins_lists_the_built_ins(vae):
         assert needle in result.stdout
     data = json.loads(vae("plugins", "--json").stdout)
     builtins = {p["name"]: p for p in data["plugins"] if p["builtin"]}
-    assert builtins["likelihoods"]["registers"] == {"likelihood": ["bernoulli", "gaussian"]}
+    assert builtins["likelihoods"]["registers"] == {"likelihood": ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]}
     assert all(p["distribution"] == "vaecli" and p["error"] is None for p in builtins.values())
     assert data["parts"]["architecture"]["mlp"]["options"] == "hidden=400, activation=relu"
 

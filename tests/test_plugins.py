@@ -24,9 +24,12 @@ import vaecli.plugins as plugins
 from vaecli import errors
 from vaecli.cli import app
 
-BUILTIN_ARCHS = {"mlp"}
-BUILTIN_LIKELIHOODS = {"bernoulli", "gaussian"}
-BUILTIN_DATASETS = {"shapes", "mnist"}
+BUILTIN_ARCHS = {"mlp", "conv"}
+BUILTIN_LIKELIHOODS = {"bernoulli", "continuous-bernoulli", "gaussian", "logistic"}
+BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor"}
+LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
+DATASETS = ["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor"]
+DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor"]
 BUILTIN_PLUGINS = ["architectures", "likelihoods", "datasets"]
 
 # Top-level modules the fake plugins define; removed from sys.modules around every test.
@@ -361,12 +364,12 @@ def test_builtins_only_without_plugins(site):
     reg, warnings = fresh_registry()
     assert warnings == []
     assert [p.name for p in reg.plugins] == BUILTIN_PLUGINS
-    assert reg.names("architecture") == ["mlp"]
-    assert reg.names("likelihood") == ["bernoulli", "gaussian"]
-    assert reg.names("dataset") == ["mnist", "shapes"]
-    assert plugin(reg, "architectures").registers == {"architecture": ["mlp"]}
-    assert plugin(reg, "likelihoods").registers == {"likelihood": ["bernoulli", "gaussian"]}
-    assert plugin(reg, "datasets").registers == {"dataset": ["shapes", "mnist"]}
+    assert reg.names("architecture") == ["conv", "mlp"]
+    assert reg.names("likelihood") == LIKELIHOODS
+    assert reg.names("dataset") == DATASETS
+    assert plugin(reg, "architectures").registers == {"architecture": ["mlp", "conv"]}
+    assert plugin(reg, "likelihoods").registers == {"likelihood": LIKELIHOODS}
+    assert plugin(reg, "datasets").registers == {"dataset": DATASETS_IN_ORDER}
     assert_builtins_intact(reg)
 
 
@@ -390,9 +393,9 @@ def test_good_plugin_registers_its_parts(site):
     install_good(site)
     reg, warnings = fresh_registry()
     assert warnings == []
-    assert reg.names("architecture") == ["mlp", "tiny"]
-    assert reg.names("likelihood") == ["bernoulli", "gaussian", "tinybern"]
-    assert reg.names("dataset") == ["blank", "mnist", "shapes"]
+    assert reg.names("architecture") == ["conv", "mlp", "tiny"]
+    assert reg.names("likelihood") == LIKELIHOODS + ["tinybern"]
+    assert reg.names("dataset") == sorted(DATASETS + ["blank"])
 
     info = plugin(reg, "goodplug")
     assert info.distribution == "vaecli-goodplug"
@@ -662,10 +665,10 @@ def test_load_plugins_env(site, monkeypatch, value, expected):
 def test_load_plugins_env_is_read_by_the_process_registry(site, monkeypatch):
     install_good(site)
     monkeypatch.setenv("VAECLI_LOAD_PLUGINS", "")
-    assert plugins.registry().names("architecture") == ["mlp"]
+    assert plugins.registry().names("architecture") == ["conv", "mlp"]
     plugins.reset()
     monkeypatch.delenv("VAECLI_LOAD_PLUGINS")
-    assert plugins.registry().names("architecture") == ["mlp", "tiny"]
+    assert plugins.registry().names("architecture") == ["conv", "mlp", "tiny"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -756,9 +759,9 @@ def test_vae_plugins_json(site):
         assert by_name[name]["version"] == vaecli.__version__
         assert by_name[name]["builtin"] is True
         assert by_name[name]["error"] is None
-    assert by_name["architectures"]["registers"] == {"architecture": ["mlp"]}
-    assert by_name["likelihoods"]["registers"] == {"likelihood": ["bernoulli", "gaussian"]}
-    assert by_name["datasets"]["registers"] == {"dataset": ["shapes", "mnist"]}
+    assert by_name["architectures"]["registers"] == {"architecture": ["mlp", "conv"]}
+    assert by_name["likelihoods"]["registers"] == {"likelihood": LIKELIHOODS}
+    assert by_name["datasets"]["registers"] == {"dataset": DATASETS_IN_ORDER}
     assert by_name["goodplug"] == {
         "name": "goodplug", "distribution": "vaecli-goodplug", "version": "1.2.3", "builtin": False,
         "registers": {"architecture": ["tiny"], "likelihood": ["tinybern"], "dataset": ["blank"]},
@@ -771,14 +774,14 @@ def test_vae_plugins_json(site):
 
     parts = data["parts"]
     assert sorted(parts) == ["architecture", "dataset", "likelihood"]
-    assert sorted(parts["architecture"]) == ["mlp", "tiny"]
+    assert sorted(parts["architecture"]) == ["conv", "mlp", "tiny"]
     assert parts["architecture"]["tiny"] == {
         "plugin": "goodplug", "distribution": "vaecli-goodplug",
         "help": "A tiny MLP from a plugin.", "options": "hidden=16",
     }
     assert parts["architecture"]["mlp"]["distribution"] == "vaecli"
-    assert sorted(parts["likelihood"]) == ["bernoulli", "gaussian", "tinybern"]
-    assert sorted(parts["dataset"]) == ["blank", "mnist", "shapes"]
+    assert sorted(parts["likelihood"]) == LIKELIHOODS + ["tinybern"]
+    assert sorted(parts["dataset"]) == sorted(DATASETS + ["blank"])
     assert parts["dataset"]["blank"]["options"] == "(none)"
 
 
@@ -856,7 +859,7 @@ def test_unknown_name_without_a_plugin_provider_is_a_usage_error(site, provider)
     with pytest.raises(errors.UsageError) as excinfo:
         from_config(_model_config(arch))
     assert not isinstance(excinfo.value, errors.PluginMissingError)
-    assert str(excinfo.value) == "unknown architecture 'resnetx'; known architectures: mlp"
+    assert str(excinfo.value) == "unknown architecture 'resnetx'; known architectures: conv, mlp"
     assert excinfo.value.exit_code == 2
 
 
@@ -864,7 +867,7 @@ def test_unknown_name_lists_plugin_names_too(site):
     install_good(site)
     reg, _ = fresh_registry()
     with pytest.raises(errors.UsageError, match=r"^unknown likelihood 'nope'; known likelihoods: "
-                                                r"bernoulli, gaussian, tinybern$"):
+                                                r"bernoulli, continuous-bernoulli, gaussian, logistic, tinybern$"):
         reg.get("likelihood", "nope")
 
 

@@ -6,6 +6,7 @@ Heavy imports (torch, torchvision) happen inside the commands that need them, so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -151,8 +152,12 @@ class _ProgressReporter:
         import torch
 
         self.kind = config.model
+        objective = _fmt_objective(dataclasses.asdict(config)) if config.model != "ae" else ""
+        extras = [x for x in (objective if objective != "ELBO" else "",
+                              f"binarized {config.binarize}" if config.binarize != "none" else "") if x]
         err.print(
-            f"Training a {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}) "
+            f"Training {'an' if config.model == 'ae' else 'a'} {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}"
+            f"{'; ' + ', '.join(extras) if extras else ''}) "
             f"on {config.dataset} ({len(data.splits.train)} train / {len(data.splits.test)} test images of "
             f"{'x'.join(map(str, data.input_shape))}) on {device}, torch {torch.__version__}",
         )
@@ -202,15 +207,25 @@ def _options_help(kind: str) -> str:
 
 @app.command()
 def train(
-    dataset: Annotated[str, typer.Argument(help="Dataset name: shapes (built in, no download), mnist, or one from a plugin.")] = "shapes",
-    arch: Annotated[str, typer.Option("--arch", "-a", help="Encoder/decoder architecture.")] = "mlp",
-    likelihood: Annotated[str, typer.Option("--likelihood", "-l", help="Decoder likelihood: bernoulli, gaussian, ...")] = "bernoulli",
-    model: Annotated[str, typer.Option("--model", help="vae, or ae for a plain deterministic auto-encoder.")] = "vae",
+    dataset: Annotated[str, typer.Argument(help="Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, cifar10, folder:PATH (a tree of images), tensor:PATH (.npy/.npz/.safetensors), or one from a plugin.")] = "shapes",
+    arch: Annotated[str, typer.Option("--arch", "-a", help="Encoder/decoder architecture: mlp, conv, ...")] = "mlp",
+    likelihood: Annotated[str, typer.Option("--likelihood", "-l", help="Decoder likelihood: bernoulli, continuous-bernoulli, gaussian, logistic, ...")] = "bernoulli",
+    model: Annotated[str, typer.Option("--model", help="vae; cvae, conditioned on the class (sample --label draws one); ae, a plain deterministic auto-encoder.")] = "vae",
     latent_dim: Annotated[int, typer.Option("--latent-dim", "-z", help="Latent dimensions.")] = 20,
     epochs: Annotated[int, typer.Option("--epochs", "-e", help="Epochs to train.")] = 10,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Examples per batch.")] = 128,
-    lr: Annotated[float, typer.Option("--lr", help="Adam learning rate.")] = 1e-3,
-    beta: Annotated[float, typer.Option("--beta", help="Weight of the KL term (1 is the ELBO; >1 a beta-VAE).")] = 1.0,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate.", rich_help_panel="Optimisation")] = 1e-3,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adam, or adamw (decoupled weight decay).", rich_help_panel="Optimisation")] = "adam",
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Weight decay. Default: 0 for adam, 0.01 for adamw.", rich_help_panel="Optimisation", show_default=False)] = None,
+    lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="constant; cosine (to 0 over the run); step (times --lr-gamma every --lr-step epochs).", rich_help_panel="Optimisation")] = "constant",
+    lr_step: Annotated[int, typer.Option("--lr-step", help="Epochs between the steps of --lr-schedule step.", rich_help_panel="Optimisation")] = 0,
+    lr_gamma: Annotated[float, typer.Option("--lr-gamma", help="Factor of each step of --lr-schedule step.", rich_help_panel="Optimisation")] = 0.1,
+    grad_clip: Annotated[float, typer.Option("--grad-clip", help="Clip the gradient norm to this (0: no clipping).", rich_help_panel="Optimisation")] = 0.0,
+    beta: Annotated[float, typer.Option("--beta", help="Weight of the KL term (1 is the ELBO; >1 a beta-VAE).", rich_help_panel="Objective")] = 1.0,
+    kl_warmup: Annotated[float, typer.Option("--kl-warmup", help="Raise the KL weight linearly from 0 to --beta over this many epochs.", rich_help_panel="Objective")] = 0.0,
+    free_bits: Annotated[float, typer.Option("--free-bits", help="Free bits: nats of KL per latent dimension that cost nothing (Kingma et al. 2016).", rich_help_panel="Objective")] = 0.0,
+    iw_samples: Annotated[int, typer.Option("--iw-samples", "-k", help="Train on the importance-weighted bound with K samples (IWAE, Burda et al. 2015); 1 is the ELBO.", rich_help_panel="Objective")] = 1,
+    binarize: Annotated[str, typer.Option("--binarize", help="For bernoulli: none (grey levels), static (one fixed draw) or dynamic (a new draw every batch, the standard for NLLs).", rich_help_panel="Objective")] = "none",
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, batching and noise.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where datasets live (MNIST in DIR/MNIST/raw). Default: ~/.cache/vaecli/data or $VAECLI_DATA_DIR.")] = None,
@@ -220,6 +235,8 @@ def train(
     arch_option: Annotated[Optional[List[str]], typer.Option("--arch-option", help=_options_help("Architecture") + " E.g. hidden=512,256 activation=tanh.")] = None,
     likelihood_option: Annotated[Optional[List[str]], typer.Option("--likelihood-option", help=_options_help("Likelihood") + " E.g. learn_sigma=shared.")] = None,
     data_option: Annotated[Optional[List[str]], typer.Option("--data-option", help=_options_help("Dataset") + " E.g. n_train=5000.")] = None,
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="folder: resize the shorter side to N and centre-crop N x N (the dataset option image_size).", show_default=False)] = None,
+    grayscale: Annotated[bool, typer.Option("--grayscale", help="folder: convert the images to grey (the dataset option grayscale).")] = False,
     viz_dir: Annotated[Optional[Path], typer.Option("--viz-dir", help="Write pictures of every epoch here (reconstructions, prior samples, latent scatter) and training.gif at the end.")] = None,
     tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="Log metrics and pictures for TensorBoard into this folder (pip install tensorboard).")] = None,
 ) -> None:
@@ -231,11 +248,20 @@ def train(
     from .options import parse_pairs
     from .training import TrainConfig, run
 
+    dataset_options = parse_pairs(data_option, "--data-option")
+    for key, value, given in (("image_size", image_size, image_size is not None), ("grayscale", "true", grayscale)):
+        if given:
+            if key in dataset_options:
+                raise UsageError(f"--{key.replace('_', '-')} and --data-option {key}= both given; use one")
+            dataset_options[key] = str(value)
     config = TrainConfig(
-        dataset=dataset, dataset_options=parse_pairs(data_option, "--data-option"),
+        dataset=dataset, dataset_options=dataset_options,
         arch=arch, arch_options=parse_pairs(arch_option, "--arch-option"),
         likelihood=likelihood, likelihood_options=parse_pairs(likelihood_option, "--likelihood-option"),
         model=model, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta,
+        kl_warmup=kl_warmup, free_bits=free_bits, iw_samples=iw_samples, binarize=binarize,
+        optimizer=optimizer, weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step,
+        lr_gamma=lr_gamma, grad_clip=grad_clip,
         seed=seed, device=device, data_dir=str(data_dir) if data_dir else None,
         download=not no_download, out=str(output) if output else None, force=force,
         viz_dir=str(viz_dir) if viz_dir else None, tensorboard=str(tensorboard) if tensorboard else None,
@@ -246,7 +272,10 @@ def train(
     finally:
         reporter.close()
     last = result.metrics[-1]
-    out.print(f"Saved {result.path} after {last['epoch']} epochs: test -ELBO {last['test_loss']:.2f} nats per example.")
+    score = (f"test reconstruction {last['test_recon']:.2f}" if config.model == "ae"
+             else f"test -ELBO {last['test_loss']:.2f}")
+    out.print(f"Saved {result.path} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}: "
+              f"{score} nats per example.")
     if config.viz_dir:
         out.print(f"Pictures of each epoch and the animation: {Path(config.viz_dir) / 'training.gif'}")
     out.print(f"Next: vae sample {result.path} -o samples.png   |   vae info {result.path}")
@@ -264,6 +293,7 @@ def sample(
     temperature: Annotated[float, typer.Option("--temperature", "-t", help="Scale of the prior draws (below 1: cleaner, less varied).")] = 1.0,
     nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
     mode: Annotated[str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")] = "mean",
+    label: Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): draw this class (an index or a class name). Default: one class per column.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Decode draws from the prior into a grid of images."""
@@ -280,9 +310,14 @@ def sample(
     model = load(ckpt, device)
     output = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-samples.png"))
     gen = torch.Generator(device=model.device).manual_seed(seed)
-    images = model.sample(n, temperature=temperature, mode=mode, generator=gen)
+    labels = _condition(model, label, n)
+    if model.num_classes and label is None and nrow is None and model.num_classes <= 32:
+        k = model.num_classes  # image i is of class i % K: a multiple of K columns, one class per column
+        nrow = k * max(1, round(math.sqrt(n) / k))
+    images = model.sample(n, temperature=temperature, mode=mode, generator=gen, labels=labels)
     width, height = viz.save_grid(images, output, nrow)
-    out.print(f"Wrote {n} samples to {output} ({width}x{height} px).")
+    what = f" of class {_class_name(model, int(labels[0]))}" if label is not None else ""
+    out.print(f"Wrote {n} samples{what} to {output} ({width}x{height} px).")
 
 
 # -- shared by the commands that use a trained model ---------------------------------------------
@@ -300,6 +335,56 @@ MAX_TRAVERSE_ROWS = 64
 
 def _warn(message: str) -> None:
     err.print(f"[yellow]vae: warning:[/] {escape(message)}")
+
+
+LabelOpt = Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): decode as this class (an index or a class name).")]
+
+
+def _class_name(model, index: int) -> str:
+    names = model.meta.get("data", {}).get("class_names") or []
+    return f"{index} ({names[index]})" if index < len(names) and names[index] != str(index) else str(index)
+
+
+def _condition(model, label: Optional[str], n: int):
+    """The class of each of ``n`` decoded rows: ``--label`` for all, or None (a cvae then
+    decodes class i % K in row i). ``--label`` on an unconditional model is an error."""
+    import torch
+
+    if label is None:
+        return None
+    if not model.num_classes:
+        raise UsageError(f"--label is for class-conditional models (vae train --model cvae); this is a {model.kind}")
+    names = [str(c) for c in model.meta.get("data", {}).get("class_names") or []]
+    if label in names:
+        index = names.index(label)
+    elif label.lstrip("-").isdigit() and 0 <= int(label) < model.num_classes:
+        index = int(label)
+    else:
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        raise UsageError(f"--label {label}: not a class of this model; give 0 to {model.num_classes - 1}"
+                         + (f" or a name: {shown}" if names else ""))
+    return torch.full((n,), index, dtype=torch.long)
+
+
+def _input_labels(model, inputs):
+    """The class of each input image, which a cvae's encoder is conditioned on (None for other
+    models); the input's class names are matched to the model's by name."""
+    import torch
+
+    if not model.num_classes:
+        return None
+    if inputs.labels is None:
+        raise UsageError(f"{inputs.source}: a class-conditional model needs each image's class; give "
+                         f"DATASET:SPLIT, or a folder with one subfolder per class")
+    names = [str(c) for c in model.meta.get("data", {}).get("class_names") or []]
+    given = [str(c) for c in inputs.class_names or []]
+    if not given or given == names:
+        return inputs.labels
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise UsageError(f"{inputs.source}: class {unknown[0]!r} is not one of this model's classes "
+                         f"({', '.join(names[:20])})")
+    return torch.tensor([names.index(given[int(i)]) for i in inputs.labels])
 
 
 def _check_mode(mode: str) -> str:
@@ -388,8 +473,8 @@ def encode(
     model = _model(ckpt, device)
     inputs = _inputs(model, input, data_dir, no_download)
     with _Bar(len(inputs), "encoding", show=len(inputs) > 5 * batch_size) as update:
-        mean, logvar = encode_all(model, inputs.images, batch_size, update)
-    latents.write(output, mean, logvar if model.kind == "vae" else None, inputs.labels, inputs.class_names,
+        mean, logvar = encode_all(model, inputs.images, batch_size, update, _input_labels(model, inputs))
+    latents.write(output, mean, logvar if model.kind != "ae" else None, inputs.labels, inputs.class_names,
                   {"checkpoint": str(ckpt), "input": inputs.source, "latent_dim": model.latent_dim})
     out.print(f"Wrote the latent codes of {len(mean)} image{'s' if len(mean) != 1 else ''} "
               f"({model.latent_dim} dimensions) to {output}.")
@@ -419,6 +504,7 @@ def decode(
     nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
     mode: ModeOpt = "mean",
     seed: Annotated[int, typer.Option("--seed", help="Seed of --mode sample.")] = 0,
+    label: LabelOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Decode latent codes into a grid of images."""
@@ -444,7 +530,7 @@ def decode(
         n = MAX_GRID
     codes = codes[:n]
     gen = torch.Generator(device=model.device).manual_seed(seed)
-    images = model.decode(codes, mode=mode, generator=gen)
+    images = model.decode(codes, mode=mode, generator=gen, labels=_condition(model, label, len(codes)))
     width, height = viz.save_grid(images, output, nrow)
     out.print(f"Wrote {len(images)} decoded images to {output} ({width}x{height} px).")
 
@@ -474,7 +560,7 @@ def reconstruct(
     output = _picture_out(output, ckpt, "reconstructions", inputs=(input,))
     inputs = _inputs(model, input, data_dir, no_download, limit=n)
     originals = model.prepare(inputs.images)
-    recon = model.reconstruct(inputs.images, mode=mode)
+    recon = model.reconstruct(inputs.images, mode=mode, labels=_input_labels(model, inputs))
     width, height = viz.save_grid(viz.above(originals, recon, nrow), output, min(nrow, len(originals)))
     count = f"{len(originals)} image{'s' if len(originals) != 1 else ''}"
     out.print(f"Wrote {count} and {'their reconstructions' if len(originals) != 1 else 'its reconstruction'} "
@@ -496,6 +582,7 @@ def interpolate(
     frame_ms: Annotated[int, typer.Option("--frame-ms", help="Milliseconds per frame of a .gif.")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
     mode: ModeOpt = "mean",
+    label: Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): decode the paths as this class. Default: the class of A (with prior ends: class k for path k).")] = None,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
@@ -522,13 +609,18 @@ def interpolate(
     gen = torch.Generator(device=model.device).manual_seed(seed)
     if a is None and model.kind == "ae":
         raise UsageError("a plain auto-encoder (--model ae) has no prior to draw the ends from; give A and B")
+    classes = _condition(model, label, pairs)
     if a is None:
         ends = torch.randn(2, pairs, model.latent_dim, generator=gen, device=model.device)
         start, end = ends[0], ends[1]
+        if model.num_classes and classes is None:
+            classes = torch.arange(pairs) % model.num_classes
     else:
-        start, end = (_endpoints(model, text, pairs, data_dir, no_download) for text in (a, b))
+        (start, a_labels), (end, _) = (_endpoints(model, text, pairs, data_dir, no_download) for text in (a, b))
+        classes = a_labels if classes is None else classes
     path = latents.interpolate(start, end, steps, method)  # (K, S, D)
-    images = model.decode(path.reshape(-1, model.latent_dim), mode=mode, generator=gen)  # (K*S, C, H, W)
+    row_labels = None if classes is None else torch.as_tensor(classes).repeat_interleave(steps)
+    images = model.decode(path.reshape(-1, model.latent_dim), mode=mode, generator=gen, labels=row_labels)  # (K*S, C, H, W)
     if output.suffix.lower() == ".gif":
         per_step = images.view(pairs, steps, *images.shape[1:]).transpose(0, 1)  # (S, K, C, H, W)
         order = list(range(steps)) + list(range(steps - 2, 0, -1))  # there and back
@@ -544,8 +636,10 @@ def _endpoints(model, text: str, pairs: int, data_dir, no_download):
     inputs = _inputs(model, text, data_dir, no_download, limit=pairs)
     if len(inputs) < pairs:
         raise UsageError(f"{text} holds {len(inputs)} image(s); --pairs {pairs} needs {pairs}")
-    mean, _ = model.encode(inputs.images[:pairs])
-    return mean
+    labels = _input_labels(model, inputs)
+    labels = None if labels is None else labels[:pairs]
+    mean, _ = model.encode(inputs.images[:pairs], labels)
+    return mean, labels
 
 
 # -- plot-latent ------------------------------------------------------------------------------
@@ -564,6 +658,7 @@ def plot_latent(
     max_points: Annotated[int, typer.Option("--max-points", help="Plot at most this many points (the first ones).")] = 10_000,
     grid_size: Annotated[Optional[int], typer.Option("--grid", help="Cells per side of --manifold (20); columns of --traverse (11).", show_default=False)] = None,
     extent: Annotated[Optional[float], typer.Option("--range", help="--traverse sweeps each dimension over [-R, R] (3); --manifold spans [-R, R] instead of the inverse-CDF grid.", show_default=False)] = None,
+    label: Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): decode --manifold and --traverse as this class. Default: the class of the first input (class 0 for --manifold).")] = None,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
@@ -598,7 +693,7 @@ def plot_latent(
     inputs = _inputs(model, input, data_dir, no_download, limit=max_points) if need_inputs else None
     if inputs is not None:
         with _Bar(len(inputs), "encoding", show=len(inputs) > 5000) as update:
-            mean, logvar = encode_all(model, inputs.images, progress=update)
+            mean, logvar = encode_all(model, inputs.images, progress=update, labels=_input_labels(model, inputs))
         if model.kind == "ae":  # no posterior variance: rank by how much each code varies
             kl = mean.double().var(0, unbiased=False)
         else:
@@ -606,10 +701,14 @@ def plot_latent(
         by_kl = kl.argsort(descending=True).tolist()
     if chosen is None and model.latent_dim >= 2:
         chosen = (0, 1) if model.latent_dim == 2 else tuple(sorted(by_kl[:2]))
+    condition = _condition(model, label, 1)
+    if model.num_classes and condition is None:  # the first input's class, else class 0
+        first = _input_labels(model, inputs)[:1] if inputs is not None else None
+        condition = first if first is not None else _condition(model, "0", 1)
     if manifold:
-        size = _manifold(model, output, chosen, grid_size or 20, extent or 0.0)
+        size = _manifold(model, output, chosen, grid_size or 20, extent or 0.0, condition)
     elif traverse:
-        size = _traverse(model, output, inputs, mean, kl, by_kl, grid_size or 11, extent or 3.0)
+        size = _traverse(model, output, inputs, mean, kl, by_kl, grid_size or 11, extent or 3.0, condition)
     else:
         size = _scatter(model, output, inputs, mean, method, chosen, color_by)
     out.print(f"Wrote {output} ({size[0]}x{size[1]} px).")
@@ -662,7 +761,11 @@ def _scatter(model, output, inputs, mean, method, chosen, color_by):
                        values=values, value_name=value_name)
 
 
-def _manifold(model, output, chosen, size, extent):
+def _decoded_as(model, condition) -> str:
+    return "" if condition is None else f", class {_class_name(model, int(condition[0]))}"
+
+
+def _manifold(model, output, chosen, size, extent, condition=None):
     import torch
 
     from . import latents, viz
@@ -672,46 +775,58 @@ def _manifold(model, output, chosen, size, extent):
     z = torch.zeros(size, size, model.latent_dim, dtype=torch.float64)
     z[:, :, i] = values.view(1, size)  # columns: z_i left to right
     z[:, :, j] = values.flip(0).view(size, 1)  # rows: z_j top to bottom, largest first
-    images = model.decode(z.view(-1, model.latent_dim))
+    images = model.decode(z.view(-1, model.latent_dim),
+                          labels=None if condition is None else condition.repeat(size * size))
     ticks = [f"{v:.2f}" if size <= 12 or k % max(1, size // 8) == 0 else "" for k, v in enumerate(values.tolist())]
     others = " (other dimensions at 0)" if model.latent_dim > 2 else ""
     spacing = "inverse normal CDF" if not extent else f"even over [-{extent:g}, {extent:g}]"
-    return viz.image_table(images, size, output, title=f"Learned manifold: z{i} and z{j}, {spacing}{others}",
+    return viz.image_table(images, size, output, title=f"Learned manifold: z{i} and z{j}, {spacing}{others}"
+                                                      f"{_decoded_as(model, condition)}",
                            row_labels=list(reversed(ticks)), col_labels=ticks, xlabel=f"z{i}", ylabel=f"z{j}")
 
 
-def _traverse(model, output, inputs, mean, kl, by_kl, steps, extent):
+def _traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=None):
     from . import latents, viz
 
     if len(by_kl) > MAX_TRAVERSE_ROWS:
         _warn(f"showing the {MAX_TRAVERSE_ROWS} of {len(by_kl)} latent dimensions with the largest "
-              f"{'KL' if model.kind == 'vae' else 'variance'}")
+              f"{'KL' if model.kind != 'ae' else 'variance'}")
         by_kl = by_kl[:MAX_TRAVERSE_ROWS]
     values = latents.normal_grid(steps, extent)
     base = mean[0].double()
     z = base.repeat(len(by_kl), steps, 1)  # (rows, S, D)
     for row, d in enumerate(by_kl):
         z[row, :, d] = values
-    images = model.decode(z.view(-1, model.latent_dim))
-    measure = "KL" if model.kind == "vae" else "var"
+    images = model.decode(z.view(-1, model.latent_dim),
+                          labels=None if condition is None else condition.repeat(len(by_kl) * steps))
+    measure = "KL" if model.kind != "ae" else "var"
     row_labels = [f"z{d}  {measure} {kl[d]:.2f}" for d in by_kl]
     col_labels = [f"{v:.1f}" for v in values.tolist()]
     base_name = inputs.source if len(inputs) == 1 else f"image 0 of {inputs.source}"
     return viz.image_table(images, len(by_kl), output,
                            title=f"Latent traversal from {base_name}, rows by "
-                                 + ("KL (nats)" if model.kind == "vae" else "variance of the code"),
+                                 + ("KL (nats)" if model.kind != "ae" else "variance of the code"),
                            row_labels=row_labels, col_labels=col_labels, xlabel="value of the swept dimension")
 
 
 # -- evaluate ---------------------------------------------------------------------------------
 
 
-def _likelihood_range(model) -> str:
-    """``unit`` or ``real``: the data range of the model's likelihood, as its spec declares."""
+def _bits_note(model) -> str:
+    """What the bits/dim of this model's likelihood can be compared with."""
+    from .data import preprocessing
     from .plugins import registry
 
     lik = model.meta["model"]["likelihood"]
-    return registry().get("likelihood", lik["name"], lik.get("provider")).spec.data_range
+    data_range = registry().get("likelihood", lik["name"], lik.get("provider")).spec.data_range
+    binarized = preprocessing(model.meta)
+    if data_range in ("real", "unit"):
+        return "; a density on pixels in [0, 1], not comparable with discrete NLLs"
+    if data_range == "binary" and binarized == "none":
+        return "; bernoulli on grey levels is a cross-entropy: train with --binarize for NLLs comparable with papers"
+    if data_range == "binary":
+        return f"; of {'statically' if binarized == 'static' else 'dynamically'} binarized images"
+    return "; of the 8-bit images" if data_range == "8bit" else ""
 
 
 @app.command()
@@ -742,7 +857,8 @@ def evaluate(
     inputs = _inputs(model, input, data_dir, no_download)
     started = time.perf_counter()
     with _Bar(len(inputs), f"evaluating (k={iw_samples})", show=not as_json) as update:
-        result = run_evaluation(model, inputs.images, iw_samples, batch_size, seed, update)
+        result = run_evaluation(model, inputs.images, iw_samples, batch_size, seed, update,
+                                _input_labels(model, inputs))
     result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
     if as_json:
         print(json.dumps(result, indent=2))
@@ -759,9 +875,8 @@ def evaluate(
         table.add_row("  reconstruction", f"{result['recon']:.2f}", escape(f"E_q[-log p(x|z)], {iw_samples} sample(s)"))
         table.add_row("  KL", f"{result['kl']:.2f}", "KL(q(z|x) || p(z)), closed form")
         table.add_row("NLL (IWAE)", f"{result['nll']:.2f}", f"-log p(x), k={iw_samples} (Burda et al. 2015)")
-        density = _likelihood_range(model) == "real"
         table.add_row("bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)"
-                      + ("; a density on pixels in [0, 1], not comparable with discrete NLLs" if density else ""))
+                      + _bits_note(model))
         table.add_row("active units", f"{result['active_units']} / {result['latent_dim']}", escape("Cov_x E_q[z_u] > 0.01"))
     out.print(table)
     out.print(f"[dim]{result['seconds']:.1f} s on {model.device}[/]")
@@ -780,6 +895,38 @@ def _fmt_provider(p: Optional[dict]) -> str:
     if not p:
         return ""
     return f"{p.get('distribution', '?')} {p.get('version', '')}".strip()
+
+
+def _fmt_objective(t: dict) -> str:
+    """``-ELBO``, a beta-VAE, or the IWAE bound, with warm-up and free bits."""
+    k, beta = t.get("iw_samples", 1), t.get("beta", 1.0)
+    if k > 1:
+        parts = [f"IWAE bound, k={k} (Burda et al. 2015)"]
+    else:
+        parts = ["ELBO" if beta == 1 else f"beta-VAE, beta {beta:g}"]
+    if t.get("kl_warmup"):
+        parts.append(f"KL warm-up over {t['kl_warmup']:g} epoch{'s' if t['kl_warmup'] != 1 else ''}")
+    if t.get("free_bits"):
+        parts.append(f"free bits {t['free_bits']:g} nats per dimension")
+    return ", ".join(parts)
+
+
+def _fmt_optimizer(t: dict) -> str:
+    name = t.get("optimizer", "adam")
+    decay = t.get("weight_decay")
+    decay = (0.01 if name == "adamw" else 0.0) if decay is None else decay
+    parts = [f"{name} lr {t.get('lr')}"]
+    if decay:
+        parts.append(f"weight decay {decay:g}")
+    schedule = t.get("lr_schedule", "constant")
+    if schedule == "step":
+        every = "every epoch" if t.get("lr_step") == 1 else f"every {t.get('lr_step')} epochs"
+        parts.append(f"step schedule (x{t.get('lr_gamma'):g} {every})")
+    elif schedule != "constant":
+        parts.append(f"{schedule} schedule")
+    if t.get("grad_clip"):
+        parts.append(f"gradient norm clipped at {t['grad_clip']:g}")
+    return ", ".join(parts)
 
 
 @app.command()
@@ -805,6 +952,7 @@ def info(
     table.add_column()
     rows = [
         ("model", f"{m.get('kind', 'vae').upper()}, latent dim {m.get('latent_dim')}, "
+                  + (f"{m['num_classes']} classes, " if m.get("num_classes") else "") +
                   f"input {'x'.join(map(str, m.get('input_shape', [])))}, {n_params:,} parameters"),
         ("architecture", f"{arch.get('name')}  {_fmt_options(arch.get('options', {}))}  [dim]({_fmt_provider(arch.get('provider'))})[/]"),
         ("likelihood", f"{lik.get('name')}  {_fmt_options(lik.get('options', {}))}  [dim]({_fmt_provider(lik.get('provider'))})[/]"),
@@ -812,9 +960,10 @@ def info(
                     f"{d.get('n_train', '?')} train / {d.get('n_test', '?')} test"),
         ("classes", ", ".join(map(str, d.get("class_names") or [])) or "none"),
         ("preprocessing", _fmt_options(d.get("preprocessing", {}))),
+        ("objective", _fmt_objective(t) if m.get("kind") != "ae" else "reconstruction only"),
+        ("optimizer", _fmt_optimizer(t)),
         ("training", f"epochs {meta['epoch']}/{t.get('epochs')}, batch {t.get('batch_size')}, "
-                     f"{t.get('optimizer', 'adam')} lr {t.get('lr')}, beta {t.get('beta')}, seed {t.get('seed')}, "
-                     f"device {t.get('device')}"),
+                     f"seed {t.get('seed')}, device {t.get('device')}"),
         ("versions", _fmt_options(meta.get("versions", {}))),
         ("written", f"{meta.get('created', '?')} (updated {meta.get('updated', '?')})"),
     ]

@@ -19,7 +19,10 @@ from .errors import UsageError, VaeError
 from .hookspecs import DataRequest, DatasetSplits, Split
 from .plugins import Registered, registry
 
-PREPROCESSING = {"divide_by": 255, "binarize": "none"}  # uint8 -> [0, 1] floats
+BINARIZE = ("none", "static", "dynamic")
+# The fixed Bernoulli draws of binarized models: the train split of a static one (seed 0), and the
+# test split and command inputs of every binarized model (seed 1); the same on every device.
+BINARIZE_SEEDS = {"train": 0, "test": 1}
 
 
 def default_data_dir() -> Path:
@@ -41,7 +44,7 @@ class LoadedDataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.splits.train.images.shape[1:])  # type: ignore[return-value]
 
-    def describe(self) -> dict:
+    def describe(self, binarize: str = "none") -> dict:
         """The ``data`` section of a checkpoint's metadata."""
         return {
             "dataset": {
@@ -50,7 +53,7 @@ class LoadedDataset:
                 "provider": self.registered.plugin.provider(),
             },
             "class_names": self.splits.class_names,
-            "preprocessing": PREPROCESSING,
+            "preprocessing": {"divide_by": 255, "binarize": binarize},  # uint8 -> [0, 1] floats
             "n_train": len(self.splits.train),
             "n_test": len(self.splits.test),
         }
@@ -66,6 +69,22 @@ def _check_split(split: Split, which: str, owner: str) -> None:
                        f"for {images.shape[0]} images")
 
 
+def split_dataset_name(text: str) -> tuple[str, dict]:
+    """``folder:PATH`` -> ``("folder", {"path": "PATH"})`` for a dataset registered with
+    ``argument="path"``; a plain registered name -> ``(name, {})``."""
+    reg = registry()
+    if ":" in text and text not in reg.names("dataset"):
+        name, _, value = text.partition(":")
+        if name in reg.names("dataset"):
+            spec = reg.get("dataset", name).spec
+            if not spec.argument:
+                raise UsageError(f"dataset '{name}' takes no argument (got {text!r}); write just {name}")
+            if not value:
+                raise UsageError(f"dataset '{name}' needs its {spec.argument}: {name}:{spec.argument.upper()}")
+            return name, {spec.argument: value}
+    return text, {}
+
+
 def load_dataset(
     name: str,
     option_values: Optional[dict] = None,
@@ -73,10 +92,18 @@ def load_dataset(
     download: bool = True,
     provider: Optional[dict] = None,
 ) -> LoadedDataset:
-    """Load a registered dataset by name, with its options given as strings or JSON values."""
+    """Load a registered dataset by name (``NAME`` or ``NAME:ARGUMENT``, as ``folder:PATH``),
+    with its options given as strings or JSON values."""
+    name, from_argument = split_dataset_name(name)
     registered = registry().get("dataset", name, provider)
     spec = registered.spec
-    options = opts.build(spec.options, option_values or {}, f"dataset '{name}'")
+    values = dict(option_values or {})
+    clash = [k for k in from_argument if k in values and str(values[k]) != from_argument[k]]
+    if clash:
+        raise UsageError(f"dataset '{name}': {clash[0]} is given twice ({name}:{from_argument[clash[0]]} "
+                         f"and --data-option {clash[0]}={values[clash[0]]})")
+    values.update(from_argument)
+    options = opts.build(spec.options, values, f"dataset '{name}'")
     request = DataRequest(Path(data_dir).expanduser() if data_dir else default_data_dir(), download)
     splits = spec.load(request, options)
     owner = f"dataset '{name}' ({registered.plugin.label})"
@@ -85,6 +112,27 @@ def load_dataset(
     if splits.train.images.shape[1:] != splits.test.images.shape[1:]:
         raise VaeError(f"{owner} returned train and test images of different shapes")
     return LoadedDataset(name, registered, options, splits)
+
+
+def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """A fixed binarization of uint8 images: each pixel is 255 with probability value/255, else
+    0 (one Bernoulli draw, from a CPU generator seeded ``seed``, so every device draws the same).
+    Returns uint8 on the images' device."""
+    gen = torch.Generator().manual_seed(seed)
+    flat = images.reshape(len(images), -1)
+    rows = max(1, 2 ** 22 // max(1, flat.shape[1]))  # about 16 MB of noise at a time
+    parts = []
+    for start in range(0, len(flat), rows):
+        chunk = flat[start:start + rows].cpu()
+        noise = torch.rand(chunk.shape, generator=gen)
+        parts.append((noise * 255 < chunk).to(torch.uint8) * 255)
+    out = torch.cat(parts) if parts else flat.cpu().clone()
+    return out.view(images.shape).to(images.device)
+
+
+def preprocessing(meta: dict) -> str:
+    """The binarization a checkpoint's model was trained with: none, static or dynamic."""
+    return meta.get("data", {}).get("preprocessing", {}).get("binarize", "none")
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -121,6 +169,7 @@ class Inputs:
     factors: dict  # name -> (N,) tensor (the shapes dataset's factors of variation)
     source: str
     warnings: list
+    binarize_seed: Optional[int] = BINARIZE_SEEDS["test"]  # None: already binarized (dataset splits)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -151,8 +200,17 @@ def load_input(
     checkpoint's own dataset is loaded with its recorded options); anything else is an image
     file or a folder of images. Images are converted to the model's input shape when that is
     unambiguous (grey <-> RGB; a resize keeping the aspect ratio, with a warning). ``limit``:
-    at most that many images (the first ones).
+    at most that many images (the first ones). For a model trained on binarized images, the
+    inputs are binarized by the same fixed draw as in training (``BINARIZE_SEEDS``).
     """
+    inputs = _load_input(text, meta, data_dir, download, limit)
+    if preprocessing(meta) != "none" and inputs.binarize_seed is not None:
+        inputs.images = binarize(inputs.images, inputs.binarize_seed)
+        inputs.binarize_seed = None
+    return inputs
+
+
+def _load_input(text, meta, data_dir, download, limit) -> Inputs:
     expected = tuple(int(s) for s in meta["model"]["input_shape"])
     if not text.strip():
         raise UsageError("INPUT is empty; give DATASET:SPLIT, an image file or a folder")
@@ -161,7 +219,7 @@ def load_input(
         return _load_folder(path, expected, limit)
     if path.is_file():
         warnings: list = []
-        images, notes = conform(_read_image(path, warnings), expected, str(path))
+        images, notes = conform(read_image(path, warnings), expected, str(path))
         return Inputs(images, None, None, {}, str(path), warnings + notes)
     parsed = _parse_dataset_input(text)
     if parsed is None:
@@ -174,7 +232,9 @@ def load_input(
                          f"(datasets: {', '.join(sorted(known))})")
     name, split_name, index = parsed
     trained_on = meta.get("data", {}).get("dataset", {})
-    same = trained_on.get("name") == name
+    base, argument = split_dataset_name(name)
+    same = trained_on.get("name") == base and all(
+        _same_value(trained_on.get("options", {}).get(k), v) for k, v in argument.items())
     if data_dir is None:
         recorded = meta.get("training", {}).get("data_dir")
         data_dir = recorded if recorded and Path(recorded).is_dir() else None
@@ -182,6 +242,9 @@ def load_input(
                           trained_on.get("provider") if same else None)
     split = getattr(loaded.splits, split_name)
     images, labels, factors = split.images, split.labels, dict(split.factors or {})
+    drawn = preprocessing(meta) != "none" and tuple(images.shape[1:]) == expected
+    if drawn:  # the whole split, so that it is training's draw (else after conform, in load_input)
+        images = binarize(images, BINARIZE_SEEDS[split_name])
     if index is not None:
         if not 0 <= index < len(images):
             raise UsageError(f"INPUT {text}: index {index} is out of range; {name}:{split_name} "
@@ -194,7 +257,20 @@ def load_input(
         images, labels = images[:limit], None if labels is None else labels[:limit]
         factors = {k: v[:limit] for k, v in factors.items()}
     images, warnings = conform(images, expected, text)
-    return Inputs(images, labels, loaded.splits.class_names, factors, text, warnings)
+    return Inputs(images, labels, loaded.splits.class_names, factors, text, list(loaded.splits.notes) + warnings,
+                  binarize_seed=None if drawn else BINARIZE_SEEDS[split_name])
+
+
+def _same_value(recorded: Any, given: str) -> bool:
+    """Whether an argument (``folder:PATH``) names what the checkpoint recorded."""
+    if recorded is None:
+        return False
+    if str(recorded) == given:
+        return True
+    try:
+        return Path(given).expanduser().resolve() == Path(str(recorded)).expanduser().resolve()
+    except OSError:
+        return False
 
 
 def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Tensor, list]:
@@ -226,7 +302,7 @@ def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Ten
     return images.contiguous(), warnings
 
 
-def _read_image(path: Path, warnings: Optional[list] = None) -> torch.Tensor:
+def read_image(path: Path, warnings: Optional[list] = None) -> torch.Tensor:
     """One image file -> uint8 ``(1, C, H, W)`` with C = 1 (grey), 2, 3 (RGB) or 4 (alpha).
     EXIF rotation is applied; of an animation, the first frame is taken (with a warning)."""
     import numpy as np
@@ -271,7 +347,7 @@ def _load_folder(folder: Path, expected: tuple, limit: Optional[int] = None) -> 
             break
         notes: list = []
         try:
-            image = _read_image(f, notes)
+            image = read_image(f, notes)
         except UsageError:
             skipped.append(f.relative_to(folder).as_posix())
             continue

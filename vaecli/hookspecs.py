@@ -52,8 +52,11 @@ class ModelShape:
     """What an architecture must fit (more fields may come; they will have defaults).
 
     ``input_shape``: ``(C, H, W)`` of the images; ``latent_dim``: D; ``params_per_pixel``: P,
-    the likelihood parameters per image channel and pixel; ``num_classes``: 0 for an
-    unconditional model (a class-conditional one passes labels as a second argument).
+    the likelihood parameters per image channel and pixel; ``num_classes``: K, 0 for an
+    unconditional model. For a class-conditional model (``vae train --model cvae``, K > 0) the
+    encoder is called as ``encoder(x, y)`` and the decoder as ``decoder(z, y)``, with ``y`` the
+    one-hot labels ``(B, K)`` (floats); only architectures registered with
+    ``conditional=True`` are asked to build one.
     """
 
     input_shape: tuple
@@ -74,12 +77,16 @@ class ArchitectureSpec:
       each ``(B, latent_dim)``;
     - the decoder maps ``z`` ``(B, latent_dim)`` to likelihood parameters
       ``(B, P * C, H, W)``; channel ``p * C + c`` holds parameter ``p`` of image channel ``c``.
+
+    ``conditional``: the architecture can build a class-conditional pair (``shape.num_classes``
+    > 0; see ``ModelShape``).
     """
 
     name: str
     help: str
     build: Callable[[ModelShape, Any], "tuple[nn.Module, nn.Module]"]
     options: type = NoOptions
+    conditional: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,14 @@ class LikelihoodSpec:
     needs and gives ``log_prob(x, params)`` summed per example, ``mean(params)`` and
     ``sample(params)``.
 
-    ``data_range`` names the pixel values it accepts: ``"unit"`` (floats in [0, 1]) or
-    ``"real"`` (any float).
+    ``data_range`` names the pixel values it models (all datasets arrive as 8-bit images scaled
+    to [0, 1]):
+
+    - ``"binary"``: {0, 1}; ``--binarize static|dynamic`` is only for these. Without it, grey
+      levels are accepted as the usual relaxation (a cross-entropy, not a normalised likelihood);
+    - ``"unit"``: a density over [0, 1] (refuses binarized data, where it is unbounded);
+    - ``"8bit"``: a distribution over the 256 levels k/255 (refuses binarized data);
+    - ``"real"``: a density over the real line.
     """
 
     name: str
@@ -100,6 +113,9 @@ class LikelihoodSpec:
     build: Callable[[Any], Any]
     options: type = NoOptions
     data_range: str = "unit"
+
+
+DATA_RANGES = ("binary", "unit", "8bit", "real")
 
 
 @dataclass
@@ -121,11 +137,13 @@ class Split:
 
 @dataclass
 class DatasetSplits:
-    """What a dataset loader returns: a train and a test split and optional class names."""
+    """What a dataset loader returns: a train and a test split, optional class names, and
+    ``notes``: things the user should hear once (``"skipped 2 files: a.txt, b.png"``)."""
 
     train: Split
     test: Split
     class_names: Optional[list] = None
+    notes: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -141,13 +159,18 @@ class DatasetSpec:
     """A dataset: ``load(request, options)`` returns ``DatasetSplits``.
 
     Raise ``vaecli.errors.DataUnavailableError`` when the files are missing and may not be
-    downloaded, with a message saying where they were looked for.
+    downloaded, with a message saying where they were looked for, and ``UsageError`` for
+    unusable input (an empty folder, a wrong array shape).
+
+    ``argument``: the name of an option that ``NAME:VALUE`` sets, so that ``folder:PATH`` means
+    the dataset ``folder`` with ``path=PATH``; empty when the dataset takes no argument.
     """
 
     name: str
     help: str
     load: Callable[[DataRequest, Any], DatasetSplits]
     options: type = NoOptions
+    argument: str = ""
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from torch import nn
 
 from .data import to_unit
 
-MODEL_KINDS = ("vae", "ae")
+MODEL_KINDS = ("vae", "ae", "cvae")  # cvae: encoder and decoder conditioned on the class
 EVAL_SEED = 1234  # evaluation noise: the test pass of every training epoch and `vae evaluate` draw the same
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): a unit is active when Cov_x E_q[z_u] > 0.01
 
@@ -72,7 +72,9 @@ def gaussian_noise(like: torch.Tensor, generator: Optional[torch.Generator] = No
 
 
 class LossTerms(NamedTuple):
-    """One batch: ``loss`` (scalar to minimise) and per-example ``recon`` and ``kl`` (nats)."""
+    """One batch: ``loss`` (scalar to minimise) and per-example ``recon`` and ``kl`` (nats).
+    ``recon`` and ``kl`` are the two parts of the negative ELBO whatever the objective
+    (beta, free bits and the IWAE bound change only ``loss``)."""
 
     loss: torch.Tensor
     recon: torch.Tensor  # (B,)  -log p(x|z)
@@ -80,12 +82,16 @@ class LossTerms(NamedTuple):
 
 
 class VAE(nn.Module):
-    """Encoder, decoder and likelihood composed into a VAE (``kind="vae"``) or a plain
-    deterministic auto-encoder (``kind="ae"``: z is the encoder mean, no KL term).
+    """Encoder, decoder and likelihood composed into a VAE (``kind="vae"``), a
+    class-conditional VAE (``kind="cvae"``, Sohn et al. 2015: q(z|x,y) and p(x|z,y) with a
+    standard normal prior) or a plain deterministic auto-encoder (``kind="ae"``: z is the
+    encoder mean, no KL term).
 
     Methods ``sample``, ``encode``, ``decode`` and ``reconstruct`` are for using a trained
     model: they take uint8 images or floats in the data range, run without gradients and
     return tensors on the model's device. Training goes through ``forward`` (the loss).
+    ``labels`` are class indices ``(B,)``; a cvae needs them to encode, and decodes class
+    ``i % K`` for row ``i`` when they are not given.
     """
 
     def __init__(
@@ -96,10 +102,14 @@ class VAE(nn.Module):
         latent_dim: int,
         input_shape: tuple[int, int, int],
         kind: str = "vae",
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         if kind not in MODEL_KINDS:
             raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
+        if (kind == "cvae") != (num_classes > 0):
+            raise ValueError("a cvae needs num_classes > 0, and only a cvae takes classes")
+        self.num_classes = int(num_classes)
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
@@ -114,31 +124,91 @@ class VAE(nn.Module):
 
     # -- the model ----------------------------------------------------------------------------
 
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x) as (mean, logvar), each ``(B, D)``."""
-        mean, logvar = self.encoder(x)
+    def one_hot(self, labels: Optional[torch.Tensor], n: int, what: str = "encode") -> Optional[torch.Tensor]:
+        """The class condition ``(n, K)`` of a cvae (None for other models). Without labels a
+        cvae decodes class ``i % K`` for row ``i``; to encode it needs them."""
+        if not self.num_classes:
+            return None
+        if labels is None:
+            if what == "encode":
+                raise ValueError("this model is class-conditional (cvae): give the images' labels")
+            labels = torch.arange(n, device=self.device) % self.num_classes
+        labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
+        if labels.shape[0] != n:
+            raise ValueError(f"got {labels.shape[0]} labels for {n} rows")
+        if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
+            raise ValueError(f"labels must be class indices 0 to {self.num_classes - 1}")
+        return torch.nn.functional.one_hot(labels, self.num_classes).float()  # (n, K)
+
+    def posterior(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x) (q(z|x,y) for a cvae) as (mean, logvar), each ``(B, D)``."""
+        y = self.one_hot(labels, x.shape[0])
+        mean, logvar = self.encoder(x) if y is None else self.encoder(x, y)
         return mean, logvar
 
-    def likelihood_params(self, z: torch.Tensor) -> torch.Tensor:
+    def likelihood_params(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Decoder output as likelihood parameters ``(B, P, C, H, W)``."""
-        out = self.decoder(z)  # (B, P*C, H, W)
+        y = self.one_hot(labels, z.shape[0], "decode")
+        out = self.decoder(z) if y is None else self.decoder(z, y)  # (B, P*C, H, W)
         c, h, w = self.input_shape
         return out.view(out.shape[0], self.likelihood.params_per_pixel, c, h, w)
 
     def forward(
-        self, x: torch.Tensor, beta: float = 1.0, generator: Optional[torch.Generator] = None
+        self,
+        x: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        beta: float = 1.0,
+        free_bits: float = 0.0,
+        iw_samples: int = 1,
+        generator: Optional[torch.Generator] = None,
     ) -> LossTerms:
-        """The negative ELBO of a batch ``x`` ``(B, C, H, W)`` (preprocessed floats)."""
-        mean, logvar = self.posterior(x)  # (B, D), (B, D)
+        """The training loss of a batch ``x`` ``(B, C, H, W)`` (preprocessed floats):
+
+        - the negative ELBO with its KL weighted by ``beta`` (Higgins et al. 2017's beta-VAE;
+          below 1 during a KL warm-up, Bowman et al. 2016, Sonderby et al. 2016);
+        - with ``free_bits`` lambda > 0, the KL of each latent dimension, averaged over the
+          batch, counts as at least lambda nats (Kingma et al. 2016, eq. 15), so that the
+          optimiser gains nothing by pushing a dimension below lambda;
+        - with ``iw_samples`` k > 1, the negative importance-weighted bound (Burda et al. 2015)
+          in place of the ELBO.
+        """
+        if iw_samples > 1 and (beta != 1 or free_bits > 0):
+            raise ValueError("the importance-weighted bound has no separate KL term to weight or free")
+        mean, logvar = self.posterior(x, labels)  # (B, D), (B, D)
         if self.kind == "ae":
-            z = mean
             kl = torch.zeros(mean.shape[0], device=mean.device, dtype=mean.dtype)
+            recon = -self.likelihood.log_prob(x, self.likelihood_params(mean, labels))  # (B,)
+            return LossTerms(recon.mean(), recon, kl)
+        if iw_samples > 1:
+            return self._iwae_loss(x, labels, mean, logvar, iw_samples, generator)
+        z = mean + torch.exp(0.5 * logvar) * gaussian_noise(mean, generator)  # reparameterised
+        kl_dims = kl_per_dim(mean, logvar)  # (B, D)
+        kl = kl_dims.sum(dim=-1)  # (B,)
+        recon = -self.likelihood.log_prob(x, self.likelihood_params(z, labels))  # (B,)
+        if free_bits > 0:
+            penalty = kl_dims.mean(dim=0).clamp(min=free_bits).sum()  # sum_j max(lambda, E_batch KL_j)
+            loss = recon.mean() + beta * penalty
         else:
-            z = mean + torch.exp(0.5 * logvar) * gaussian_noise(mean, generator)  # reparameterised
-            kl = kl_standard_normal(mean, logvar)  # (B,)
-        recon = -self.likelihood.log_prob(x, self.likelihood_params(z))  # (B,)
-        loss = (recon + beta * kl).mean()
+            loss = (recon + beta * kl).mean()
         return LossTerms(loss, recon, kl)
+
+    def _iwae_loss(self, x, labels, mean, logvar, k: int, generator) -> LossTerms:
+        """-log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) reparameterised (Burda et
+        al. 2015, eq. 8), averaged over the batch; ``recon`` is averaged over the k samples."""
+        b, d = mean.shape
+        eps = gaussian_noise(mean.unsqueeze(1).expand(b, k, d), generator)  # (B, k, D)
+        z = mean.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (B, k, D)
+        log_px = self._log_px_repeated(x, labels, z)  # (B, k)
+        log_w = log_px + _log_weight_prior_ratio(z, eps, logvar)  # (B, k)
+        bound = torch.logsumexp(log_w, dim=1) - math.log(k)  # (B,)
+        return LossTerms(-bound.mean(), -log_px.mean(dim=1), kl_standard_normal(mean, logvar))
+
+    def _log_px_repeated(self, x: torch.Tensor, labels, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z_s) for samples ``z`` ``(B, S, D)`` of each image of ``x``: ``(B, S)``."""
+        b, s, d = z.shape
+        xs = x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
+        ys = None if labels is None else torch.as_tensor(labels, device=x.device).repeat_interleave(s)
+        return self.likelihood.log_prob(xs, self.likelihood_params(z.reshape(b * s, d), ys)).view(b, s)
 
     # -- using a trained model ----------------------------------------------------------------
 
@@ -167,33 +237,37 @@ class VAE(nn.Module):
         temperature: float = 1.0,
         mode: str = "mean",
         generator: Optional[torch.Generator] = None,
+        labels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Decode ``n`` draws z ~ N(0, temperature^2 I): images ``(n, C, H, W)``."""
+        """Decode ``n`` draws z ~ N(0, temperature^2 I): images ``(n, C, H, W)`` (of the classes
+        ``labels`` for a cvae)."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * temperature
-        return self.decode(z, mode=mode, generator=generator)
+        return self.decode(z, mode=mode, generator=generator, labels=labels)
 
     @torch.no_grad()
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior (mean, logvar) of images ``(N, C, H, W)``."""
-        return self.posterior(self.prepare(images))
+        return self.posterior(self.prepare(images), labels)
 
     @torch.no_grad()
     def decode(
-        self, z: torch.Tensor, mode: str = "mean", generator: Optional[torch.Generator] = None
+        self, z: torch.Tensor, mode: str = "mean", generator: Optional[torch.Generator] = None,
+        labels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Images ``(N, C, H, W)`` from latents ``(N, D)``: the likelihood mean, or a draw."""
-        return self._output(self.likelihood_params(self._check_latents(z)), mode, generator)
+        return self._output(self.likelihood_params(self._check_latents(z), labels), mode, generator)
 
     @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor, mode: str = "mean") -> torch.Tensor:
+    def reconstruct(self, images: torch.Tensor, mode: str = "mean", labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Decode the posterior mean of each image."""
-        mean, _ = self.encode(images)
-        return self.decode(mean, mode=mode)
+        mean, _ = self.encode(images, labels)
+        return self.decode(mean, mode=mode, labels=labels)
 
 
     @torch.inference_mode()
     def importance_sampled(
-        self, x: torch.Tensor, k: int, generator: Optional[torch.Generator] = None, chunk: int = 0
+        self, x: torch.Tensor, k: int, generator: Optional[torch.Generator] = None, chunk: int = 0,
+        labels: Optional[torch.Tensor] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The importance-weighted bound of Burda et al. (2015) with ``k`` samples z_i ~ q(z|x):
 
@@ -203,37 +277,47 @@ class VAE(nn.Module):
         that k = 5000 fits in memory. Returns (the bound ``(B,)``, the mean of log p(x|z_i)
         ``(B,)``), both in nats, for a batch ``x`` of preprocessed floats.
         """
-        mean, logvar = self.posterior(x)  # (B, D)
+        mean, logvar = self.posterior(x, labels)  # (B, D)
         std = torch.exp(0.5 * logvar)
         b, d = mean.shape
         chunk = chunk or k
         acc = accumulator_dtype(x.device)
         total = torch.full((b,), -math.inf, device=x.device, dtype=acc)
         recon = torch.zeros(b, device=x.device, dtype=acc)
-        half_log_2pi = 0.5 * math.log(2 * math.pi)
         for start in range(0, k, chunk):
             s = min(chunk, k - start)
             eps = torch.randn((b, s, d), generator=generator, device=x.device, dtype=mean.dtype)
             z = mean.unsqueeze(1) + std.unsqueeze(1) * eps  # (B, S, D)
-            log_q = (-0.5 * eps.pow(2) - 0.5 * logvar.unsqueeze(1) - half_log_2pi).sum(-1)  # (B, S)
-            log_p = (-0.5 * z.pow(2) - half_log_2pi).sum(-1)  # (B, S)
-            xs = x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
-            log_px = self.likelihood.log_prob(xs, self.likelihood_params(z.reshape(b * s, d))).view(b, s)
-            log_w = (log_px + log_p - log_q).to(acc)
+            log_px = self._log_px_repeated(x, labels, z)  # (B, S)
+            log_w = (log_px + _log_weight_prior_ratio(z, eps, logvar)).to(acc)
             total = torch.logaddexp(total, torch.logsumexp(log_w, dim=1))
             recon += log_px.to(acc).sum(1)
         return total - math.log(k), recon / k
 
 
+def _log_weight_prior_ratio(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log p(z) - log q(z|x) of samples z = mean + sigma * eps ``(B, S, D)``: ``(B, S)``."""
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar.unsqueeze(1) - half_log_2pi).sum(-1)
+    log_p = (-0.5 * z.pow(2) - half_log_2pi).sum(-1)
+    return log_p - log_q
+
+
+def _batch(labels: Optional[torch.Tensor], start: int, size: int) -> Optional[torch.Tensor]:
+    return None if labels is None else labels[start:start + size]
+
+
 @torch.inference_mode()
 def encode_all(
-    model: VAE, images: torch.Tensor, batch_size: int = 1000, progress: Optional[Callable[[int], None]] = None
+    model: VAE, images: torch.Tensor, batch_size: int = 1000, progress: Optional[Callable[[int], None]] = None,
+    labels: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The posterior (mean, logvar) ``(N, D)`` of many uint8 images, in batches, on the CPU."""
     model.eval()
     means, logvars = [], []
     for start in range(0, len(images), batch_size):
-        mean, logvar = model.posterior(model.prepare(images[start:start + batch_size]))
+        mean, logvar = model.posterior(model.prepare(images[start:start + batch_size]),
+                                       _batch(labels, start, batch_size))
         means.append(mean.float().cpu())
         logvars.append(logvar.float().cpu())
         if progress is not None:
@@ -249,6 +333,7 @@ def evaluate(
     batch_size: int = 0,
     seed: int = EVAL_SEED,
     progress: Optional[Callable[[int], None]] = None,
+    labels: Optional[torch.Tensor] = None,
 ) -> dict:
     """Test-set numbers of a trained model, in nats per example (Burda et al. 2015, section 5):
 
@@ -278,12 +363,13 @@ def evaluate(
     means = []
     for start in range(0, n, batch):
         x = model.prepare(images[start:start + batch])
-        mean, logvar = model.posterior(x)
+        y = _batch(labels, start, batch)
+        mean, logvar = model.posterior(x, y)
         means.append(mean)
         if model.kind == "ae":
-            recon -= model.likelihood.log_prob(x, model.likelihood_params(mean)).to(acc).sum()
+            recon -= model.likelihood.log_prob(x, model.likelihood_params(mean, y)).to(acc).sum()
         else:
-            bound, log_px = model.importance_sampled(x, k, gen, chunk)
+            bound, log_px = model.importance_sampled(x, k, gen, chunk, y)
             kl_dims += kl_per_dim(mean, logvar).to(acc).sum(0)
             nll -= bound.sum()
             recon -= log_px.sum()
@@ -318,6 +404,7 @@ def from_config(config: dict) -> VAE:
     """Build an (untrained) model from the ``model`` section of a checkpoint's metadata,
     through the plugin registry. A part whose plugin is missing names the distribution."""
     from . import options
+    from .errors import UsageError
     from .hookspecs import ModelShape
     from .plugins import registry
 
@@ -329,7 +416,16 @@ def from_config(config: dict) -> VAE:
     lik_opts = options.build(lik.spec.options, lik_cfg.get("options", {}), f"likelihood '{lik.spec.name}'")
     input_shape = tuple(int(s) for s in config["input_shape"])
     latent_dim = int(config["latent_dim"])
+    kind = config.get("kind", "vae")
+    num_classes = int(config.get("num_classes", 0))
+    if kind == "cvae" and not arch.spec.conditional:
+        raise UsageError(f"architecture '{arch.spec.name}' cannot build a class-conditional model "
+                         f"(--model cvae); conditional ones: "
+                         f"{', '.join(n for n in reg.names('architecture') if reg.get('architecture', n).spec.conditional)}")
     likelihood = lik.spec.build(lik_opts)
-    shape = ModelShape(input_shape, latent_dim, likelihood.params_per_pixel)
-    encoder, decoder = arch.spec.build(shape, arch_opts)
-    return VAE(encoder, decoder, likelihood, latent_dim, input_shape, kind=config.get("kind", "vae"))
+    shape = ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes)
+    try:
+        encoder, decoder = arch.spec.build(shape, arch_opts)
+    except ValueError as exc:
+        raise UsageError(f"architecture '{arch.spec.name}': {exc}") from None
+    return VAE(encoder, decoder, likelihood, latent_dim, input_shape, kind=kind, num_classes=num_classes)

@@ -56,15 +56,19 @@ class EpochPictures:
     """The fixed test inputs and prior draws that every epoch's pictures are made from, drawn
     once per epoch and shared by the monitors that show them."""
 
-    def __init__(self, model, data, seed: int) -> None:
-        test_images, labels = data.splits.test.images, data.splits.test.labels
+    def __init__(self, model, test_images, labels, class_names, seed: int, conditional: bool = False) -> None:
+        """``test_images`` as the model sees them (binarized where it is); ``labels`` colour the
+        scatter, and condition the encoder and decoder of a ``conditional`` model (a cvae)."""
         gen = torch.Generator().manual_seed(seed)
+        labels = None if labels is None else labels.cpu()
         self.recon_inputs = test_images[:RECON_IMAGES]
         self.prior = torch.randn(PRIOR_IMAGES, model.latent_dim, generator=gen)
         pick = torch.randperm(len(test_images), generator=gen)[:SCATTER_POINTS]
         self.scatter_inputs = test_images[pick.to(test_images.device)]
         self.scatter_labels = None if labels is None else labels[pick]
-        self.class_names = data.splits.class_names
+        self.recon_labels = labels[:RECON_IMAGES] if conditional else None
+        self.condition = self.scatter_labels if conditional else None
+        self.class_names = class_names
         self._drawn: tuple = (None, None)  # (epoch, pictures)
 
     def pictures(self, epoch: int, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -78,10 +82,10 @@ class EpochPictures:
         was_training = model.training
         model.eval()
         originals = model.prepare(self.recon_inputs)
-        recon = model.reconstruct(self.recon_inputs)
+        recon = model.reconstruct(self.recon_inputs, labels=self.recon_labels)
         recon_grid = viz.grid(viz.above(originals, recon, 8), nrow=8)
-        samples_grid = viz.grid(model.decode(self.prior.to(model.device)), nrow=8)
-        mean, _ = model.encode(self.scatter_inputs)
+        samples_grid = viz.grid(model.decode(self.prior.to(model.device)), nrow=8)  # a cvae: class i % K
+        mean, _ = model.encode(self.scatter_inputs, self.condition)
         model.train(was_training)
         return recon_grid, samples_grid, mean.float().cpu()
 

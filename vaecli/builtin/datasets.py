@@ -1,12 +1,19 @@
-"""Built-in datasets: ``shapes`` (drawn here, no download) and ``mnist`` (through torchvision)."""
+"""Built-in datasets: ``shapes`` (drawn here, no download); the torchvision family ``mnist``,
+``fashion-mnist``, ``kmnist``, ``emnist`` (letters) and ``cifar10``; and the user's own images,
+``folder:PATH`` and ``tensor:PATH`` (in ``files.py``).
+
+Importing this module stays cheap: torch, torchvision, numpy and PIL are imported by the
+loaders when they are called.
+"""
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import DataUnavailableError
 from ..hookspecs import DataRequest, DatasetSpec, DatasetSplits, NoOptions, Split, hookimpl
+from .files import FolderOptions, TensorOptions, load_folder, load_tensor
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -14,6 +21,10 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+EMNIST_SPLIT = "letters"
+EMNIST_FILES = tuple(f"emnist-{EMNIST_SPLIT}-{split}-{kind}"
+                     for split in ("train", "test") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta")
 
 
 @dataclass(frozen=True)
@@ -45,33 +56,120 @@ def load_shapes(request: DataRequest, options: ShapesOptions) -> DatasetSplits:
     return DatasetSplits(train=splits[0], test=splits[1], class_names=list(SHAPES))
 
 
-def _mnist_raw(data_dir: Path) -> Path:
-    return data_dir / "MNIST" / "raw"
+# -- the torchvision family: one table, one loader ------------------------------------------
 
 
-def load_mnist(request: DataRequest, options) -> DatasetSplits:
-    raw = _mnist_raw(request.data_dir)
-    missing = [f for f in MNIST_FILES if not (raw / f).exists()]
+@dataclass(frozen=True)
+class Torchvision:
+    """A dataset that torchvision reads (and downloads) into ``--data-dir``.
+
+    ``folder``: where torchvision keeps its files below the data dir; ``files``: the files it
+    needs there (checked before torchvision is asked, so that ``--no-download`` can say what is
+    missing); ``layout``: how its arrays become ``(N, C, H, W)`` uint8 and 0-based labels.
+    """
+
+    name: str
+    title: str  # as messages name it
+    torchvision_class: str
+    folder: str
+    files: tuple
+    class_names: tuple
+    files_hint: str  # "put {files_hint} there"
+    help: str
+    layout: str = "idx"  # "idx" (N, H, W), "emnist" (transposed, labels from 1), "cifar" (N, H, W, C)
+    split: str = ""  # EMNIST's split argument
+
+
+TORCHVISION = (
+    Torchvision("mnist", "MNIST", "MNIST", "MNIST/raw", MNIST_FILES, tuple(str(d) for d in range(10)),
+                "the four IDX files",
+                "MNIST handwritten digits (28x28 grey) through torchvision; downloads when missing."),
+    Torchvision("fashion-mnist", "Fashion-MNIST", "FashionMNIST", "FashionMNIST/raw", MNIST_FILES,
+                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"),
+                "the four IDX files",
+                "Fashion-MNIST clothes (28x28 grey, 10 classes) through torchvision; downloads when missing."),
+    Torchvision("kmnist", "KMNIST", "KMNIST", "KMNIST/raw", MNIST_FILES,
+                ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+                "the four IDX files",
+                "Kuzushiji-MNIST cursive Japanese (28x28 grey, 10 classes) through torchvision; downloads "
+                "when missing."),
+    Torchvision("emnist", "EMNIST letters", "EMNIST", "EMNIST/raw", EMNIST_FILES, tuple(string.ascii_lowercase),
+                f"the four emnist-{EMNIST_SPLIT}-* IDX files (unzipped)",
+                "EMNIST handwritten letters a-z (28x28 grey, 26 classes) through torchvision; downloads "
+                "when missing (a 560 MB archive).",
+                layout="emnist", split=EMNIST_SPLIT),
+    Torchvision("cifar10", "CIFAR-10", "CIFAR10", "cifar-10-batches-py", CIFAR10_FILES,
+                ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+                "the unpacked cifar-10-python.tar.gz (data_batch_1 to 5, test_batch, batches.meta)",
+                "CIFAR-10 photos (32x32 RGB, 10 classes) through torchvision; downloads when missing (170 MB).",
+                layout="cifar"),
+)
+TORCHVISION_BY_NAME = {t.name: t for t in TORCHVISION}
+
+
+def _to_split(data, targets, layout: str) -> Split:
+    """torchvision's arrays -> ``Split``: uint8 ``(N, C, H, W)``, int64 labels from 0."""
+    import numpy as np
+    import torch
+
+    if layout == "cifar":  # numpy (N, H, W, C) uint8 and a list of ints
+        images = torch.from_numpy(np.ascontiguousarray(data)).permute(0, 3, 1, 2)
+        labels = torch.as_tensor(np.asarray(targets), dtype=torch.int64)
+    elif layout == "emnist":  # stored transposed (W, H), labels 1..26
+        images = data.transpose(1, 2).unsqueeze(1)
+        labels = targets.long() - 1
+    else:
+        images = data.unsqueeze(1)
+        labels = targets.long()
+    return Split(images.contiguous(), labels)
+
+
+def load_torchvision(request: DataRequest, options, table: Torchvision) -> DatasetSplits:
+    """Any dataset of the ``TORCHVISION`` table."""
+    where = request.data_dir / table.folder
+    missing = [f for f in table.files if not (where / f).exists()]
     if missing and not request.download:
         raise DataUnavailableError(
-            f"MNIST files not found in {raw} (missing {', '.join(missing)}) and --no-download was "
-            f"given; pass --data-dir to the folder that holds MNIST/raw, or allow the download"
+            f"{table.title} files not found in {where} (missing {', '.join(missing)}) and --no-download was "
+            f"given; pass --data-dir to the folder that holds {table.folder}, or allow the download"
         )
-    from torchvision.datasets import MNIST
+    import pickle
 
+    import torchvision.datasets
+
+    cls = getattr(torchvision.datasets, table.torchvision_class)
+    extra = {"split": table.split} if table.split else {}
     try:
-        train = MNIST(str(request.data_dir), train=True, download=request.download)
-        test = MNIST(str(request.data_dir), train=False, download=request.download)
-    except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
+        train = cls(str(request.data_dir), train=True, download=request.download, **extra)
+        test = cls(str(request.data_dir), train=False, download=request.download, **extra)
+    except (OSError, RuntimeError, ValueError, TypeError, AssertionError, EOFError,
+            pickle.UnpicklingError) as exc:  # URLError is an OSError; damaged IDX files fail asserts
         raise DataUnavailableError(
-            f"could not load or download MNIST into {raw} ({str(exc).strip() or type(exc).__name__}); "
-            f"put the four IDX files there or pass --data-dir to where they are"
+            f"could not load or download {table.title} into {where} ({str(exc).strip() or type(exc).__name__}); "
+            f"put {table.files_hint} there or pass --data-dir to where they are"
         ) from None
-    return DatasetSplits(
-        train=Split(train.data.unsqueeze(1).contiguous(), train.targets.long()),
-        test=Split(test.data.unsqueeze(1).contiguous(), test.targets.long()),
-        class_names=[str(d) for d in range(10)],
-    )
+    splits = [_to_split(ds.data, ds.targets, table.layout) for ds in (train, test)]
+    k = len(table.class_names)
+    for split in splits:
+        if len(split.labels) and not (0 <= int(split.labels.min()) and int(split.labels.max()) < k):
+            raise DataUnavailableError(
+                f"{table.title} files in {where} hold labels outside the {k} classes; they are not "
+                f"{table.title} or are damaged: delete them to download them again"
+            )
+    return DatasetSplits(train=splits[0], test=splits[1], class_names=list(table.class_names))
+
+
+def _loader(table: Torchvision):
+    def load(request: DataRequest, options) -> DatasetSplits:
+        return load_torchvision(request, options, table)
+
+    load.__name__ = f"load_{table.name.replace('-', '_')}"
+    load.__doc__ = f"{table.title} through torchvision.datasets.{table.torchvision_class}."
+    return load
+
+
+load_mnist = _loader(TORCHVISION_BY_NAME["mnist"])
 
 
 @hookimpl
@@ -82,9 +180,26 @@ def register_datasets(register):
         load=load_shapes,
         options=ShapesOptions,
     ))
+    for table in TORCHVISION:
+        register(DatasetSpec(
+            name=table.name,
+            help=table.help,
+            load=load_mnist if table.name == "mnist" else _loader(table),
+            options=NoOptions,
+        ))
     register(DatasetSpec(
-        name="mnist",
-        help="MNIST handwritten digits (28x28 grey) through torchvision; downloads when missing.",
-        load=load_mnist,
-        options=NoOptions,
+        name="folder",
+        help="Your images: folder:PATH, read recursively (subfolders are classes; train/ and test/ "
+             "subfolders are the splits, else test_fraction is held out).",
+        load=load_folder,
+        options=FolderOptions,
+        argument="path",
+    ))
+    register(DatasetSpec(
+        name="tensor",
+        help="Your image arrays: tensor:PATH, a .npy, .npz or .safetensors file (uint8, or floats in "
+             "[0, 1]; NCHW, NHWC or NHW), with optional labels.",
+        load=load_tensor,
+        options=TensorOptions,
+        argument="path",
     ))

@@ -66,3 +66,156 @@ class Gaussian(Likelihood):
         sigma = self._log_sigma(params).exp().expand_as(mu)
         noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + sigma * noise
+
+
+# -- continuous Bernoulli ---------------------------------------------------------------------
+
+_CB_TAYLOR = 0.5  # |eta| below this: Taylor series (truncation error < 5e-11 there)
+_CB_SAMPLE_TAYLOR = 1e-4  # |eta| below this: the inverse CDF to first order in eta
+
+
+def cb_log_norm(eta: torch.Tensor) -> torch.Tensor:
+    """log C of the continuous Bernoulli with logits ``eta``, elementwise.
+
+    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) with lambda = sigmoid(eta), which is
+    C = eta / tanh(eta / 2): even in eta, 2 at eta = 0. With a = |eta|,
+
+        log C = log a - log(1 - e^-a) + log(1 + e^-a)        (no overflow for any a),
+        log C = log 2 + log1p(a^2/12 - a^4/720 + a^6/30240 - a^8/1209600)   (a < 0.5),
+
+    the series at small a avoiding the 0/0 at a = 0 and the cancellation in the gradient
+    (truncation error below 3e-11 there).
+    """
+    a = eta.abs()
+    small = a < _CB_TAYLOR
+    a_big = torch.where(small, torch.ones_like(a), a)  # keeps the unused branch (and its gradient) finite
+    exact = torch.log(a_big) - torch.log(-torch.expm1(-a_big)) + torch.log1p(torch.exp(-a_big))
+    a2 = torch.where(small, a, torch.zeros_like(a)).pow(2)
+    taylor = math.log(2.0) + torch.log1p(a2 * (1.0 / 12 + a2 * (-1.0 / 720 + a2 * (1.0 / 30240 - a2 / 1209600))))
+    return torch.where(small, taylor, exact)
+
+
+def cb_mean(eta: torch.Tensor) -> torch.Tensor:
+    """E[x] of the continuous Bernoulli with logits ``eta``: 1 / (1 - e^-eta) - 1 / eta, and
+    for |eta| < 0.5 its series 1/2 + eta/12 - eta^3/720 + eta^5/30240 - eta^7/1209600
+    (Bernoulli numbers; truncation error below 5e-11 there)."""
+    small = eta.abs() < _CB_TAYLOR
+    e_big = torch.where(small, torch.ones_like(eta), eta)
+    exact = -1.0 / torch.expm1(-e_big) - 1.0 / e_big  # expm1 -> inf for eta << 0 gives 0 + 1/|eta|
+    e = torch.where(small, eta, torch.zeros_like(eta))
+    e2 = e * e
+    taylor = 0.5 + e * (1.0 / 12 + e2 * (-1.0 / 720 + e2 * (1.0 / 30240 - e2 / 1209600)))
+    return torch.where(small, taylor, exact)
+
+
+def cb_icdf(eta: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The inverse CDF of the continuous Bernoulli at ``u`` in [0, 1].
+
+    F(x) = (e^(eta x) - 1) / (e^eta - 1), so x = log1p(u expm1(eta)) / eta; for eta > 1 the same
+    as 1 + log(u + (1 - u) e^-eta) / eta, which neither overflows nor cancels where u is small
+    (a log-sum-exp, so that e^-eta may underflow), and for eta < -1 as
+    log(1 - u + u e^eta) / eta, its mirror image; near eta = 0, x = u + eta u (1 - u) / 2.
+    Clamped to [0, 1].
+    """
+    small = eta.abs() < _CB_SAMPLE_TAYLOR
+    e = torch.where(small, torch.ones_like(eta), eta)  # no 0/0 in the unused branches
+    near = torch.log1p(u * torch.expm1(e.clamp(-1.0, 1.0))) / e  # |eta| <= 1
+    log_u, log_1mu = torch.log(u), torch.log1p(-u)  # -inf at u = 0 and 1: logaddexp copes
+    high = 1.0 + torch.logaddexp(log_u, log_1mu - e) / e  # eta > 1
+    low = torch.logaddexp(log_1mu, log_u + e) / e  # eta < -1
+    exact = torch.where(eta > 1.0, high, torch.where(eta < -1.0, low, near))
+    taylor = u + eta * u * (1.0 - u) / 2
+    return torch.where(small, taylor, exact).clamp(0.0, 1.0)
+
+
+class ContinuousBernoulli(Likelihood):
+    """p(x|z) = prod CB(x; lambda), lambda = sigmoid(eta): the continuous Bernoulli of
+    Loaiza-Ganem & Cunningham, "The continuous Bernoulli: fixing a pervasive error in
+    variational autoencoders" (NeurIPS 2019), a normalised density on [0, 1]:
+
+        log p(x | eta) = x log lambda + (1 - x) log(1 - lambda) + log C(lambda),
+
+    the first two terms being the Bernoulli cross-entropy, the last its normaliser
+    (``cb_log_norm``). The decoder gives the logits eta, one per pixel.
+    """
+
+    params_per_pixel = 1
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        eta = params[:, 0]  # (B, C, H, W)
+        lp = -F.binary_cross_entropy_with_logits(eta, x, reduction="none") + cb_log_norm(eta)
+        return lp.flatten(1).sum(dim=1)  # (B,)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The mean of the CB, 1/(1 - e^-eta) - 1/eta (not lambda = sigmoid(eta), the Bernoulli's)."""
+        return cb_mean(params[:, 0])  # (B, C, H, W)
+
+    def sample(self, params: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        eta = params[:, 0]  # (B, C, H, W)
+        u = torch.rand(eta.shape, generator=generator, device=eta.device, dtype=eta.dtype)
+        return cb_icdf(eta, u)
+
+
+# -- discretized logistic ---------------------------------------------------------------------
+
+_HALF_BIN = 1.0 / 510  # half the width of a bin of 8-bit levels scaled to [0, 1]
+_LOG_255 = math.log(255.0)
+
+
+class DiscretizedLogistic(Likelihood):
+    """p(x|z) = prod P(x; mu, s): the logistic distribution discretized over the 256 levels
+    k/255 of 8-bit images (Kingma et al. 2016, IAF; Salimans et al. 2017, PixelCNN++, here with
+    one component rather than a mixture). Level k gets the logistic mass of
+    [k/255 - 1/510, k/255 + 1/510], the first level extended to -inf and the last to +inf, so
+    the 256 probabilities sum to one: these are probabilities, not densities, and the NLL in
+    bits/dim compares with published figures.
+
+    Parameters per pixel: the location mu and log s, clamped below at ``min_log_scale``
+    (-7 in PixelCNN++). With a = (x + 1/510 - mu)/s and b = (x - 1/510 - mu)/s,
+
+        log(sigmoid(a) - sigmoid(b)) = logsigmoid(a) + logsigmoid(-b) + log(1 - e^(b - a)),
+
+    and logsigmoid(a) at k = 0, logsigmoid(-b) at k = 255.
+    """
+
+    params_per_pixel = 2
+
+    def __init__(self, min_log_scale: float = -7.0) -> None:
+        super().__init__()
+        self.min_log_scale = float(min_log_scale)
+
+    def _loc_log_scale(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return params[:, 0], params[:, 1].clamp(min=self.min_log_scale)  # (B, C, H, W) each
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        mu, log_s = self._loc_log_scale(params)
+        inv_s = torch.exp(-log_s)
+        centered = x - mu
+        a = (centered + _HALF_BIN) * inv_s  # upper edge of the bin, standardised
+        b = (centered - _HALF_BIN) * inv_s  # lower edge
+        # log(1 - e^(b - a)) with b - a = -d, d = 1 / (255 s) > 0; for small d (large s, where
+        # e^(-log s) may underflow) its series log d - d/2 + d^2/24, log d taken from log s.
+        d = inv_s / 255.0
+        tiny = d < 1e-3
+        d_ok = torch.where(tiny, torch.ones_like(d), d)
+        series = -log_s - _LOG_255 + d * (d / 24 - 0.5)
+        log_width = torch.where(tiny, series, torch.log(-torch.expm1(-d_ok)))
+        first = F.logsigmoid(a)  # k = 0: P(X < 1/510)
+        last = F.logsigmoid(-b)  # k = 255: P(X > 1 - 1/510)
+        inner = first + last + log_width  # every term finite: no NaN in the branches not taken
+        lp = torch.where(x < 0.5 / 255, first, torch.where(x > 1.0 - 0.5 / 255, last, inner))
+        return lp.flatten(1).sum(dim=1)  # (B,)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The location mu clamped to [0, 1] (what one displays; the mean of the discretized
+        distribution differs from it by the mass piled on the edge levels)."""
+        return params[:, 0].clamp(0.0, 1.0)
+
+    def sample(self, params: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """A logistic draw mu + s (log u - log(1 - u)) rounded to the nearest level k/255 and
+        clamped to [0, 1]: exactly a draw from the discretized distribution."""
+        mu, log_s = self._loc_log_scale(params)
+        u = torch.rand(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        u = u.clamp(min=torch.finfo(u.dtype).tiny)  # log 0 would be -inf (a draw of level 0)
+        y = mu + log_s.exp() * (torch.log(u) - torch.log1p(-u))
+        return (torch.round(y * 255.0) / 255.0).clamp(0.0, 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..hookspecs import LikelihoodSpec, NoOptions, hookimpl
@@ -27,6 +28,18 @@ class GaussianOptions:
             raise ValueError("sigma and min_sigma must be positive")
 
 
+@dataclass(frozen=True)
+class LogisticOptions:
+    """``min_log_scale``: the lower clamp of the decoder's log-scale (-7 in PixelCNN++), so
+    that a bin's probability cannot collapse onto one level and blow up the gradient."""
+
+    min_log_scale: float = -7.0
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.min_log_scale):
+            raise ValueError(f"min_log_scale must be a finite number, got {self.min_log_scale!r}")
+
+
 def build_bernoulli(options):
     from .dists import Bernoulli
 
@@ -39,12 +52,31 @@ def build_gaussian(options: GaussianOptions):
     return Gaussian(options.sigma, options.learn_sigma, options.min_sigma)
 
 
+def build_continuous_bernoulli(options):
+    from .dists import ContinuousBernoulli
+
+    return ContinuousBernoulli()
+
+
+def build_logistic(options: LogisticOptions):
+    from .dists import DiscretizedLogistic
+
+    return DiscretizedLogistic(options.min_log_scale)
+
+
 @hookimpl
 def register_likelihoods(register):
     register(LikelihoodSpec(
         name="bernoulli",
-        help="Bernoulli over pixels in [0, 1]; the decoder gives logits (summed binary cross-entropy).",
+        help="Bernoulli over binary pixels (grey levels as the usual relaxation); logits, summed binary cross-entropy.",
         build=build_bernoulli,
+        options=NoOptions,
+        data_range="binary",
+    ))
+    register(LikelihoodSpec(
+        name="continuous-bernoulli",
+        help="Continuous Bernoulli: the normalised Bernoulli density on [0, 1] (Loaiza-Ganem & Cunningham 2019); logits.",
+        build=build_continuous_bernoulli,
         options=NoOptions,
         data_range="unit",
     ))
@@ -54,4 +86,12 @@ def register_likelihoods(register):
         build=build_gaussian,
         options=GaussianOptions,
         data_range="real",
+    ))
+    register(LikelihoodSpec(
+        name="logistic",
+        help="Discretized logistic over the 256 levels of 8-bit images (PixelCNN++, one component); "
+             "NLL in bits/dim comparable with papers.",
+        build=build_logistic,
+        options=LogisticOptions,
+        data_range="8bit",
     ))
