@@ -244,7 +244,7 @@ def test_iwae_loss_of_a_cvae_conditions_every_sample_on_its_own_image_class():
     model = _model("cvae", classes=3)
     x = _binary_batch(6)
     labels = torch.tensor([2, 0, 1, 1, 2, 0])
-    terms = model(x, labels, iw_samples=3, generator=_gen(5))
+    terms = model(x, labels=labels, iw_samples=3, generator=_gen(5))
     loss, recon, _ = _iwae_reference(model, x, torch.randn(6, 3, D, generator=_gen(5)), labels, 3)
     torch.testing.assert_close(terms.loss, loss, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.recon, recon, rtol=1e-5, atol=1e-4)
@@ -508,7 +508,7 @@ def _metrics(path):
 
 def test_warmup_and_cosine_are_recorded_per_epoch(runs):
     m = _metrics(runs["warmup"])
-    assert [r["beta"] for r in m] == pytest.approx([0.5, 1.0])
+    assert [r["kl_weight"] for r in m] == pytest.approx([0.5, 1.0])
     total = 2 * BATCHES
     expected_lr = [1e-3 * 0.5 * (1 + math.cos(math.pi * (e * BATCHES - 1) / total)) for e in (1, 2)]
     assert [r["lr"] for r in m] == pytest.approx(expected_lr, rel=1e-9)
@@ -522,7 +522,7 @@ def test_warmup_and_cosine_are_recorded_per_epoch(runs):
 
 def test_the_objective_is_the_negative_elbo_with_beta_1(runs):
     for r in _metrics(runs["static"]) + _metrics(runs["dynamic"]):
-        assert r["beta"] == 1.0 and r["lr"] == 1e-3
+        assert r["kl_weight"] == 1.0 and r["lr"] == 1e-3
         assert r["train_objective"] == pytest.approx(r["train_loss"], rel=1e-6)
 
 
@@ -730,3 +730,81 @@ def test_cvae_on_a_dataset_without_labels_is_an_error(vae, tmp_path):
     assert not (tmp_path / "c.safetensors").exists()
     plain = vae("train", "tensor:unlabelled.npy", *args, "-o", "v.safetensors")  # the same data trains a vae
     assert plain.exit_code == 0, plain.output
+
+
+# -- review fixes: API compatibility, checkpoint format, labels from files and --label ----------
+
+
+def test_forward_keeps_the_positional_beta_of_0_2_and_refuses_labels_without_classes():
+    model, x = _model(), _binary_batch()
+    positional = model(x, 0.0, _gen(7))
+    keyword = model(x, beta=0.0, generator=_gen(7))
+    torch.testing.assert_close(positional.loss, keyword.loss)
+    assert not torch.allclose(positional.loss, model(x, 1.0, _gen(7)).loss)  # beta 0 drops the KL
+    with pytest.raises(ValueError, match="not class-conditional"):
+        model(x, labels=torch.zeros(len(x), dtype=torch.long))
+
+
+def test_cvae_and_binarized_checkpoints_are_format_2_the_others_format_1(runs, cvae_ckpt):
+    from safetensors import safe_open
+
+    def version(path):
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata()["format_version"]
+
+    assert version(cvae_ckpt) == "2"
+    assert version(runs["static"]) == "2" and version(runs["dynamic"]) == "2"
+    assert version(runs["free_bits"]) == "1"
+
+
+def test_decode_of_a_cvae_uses_the_labels_of_an_encoded_file(vae, cvae_ckpt, tmp_path):
+    assert vae("encode", cvae_ckpt, "shapes:test", "-o", "z.safetensors", "--device", "cpu").exit_code == 0
+    model = vaecli.load(cvae_ckpt)
+    codes, labels = vaecli.latents.read(tmp_path / "z.safetensors")
+    assert labels is not None and len(set(labels[:6].tolist())) > 1
+    r = vae("decode", cvae_ckpt, "z.safetensors", "-n", 6, "-o", "d.png", "--nrow", 6, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    from PIL import Image
+
+    picture = np.asarray(Image.open(tmp_path / "d.png").convert("L"), dtype=np.float64)
+    by_file = vaecli.viz.grid(model.decode(codes[:6], labels=labels[:6].long()), nrow=6)
+    by_index = vaecli.viz.grid(model.decode(codes[:6]), nrow=6)  # class i % K
+    assert picture.shape == tuple(by_file.shape[-2:])
+    err_file = np.abs(picture - by_file[0].numpy() * 255).mean()
+    err_index = np.abs(picture - by_index[0].numpy() * 255).mean()
+    assert err_file < 1.0 < err_index
+
+
+def test_label_gives_an_image_file_its_class(vae, cvae_ckpt, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.full((8, 8), 255, dtype=np.uint8)).save(tmp_path / "b.png")
+    r = vae("interpolate", cvae_ckpt, "a.png", "b.png", "--label", "heart", "-o", "i.png", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    r = vae("plot-latent", cvae_ckpt, "a.png", "--traverse", "--label", "0", "-o", "t.png", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+
+
+def test_the_checkpoints_own_folder_named_relatively_is_its_dataset(vae, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for cls in ("cat", "dog"):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / cls / f"{i}.png")
+    args = ["--arch-option", "hidden=16", "-z", "2", "-b", "8", "--device", "cpu", "--epochs", "1"]
+    r = vae("train", "folder:photos", "--model", "cvae", *args)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "folder-photos-mlp-cvae.safetensors").exists()
+    for name in ("folder:photos:test", "folder:./photos:test", f"folder:{tmp_path / 'photos'}/:test"):
+        r = vae("evaluate", "folder-photos-mlp-cvae.safetensors", name, "-k", 1, "--json", "--device", "cpu")
+        assert r.exit_code == 0, (name, r.output)
+        assert json.loads(r.stdout)["examples"] == 1  # 10% of 12 images held out
+
+
+def test_tensor_labels_must_be_class_indices(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 8, 8), np.uint8), y=np.array([0, 1, 2, 10**9]))
+    with pytest.raises(UsageError, match="labels go up to 1000000000"):
+        load_dataset(f"tensor:{tmp_path / 'd.npz'}")

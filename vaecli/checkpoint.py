@@ -7,7 +7,8 @@ Tensors: the model's state dict under ``model.``; for resuming, the optimizer st
 key                value
 =================  ==========================================================================
 format             ``"vaecli"``
-format_version     ``"1"``
+format_version     ``"2"`` for a cvae or a binarized model (which format-1 readers would misuse),
+                   else ``"1"``
 model              kind, latent_dim, input_shape, architecture and likelihood (name, options,
                    provider: the plugin distribution and version)
 data               dataset (name, options, provider), class_names, preprocessing
@@ -38,7 +39,7 @@ from . import __version__
 from .errors import CheckpointError, UsageError, VaeError
 
 FORMAT = "vaecli"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this vaecli reads and writes
 JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions")
 SUFFIX = ".safetensors"
 
@@ -132,6 +133,14 @@ def atomic_write(path: Path, data: bytes) -> None:
         pass
 
 
+def format_version(meta: dict[str, Any]) -> int:
+    """2 when the model needs what format 1 lacks (class conditioning, binarized inputs), so that
+    an older vaecli says "upgrade" instead of misusing it; else 1, which older ones read."""
+    needs_2 = (meta.get("model", {}).get("kind") == "cvae"
+               or meta.get("data", {}).get("preprocessing", {}).get("binarize", "none") != "none")
+    return 2 if needs_2 else 1
+
+
 def save(
     path: Path,
     model: torch.nn.Module,
@@ -153,7 +162,7 @@ def save(
     meta.setdefault("created", now())
     meta["updated"] = now()
     meta["versions"] = versions()
-    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "tensor_sha256": tensor_hash(tensors)}
+    header = {"format": FORMAT, "format_version": str(format_version(meta)), "tensor_sha256": tensor_hash(tensors)}
     for key, value in meta.items():
         header[key] = json.dumps(value) if key in JSON_KEYS else str(value)
     try:

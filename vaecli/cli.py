@@ -366,16 +366,19 @@ def _condition(model, label: Optional[str], n: int):
     return torch.full((n,), index, dtype=torch.long)
 
 
-def _input_labels(model, inputs):
+def _input_labels(model, inputs, label: Optional[str] = None):
     """The class of each input image, which a cvae's encoder is conditioned on (None for other
-    models); the input's class names are matched to the model's by name."""
+    models); the input's class names are matched to the model's by name. ``--label`` gives
+    unlabelled inputs (image files) their class."""
     import torch
 
     if not model.num_classes:
         return None
+    if inputs.labels is None and label is not None:
+        return _condition(model, label, len(inputs))
     if inputs.labels is None:
         raise UsageError(f"{inputs.source}: a class-conditional model needs each image's class; give "
-                         f"DATASET:SPLIT, or a folder with one subfolder per class")
+                         f"DATASET:SPLIT, a folder with one subfolder per class, or --label")
     names = [str(c) for c in model.meta.get("data", {}).get("class_names") or []]
     given = [str(c) for c in inputs.class_names or []]
     if not given or given == names:
@@ -520,7 +523,7 @@ def decode(
     if nrow is not None:
         _positive(nrow, "--nrow")
     _check_mode(mode)
-    codes, _ = latents.read(latent_file) if latent_file else (latents.parse_rows(z), None)
+    codes, file_labels = latents.read(latent_file) if latent_file else (latents.parse_rows(z), None)
     source = f"LATENTS {latent_file}" if latent_file else "--z"
     model = _model(ckpt, device)
     codes = latents.check(codes, model.latent_dim, source)
@@ -530,7 +533,10 @@ def decode(
         n = MAX_GRID
     codes = codes[:n]
     gen = torch.Generator(device=model.device).manual_seed(seed)
-    images = model.decode(codes, mode=mode, generator=gen, labels=_condition(model, label, len(codes)))
+    classes = _condition(model, label, len(codes))
+    if classes is None and model.num_classes and file_labels is not None:  # as vae encode wrote them
+        classes = file_labels[:len(codes)].long()
+    images = model.decode(codes, mode=mode, generator=gen, labels=classes)
     width, height = viz.save_grid(images, output, nrow)
     out.print(f"Wrote {len(images)} decoded images to {output} ({width}x{height} px).")
 
@@ -616,7 +622,8 @@ def interpolate(
         if model.num_classes and classes is None:
             classes = torch.arange(pairs) % model.num_classes
     else:
-        (start, a_labels), (end, _) = (_endpoints(model, text, pairs, data_dir, no_download) for text in (a, b))
+        (start, a_labels), (end, _) = (_endpoints(model, text, pairs, data_dir, no_download, label)
+                                       for text in (a, b))
         classes = a_labels if classes is None else classes
     path = latents.interpolate(start, end, steps, method)  # (K, S, D)
     row_labels = None if classes is None else torch.as_tensor(classes).repeat_interleave(steps)
@@ -632,11 +639,11 @@ def interpolate(
     out.print(f"Wrote {pairs} path(s) of {steps} steps ({method}) to {output} ({width}x{height} px).")
 
 
-def _endpoints(model, text: str, pairs: int, data_dir, no_download):
+def _endpoints(model, text: str, pairs: int, data_dir, no_download, label=None):
     inputs = _inputs(model, text, data_dir, no_download, limit=pairs)
     if len(inputs) < pairs:
         raise UsageError(f"{text} holds {len(inputs)} image(s); --pairs {pairs} needs {pairs}")
-    labels = _input_labels(model, inputs)
+    labels = _input_labels(model, inputs, label)
     labels = None if labels is None else labels[:pairs]
     mean, _ = model.encode(inputs.images[:pairs], labels)
     return mean, labels
@@ -693,7 +700,7 @@ def plot_latent(
     inputs = _inputs(model, input, data_dir, no_download, limit=max_points) if need_inputs else None
     if inputs is not None:
         with _Bar(len(inputs), "encoding", show=len(inputs) > 5000) as update:
-            mean, logvar = encode_all(model, inputs.images, progress=update, labels=_input_labels(model, inputs))
+            mean, logvar = encode_all(model, inputs.images, progress=update, labels=_input_labels(model, inputs, label))
         if model.kind == "ae":  # no posterior variance: rank by how much each code varies
             kl = mean.double().var(0, unbiased=False)
         else:
@@ -703,7 +710,7 @@ def plot_latent(
         chosen = (0, 1) if model.latent_dim == 2 else tuple(sorted(by_kl[:2]))
     condition = _condition(model, label, 1)
     if model.num_classes and condition is None:  # the first input's class, else class 0
-        first = _input_labels(model, inputs)[:1] if inputs is not None else None
+        first = _input_labels(model, inputs, label)[:1] if inputs is not None else None
         condition = first if first is not None else _condition(model, "0", 1)
     if manifold:
         size = _manifold(model, output, chosen, grid_size or 20, extent or 0.0, condition)

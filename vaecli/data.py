@@ -238,8 +238,10 @@ def _load_input(text, meta, data_dir, download, limit) -> Inputs:
     if data_dir is None:
         recorded = meta.get("training", {}).get("data_dir")
         data_dir = recorded if recorded and Path(recorded).is_dir() else None
-    loaded = load_dataset(name, trained_on.get("options") if same else None, data_dir, download,
-                          trained_on.get("provider") if same else None)
+    if same:  # the checkpoint's own dataset, with the options it was trained with
+        loaded = load_dataset(base, trained_on.get("options"), data_dir, download, trained_on.get("provider"))
+    else:
+        loaded = load_dataset(name, None, data_dir, download)
     split = getattr(loaded.splits, split_name)
     images, labels, factors = split.images, split.labels, dict(split.factors or {})
     drawn = preprocessing(meta) != "none" and tuple(images.shape[1:]) == expected
@@ -339,7 +341,8 @@ def _load_folder(folder: Path, expected: tuple, limit: Optional[int] = None) -> 
     """The images under ``folder`` (sorted; the first ``limit`` readable ones), each converted as
     it is read. Files that are not images are skipped, with one warning. When all images sit in
     subfolders, the subfolder names are the class labels."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     images, skipped, paths, warnings = [], [], [], []
     resized = 0
     for f in files:

@@ -128,6 +128,8 @@ class VAE(nn.Module):
         """The class condition ``(n, K)`` of a cvae (None for other models). Without labels a
         cvae decodes class ``i % K`` for row ``i``; to encode it needs them."""
         if not self.num_classes:
+            if labels is not None:
+                raise ValueError(f"labels were given to a {self.kind}, which is not class-conditional")
             return None
         if labels is None:
             if what == "encode":
@@ -136,7 +138,9 @@ class VAE(nn.Module):
         labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
         if labels.shape[0] != n:
             raise ValueError(f"got {labels.shape[0]} labels for {n} rows")
-        if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
+        # checked in use; training labels are checked once (no host synchronisation per step)
+        checked = self.training or not labels.numel()
+        if not checked and not (0 <= int(labels.min()) and int(labels.max()) < self.num_classes):
             raise ValueError(f"labels must be class indices 0 to {self.num_classes - 1}")
         return torch.nn.functional.one_hot(labels, self.num_classes).float()  # (n, K)
 
@@ -156,11 +160,12 @@ class VAE(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        labels: Optional[torch.Tensor] = None,
         beta: float = 1.0,
+        generator: Optional[torch.Generator] = None,
+        *,
+        labels: Optional[torch.Tensor] = None,
         free_bits: float = 0.0,
         iw_samples: int = 1,
-        generator: Optional[torch.Generator] = None,
     ) -> LossTerms:
         """The training loss of a batch ``x`` ``(B, C, H, W)`` (preprocessed floats):
 

@@ -84,7 +84,8 @@ class EpochPictures:
         originals = model.prepare(self.recon_inputs)
         recon = model.reconstruct(self.recon_inputs, labels=self.recon_labels)
         recon_grid = viz.grid(viz.above(originals, recon, 8), nrow=8)
-        samples_grid = viz.grid(model.decode(self.prior.to(model.device)), nrow=8)  # a cvae: class i % K
+        classes = (torch.arange(len(self.prior)) % 8 % model.num_classes) if model.num_classes else None
+        samples_grid = viz.grid(model.decode(self.prior.to(model.device), labels=classes), nrow=8)  # a column per class
         mean, _ = model.encode(self.scatter_inputs, self.condition)
         model.train(was_training)
         return recon_grid, samples_grid, mean.float().cpu()

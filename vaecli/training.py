@@ -178,7 +178,7 @@ def output_path(config: TrainConfig) -> Path:
     """
     if config.out is None:
         name, _, argument = config.dataset.partition(":")  # folder:PATH -> folder-NAME_OF_PATH
-        dataset = f"{name}-{Path(argument).name}" if argument else name
+        dataset = f"{name}-{Path(argument).expanduser().resolve().name}" if argument else name
         stem = _slug(f"{dataset}-{config.arch}" + ("" if config.model == "vae" else f"-{config.model}"))
         path, n = Path(f"{stem}{checkpoint.SUFFIX}"), 2
         while path.exists():
@@ -354,7 +354,7 @@ def _train_epoch(epoch, config, model, optimizer, train, test, batches, path, me
         for group in optimizer.param_groups:
             group["lr"] = lr
         beta = config.kl_weight(step + 1, batches)
-        terms = model(x, None if train_labels is None else train_labels[idx], beta=beta,
+        terms = model(x, beta, labels=None if train_labels is None else train_labels[idx],
                       free_bits=config.free_bits, iw_samples=config.iw_samples)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
@@ -380,7 +380,7 @@ def _train_epoch(epoch, config, model, optimizer, train, test, batches, path, me
         "epoch": epoch,
         "train_loss": train_recon + train_kl,  # the negative ELBO, whatever the objective
         "train_objective": sum_objective.item() / n,  # what was minimised (beta, free bits, IWAE)
-        "beta": beta,  # the KL weight at the end of the epoch
+        "kl_weight": beta,  # the weight of the KL term at the end of the epoch (below --beta during warm-up)
         "lr": lr,  # the learning rate of the last step
         "train_recon": train_recon,
         "train_kl": train_kl,

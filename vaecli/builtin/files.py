@@ -17,6 +17,7 @@ from ..errors import UsageError
 from ..hookspecs import DataRequest, DatasetSplits, Split
 
 TENSOR_SUFFIXES = (".npy", ".npz", ".safetensors")
+MAX_CLASSES = 100_000  # label indices of a tensor: file
 LISTED = 5  # names shown in a note before "and N more"
 # (train images, test images, train labels, test labels), the usual names of ready-made splits
 SPLIT_KEYS = (("x_train", "x_test", "y_train", "y_test"),
@@ -445,6 +446,9 @@ def load_tensor(request: DataRequest, options: TensorOptions) -> DatasetSplits:
     class_names = None
     if labels[0] is not None:
         top = max(int(y.max()) for y in labels if len(y))
+        if top >= MAX_CLASSES:
+            raise UsageError(f"tensor {path}: labels go up to {top}; labels are class indices 0 to "
+                             f"{MAX_CLASSES - 1} at most (renumber them from 0)")
         class_names = [str(k) for k in range(top + 1)]
     return DatasetSplits(train=Split(images[0], labels[0]), test=Split(images[1], labels[1]),
                          class_names=class_names, notes=notes)
