@@ -57,3 +57,16 @@ def vae():
         return runner.invoke(app, [str(a) for a in args], **kwargs)
 
     return invoke
+
+
+def one_line_error(result, code: int, *needles: str) -> str:
+    """Exit ``code``, no traceback, exactly one non-empty stderr line, ``error: ...`` with every
+    needle in it, and nothing on stdout."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert not result.stdout.strip(), result.stdout
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

@@ -142,3 +142,19 @@ def test_checkpoint_permissions_follow_the_umask_and_created_stays(tiny_ckpt):
     meta = checkpoint.read(tiny_ckpt).meta
     assert meta["created"] <= meta["updated"]
     assert meta["metrics"][0]["train_objective"] == pytest.approx(meta["metrics"][0]["train_loss"])
+
+
+def test_nothing_in_the_package_loads_or_writes_pickles():
+    """Checkpoints are safetensors only, and no dataset or input is unpickled either."""
+    import re
+    from pathlib import Path
+
+    import vaecli
+
+    root = Path(vaecli.__file__).parent
+    plugins = root.parent / "plugins"
+    pattern = re.compile(r"\bimport (cloud)?pickle\b|\bfrom (cloud)?pickle\b|\b(cloud)?pickle\.\w|torch\.load\b"
+                         r"|allow_pickle\s*=\s*True")
+    found = [f"{path}:{n}" for path in [*root.rglob("*.py"), *(plugins.rglob("*.py") if plugins.is_dir() else [])]
+             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []

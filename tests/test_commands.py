@@ -25,7 +25,7 @@ from vaecli import checkpoint
 from vaecli.errors import VaeError
 from vaecli.data import load_dataset
 
-from conftest import TINY_CLI, TINY_DATA
+from conftest import TINY_CLI, TINY_DATA, one_line_error
 
 # A latent-2 model trained a little longer than tiny_ckpt (whose latents are nearly unused), for
 # the tests whose pictures or estimates must depend on z.
@@ -55,19 +55,6 @@ def ae_ckpt(tmp_path_factory, one_thread):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _one_line_error(result, code: int, *needles: str) -> str:
-    """Exit ``code``, no traceback, exactly one non-empty stderr line, ``error: ...`` with every
-    needle in it, and nothing on stdout."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert not result.stdout.strip(), result.stdout
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _ok(result):
@@ -552,7 +539,7 @@ def test_a_larger_png_of_the_same_aspect_is_resized_with_a_warning(vae, tiny_ckp
 
 def test_a_png_of_another_aspect_is_refused(vae, tiny_ckpt):
     _png("wide.png", np.zeros((8, 12)))
-    _one_line_error(vae("encode", tiny_ckpt, "wide.png", "-o", "z.npy"), 2,
+    one_line_error(vae("encode", tiny_ckpt, "wide.png", "-o", "z.npy"), 2,
                     "expects 8x8 grey images", "8x12", "aspect")
     assert not Path("z.npy").exists()
 
@@ -573,9 +560,9 @@ def test_a_folder_skips_what_is_not_an_image(vae, tiny_ckpt, tmp_path):
     np.testing.assert_allclose(np.load("z.npy"), mean.numpy(), rtol=0, atol=1e-6)
 
 
-def test_an_empty_folder_is_a_one_line_error(vae, tiny_ckpt, tmp_path):
+def test_an_empty_folder_is_aone_line_error(vae, tiny_ckpt, tmp_path):
     (tmp_path / "empty").mkdir()
-    _one_line_error(vae("encode", tiny_ckpt, "empty", "-o", "z.npy"), 2, "no readable images")
+    one_line_error(vae("encode", tiny_ckpt, "empty", "-o", "z.npy"), 2, "no readable images")
     assert not Path("z.npy").exists()
 
 
@@ -606,7 +593,7 @@ def test_subfolders_of_a_folder_are_labels(vae, tiny_ckpt, tmp_path):
     ["evaluate", "{missing}"],
 ])
 def test_a_missing_checkpoint(vae, args):
-    _one_line_error(vae(*[a.format(missing="gone.safetensors") for a in args]), 2, "gone.safetensors", "no such file")
+    one_line_error(vae(*[a.format(missing="gone.safetensors") for a in args]), 2, "gone.safetensors", "no such file")
     assert not _files()
 
 
@@ -619,13 +606,13 @@ def test_a_missing_checkpoint(vae, args):
     ["evaluate", "{ckpt}", "nosuch:test"],
 ])
 def test_an_unknown_dataset_in_input(vae, tiny_ckpt, args):
-    _one_line_error(vae(*[a.format(ckpt=tiny_ckpt) for a in args]), 2, "unknown dataset 'nosuch'", "shapes")
+    one_line_error(vae(*[a.format(ckpt=tiny_ckpt) for a in args]), 2, "unknown dataset 'nosuch'", "shapes")
     assert not _files()
 
 
 @pytest.mark.parametrize("command", ["reconstruct", "encode", "evaluate"])
 def test_an_index_out_of_range(vae, tiny_ckpt, command):
-    _one_line_error(vae(command, tiny_ckpt, "shapes:test:48"), 2, "index 48 is out of range", "48 images")
+    one_line_error(vae(command, tiny_ckpt, "shapes:test:48"), 2, "index 48 is out of range", "48 images")
     assert not _files()
 
 
@@ -634,7 +621,7 @@ def test_an_index_out_of_range(vae, tiny_ckpt, command):
                                           ("abc", "'-n'")])
 def test_bad_n(vae, tiny_ckpt, command, value, needle):
     extra = ["--z", "0,0,0"] if command == "decode" else []
-    _one_line_error(vae(command, tiny_ckpt, *extra, "-n", value), 2, needle)
+    one_line_error(vae(command, tiny_ckpt, *extra, "-n", value), 2, needle)
     assert not _files()
 
 
@@ -653,7 +640,7 @@ def test_bad_n(vae, tiny_ckpt, command, value, needle):
     (["evaluate", "-k", "0"], ["--iw-samples must be at least 1"]),
 ])
 def test_bad_options(vae, tiny_ckpt, args, needles):
-    _one_line_error(vae(args[0], tiny_ckpt, *args[1:]), 2, *needles)
+    one_line_error(vae(args[0], tiny_ckpt, *args[1:]), 2, *needles)
     assert not _files()
 
 
@@ -665,14 +652,14 @@ def test_bad_options(vae, tiny_ckpt, args, needles):
     ["plot-latent", "{ckpt}", "-o", "nope/p.png"],
 ])
 def test_an_output_folder_that_does_not_exist(vae, tiny_ckpt, args):
-    _one_line_error(vae(*[a.format(ckpt=tiny_ckpt) for a in args]), 2, "the folder nope does not exist")
+    one_line_error(vae(*[a.format(ckpt=tiny_ckpt) for a in args]), 2, "the folder nope does not exist")
     assert not _files()
 
 
 def test_decode_needs_latents_or_z_but_not_both(vae, tiny_ckpt):
     np.save("z.npy", np.zeros((2, 3), dtype=np.float32))
-    _one_line_error(vae("decode", tiny_ckpt, "z.npy", "--z", "0,0,0"), 2, "not both")
-    _one_line_error(vae("decode", tiny_ckpt), 2, "give a LATENTS file")
+    one_line_error(vae("decode", tiny_ckpt, "z.npy", "--z", "0,0,0"), 2, "not both")
+    one_line_error(vae("decode", tiny_ckpt), 2, "give a LATENTS file")
     assert set(_files()) == {"z.npy"}
 
 
@@ -685,7 +672,7 @@ def test_decode_needs_latents_or_z_but_not_both(vae, tiny_ckpt):
 ])
 def test_decode_refuses_bad_latents(vae, tiny_ckpt, make, needles):
     make()
-    _one_line_error(vae("decode", tiny_ckpt, "bad.npy", "-o", "d.png"), 2, "bad.npy", *needles)
+    one_line_error(vae("decode", tiny_ckpt, "bad.npy", "-o", "d.png"), 2, "bad.npy", *needles)
     assert set(_files()) == {"bad.npy"}
 
 
@@ -705,19 +692,19 @@ def test_decode_never_unpickles_an_object_array(vae, tiny_ckpt, tmp_path):
     np.load("evil.npy", allow_pickle=True)  # the file is what it claims: unpickling it runs code
     assert marker.exists()
     marker.unlink()
-    _one_line_error(vae("decode", tiny_ckpt, "evil.npy", "-o", "d.png"), 2, "evil.npy", "pickle", "refused")
+    one_line_error(vae("decode", tiny_ckpt, "evil.npy", "-o", "d.png"), 2, "evil.npy", "pickle", "refused")
     assert not marker.exists()
     assert not Path("d.png").exists()
 
 
 def test_decode_of_a_checkpoint_given_as_latents(vae, tiny_ckpt):
-    _one_line_error(vae("decode", tiny_ckpt, tiny_ckpt, "-o", "d.png"), 2, "is a model checkpoint, not latents")
+    one_line_error(vae("decode", tiny_ckpt, tiny_ckpt, "-o", "d.png"), 2, "is a model checkpoint, not latents")
     assert not _files()
 
 
 def test_encode_does_not_overwrite_without_force(vae, tiny_ckpt):
     Path("z.npy").write_bytes(b"precious")
-    _one_line_error(vae("encode", tiny_ckpt, "shapes:test", "-o", "z.npy"), 2, "z.npy already exists", "--force")
+    one_line_error(vae("encode", tiny_ckpt, "shapes:test", "-o", "z.npy"), 2, "z.npy already exists", "--force")
     assert Path("z.npy").read_bytes() == b"precious"
     _ok(vae("encode", tiny_ckpt, "shapes:test", "-o", "z.npy", "--force"))
     assert np.load("z.npy").shape == (48, 3)
@@ -727,7 +714,7 @@ def test_encode_does_not_overwrite_without_force(vae, tiny_ckpt):
 def test_encode_never_overwrites_the_checkpoint(vae, tiny_ckpt, target):
     shutil.copy(tiny_ckpt, "copy.safetensors")
     before = Path("copy.safetensors").read_bytes()
-    _one_line_error(vae("encode", "copy.safetensors", "shapes:test", "-o", target, "--force"), 2,
+    one_line_error(vae("encode", "copy.safetensors", "shapes:test", "-o", target, "--force"), 2,
                     "is the checkpoint itself")
     assert Path("copy.safetensors").read_bytes() == before
     assert set(_files()) == {"copy.safetensors"}
@@ -773,7 +760,7 @@ def test_train_viz_dir_writes_pictures_of_every_epoch_and_the_animation(vae):
 
     # a second run may not mix its pictures with these
     before = _files(Path("viz"))
-    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "n.safetensors", "--viz-dir", "viz"), 2,
+    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "n.safetensors", "--viz-dir", "viz"), 2,
                     "--viz-dir viz already holds pictures", "--force")
     assert _files(Path("viz")) == before
     assert not Path("n.safetensors").exists() and not Path("n.metrics.jsonl").exists()
@@ -793,14 +780,14 @@ def test_train_writes_metrics_jsonl_without_viz_dir(vae):
 def test_train_bad_viz_dir(vae, setup, viz, needles):
     setup()
     before = _files()
-    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--viz-dir", viz), 2, *needles)
+    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--viz-dir", viz), 2, *needles)
     assert _files() == before
 
 
 def test_tensorboard_missing_is_a_one_line_error_before_training(vae, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     # one line and nothing else: no "Training a VAE ..." header, no epoch line, no file
-    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tb"), 2,
+    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tb"), 2,
                     "--tensorboard needs the tensorboard package", "pip install")
     assert not _files() and not Path("tb").exists()
 
@@ -840,17 +827,17 @@ def test_tensorboard_scalar_tags_have_names(tensorboard_run):
 def test_a_picture_never_overwrites_its_input_image(vae, tiny_ckpt):
     _png("keep.png", np.full((8, 8), 200))
     before = Path("keep.png").read_bytes()
-    _one_line_error(vae("reconstruct", tiny_ckpt, "keep.png", "-o", "keep.png"), 2, "also the input image")
-    _one_line_error(vae("interpolate", tiny_ckpt, "keep.png", "shapes:test:1", "-o", "keep.png"), 2, "input image")
+    one_line_error(vae("reconstruct", tiny_ckpt, "keep.png", "-o", "keep.png"), 2, "also the input image")
+    one_line_error(vae("interpolate", tiny_ckpt, "keep.png", "shapes:test:1", "-o", "keep.png"), 2, "input image")
     assert Path("keep.png").read_bytes() == before
 
 
 def test_a_picture_too_large_to_write_is_refused_and_the_old_file_kept(vae, tiny_ckpt):
     Path("prev.png").write_bytes(b"precious")
-    _one_line_error(vae("interpolate", tiny_ckpt, "--steps", "1000", "--pairs", "100", "-o", "prev.png"), 2,
+    one_line_error(vae("interpolate", tiny_ckpt, "--steps", "1000", "--pairs", "100", "-o", "prev.png"), 2,
                     "1000", "100", "at most")
     np.save("z.npy", np.zeros((300, 3), dtype=np.float32))  # 300 rows of 80 px: taller than any format allows
-    _one_line_error(vae("decode", tiny_ckpt, "z.npy", "-n", "300", "--nrow", "1", "-o", "prev.png"), 2, "too large")
+    one_line_error(vae("decode", tiny_ckpt, "z.npy", "-n", "300", "--nrow", "1", "-o", "prev.png"), 2, "too large")
     assert Path("prev.png").read_bytes() == b"precious"
     _ok(vae("reconstruct", tiny_ckpt, "shapes:test", "-n", "48", "--nrow", "48", "-o", "prev.png"))
     assert Path("prev.png").read_bytes() != b"precious"  # a picture that fits is written
@@ -865,7 +852,7 @@ def test_a_failed_picture_write_leaves_the_old_file(vae, tiny_ckpt, monkeypatch)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ck, "atomic_write", full_disk)
-    _one_line_error(vae("sample", tiny_ckpt, "-n", "4", "-o", "grid.png"), 1, "could not write", "No space")
+    one_line_error(vae("sample", tiny_ckpt, "-n", "4", "-o", "grid.png"), 1, "could not write", "No space")
     assert Path("grid.png").read_bytes() == b"precious"
 
 
@@ -874,7 +861,7 @@ def test_an_image_too_large_to_read_is_refused(vae, tiny_ckpt, monkeypatch):
 
     _png("big.png", np.zeros((8, 8)))
     monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 20)  # 64 pixels is then a "decompression bomb"
-    _one_line_error(vae("encode", tiny_ckpt, "big.png", "-o", "z.npy"), 2, "big.png", "too large")
+    one_line_error(vae("encode", tiny_ckpt, "big.png", "-o", "z.npy"), 2, "big.png", "too large")
 
 
 def test_the_first_frame_of_an_animated_gif_is_used_with_a_warning(vae, tiny_ckpt):
@@ -886,17 +873,17 @@ def test_the_first_frame_of_an_animated_gif_is_used_with_a_warning(vae, tiny_ckp
 
 
 def test_an_empty_input_is_refused(vae, tiny_ckpt):
-    _one_line_error(vae("encode", tiny_ckpt, "", "-o", "z.npy"), 2, "INPUT is empty")
+    one_line_error(vae("encode", tiny_ckpt, "", "-o", "z.npy"), 2, "INPUT is empty")
 
 
 def test_a_csv_with_a_huge_field_is_refused(vae, tiny_ckpt):
     Path("z.csv").write_text("z0,z1,z2\n" + "1" * 200_000 + ",0,0\n")
-    _one_line_error(vae("decode", tiny_ckpt, "z.csv", "-o", "d.png"), 2, "z.csv")
+    one_line_error(vae("decode", tiny_ckpt, "z.csv", "-o", "d.png"), 2, "z.csv")
 
 
 def test_tensorboard_pointing_at_a_file_is_refused_before_training(vae):
     Path("tbfile").write_text("x")
-    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tbfile"), 2,
+    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tbfile"), 2,
                     "--tensorboard tbfile is a file")
     assert not Path("m.safetensors").exists() and not Path("m.metrics.jsonl").exists()
 
@@ -905,7 +892,7 @@ def test_tensorboard_pointing_at_a_file_is_refused_before_training(vae):
 def test_viz_dir_with_any_picture_of_a_run_is_refused(vae, kind):
     Path("viz").mkdir()
     Path(f"viz/{kind}-001.png").write_bytes(b"mine")
-    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--viz-dir", "viz"), 2, "--force")
+    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--viz-dir", "viz"), 2, "--force")
     assert Path(f"viz/{kind}-001.png").read_bytes() == b"mine"
 
 
@@ -945,8 +932,8 @@ def test_metrics_of_an_earlier_run_survive_a_run_that_saves_nothing(vae, monkeyp
 
 
 def test_a_plain_autoencoder_has_no_prior_to_interpolate_or_grid(vae, ae_ckpt):
-    _one_line_error(vae("interpolate", ae_ckpt, "-o", "i.png"), 2, "no prior", "give A and B")
-    _one_line_error(vae("plot-latent", ae_ckpt, "--manifold", "-o", "m.png"), 2, "--range")
+    one_line_error(vae("interpolate", ae_ckpt, "-o", "i.png"), 2, "no prior", "give A and B")
+    one_line_error(vae("plot-latent", ae_ckpt, "--manifold", "-o", "m.png"), 2, "--range")
     _ok(vae("plot-latent", ae_ckpt, "--manifold", "--range", "2", "-o", "m.png"))
     result = _ok(vae("plot-latent", ae_ckpt, "--traverse", "-o", "t.png"))
     assert Path("t.png").exists() and "Traceback" not in result.output

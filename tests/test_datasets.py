@@ -178,7 +178,7 @@ def test_mnist_offline_message_is_unchanged(tmp_path):
     ("fashion-mnist", "FashionMNIST/raw", "train-images-idx3-ubyte"),
     ("kmnist", "KMNIST/raw", "t10k-labels-idx1-ubyte"),
     ("emnist", "EMNIST/raw", "emnist-letters-train-images-idx3-ubyte"),
-    ("cifar10", "cifar-10-batches-py", "data_batch_1"),
+    ("cifar10", "cifar-10-batches-bin", "data_batch_1.bin"),
 ])
 def test_offline_without_files_names_the_folder_torchvision_uses(tmp_path, name, folder, a_file):
     with pytest.raises(DataUnavailableError) as info:
@@ -191,14 +191,14 @@ def test_offline_without_files_names_the_folder_torchvision_uses(tmp_path, name,
 
 
 def test_cifar10_offline_lists_every_missing_file(tmp_path):
-    batches = tmp_path / "cifar-10-batches-py"
+    batches = tmp_path / "cifar-10-batches-bin"
     batches.mkdir()
-    (batches / "data_batch_1").write_bytes(b"")
+    (batches / "data_batch_1.bin").write_bytes(b"")
     with pytest.raises(DataUnavailableError) as info:
         load_dataset("cifar10", data_dir=tmp_path, download=False)
     message = str(info.value)
-    assert "data_batch_1" not in message
-    assert "missing data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta)" in message
+    assert "data_batch_1.bin" not in message
+    assert "missing data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, data_batch_5.bin, test_batch.bin)" in message
 
 
 def test_partial_mnist_lists_only_the_missing_files(tmp_path):
@@ -533,14 +533,39 @@ def test_float_images_are_rounded_with_a_note_when_values_change(tmp_path):
     assert s.train.images[0, 0].tolist() == [[255, 0]]
 
 
-def test_cifar_arrays_become_nchw():
-    from vaecli.builtin.datasets import _to_split
+def _write_cifar_bin(folder, rng, per_file: int = 2):
+    """The six batches of CIFAR-10's binary release: records of a label byte and the R, G, B
+    32x32 planes. Returns the (images, labels) written, train and test."""
+    folder.mkdir(parents=True)
+    written = {"train": ([], []), "test": ([], [])}
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        images = rng.integers(0, 256, (per_file, 3, 32, 32), dtype=np.uint8)
+        labels = rng.integers(0, 10, per_file, dtype=np.uint8)
+        (folder / name).write_bytes(np.concatenate([labels[:, None], images.reshape(per_file, -1)], axis=1).tobytes())
+        split = "test" if name.startswith("test") else "train"
+        written[split][0].append(images)
+        written[split][1].append(labels)
+    return {k: (np.concatenate(v[0]), np.concatenate(v[1])) for k, v in written.items()}
 
-    hwc = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)  # torchvision's CIFAR10.data
-    split = _to_split(hwc, [3, 9], "cifar")
-    assert split.images.shape == (2, 3, 32, 32) and split.images.is_contiguous()
-    assert np.array_equal(split.images.numpy(), hwc.transpose(0, 3, 1, 2))
-    assert split.labels.dtype == torch.int64 and split.labels.tolist() == [3, 9]
+
+def test_cifar10_is_read_from_the_binary_release_without_unpickling(tmp_path):
+    written = _write_cifar_bin(tmp_path / "cifar-10-batches-bin", np.random.default_rng(0))
+    loaded = load_dataset("cifar10", data_dir=tmp_path, download=False)
+    for name in ("train", "test"):
+        split = getattr(loaded.splits, name)
+        images, labels = written[name]
+        assert split.images.shape == (len(images), 3, 32, 32) and split.images.dtype == torch.uint8
+        assert np.array_equal(split.images.numpy(), images)  # the R, G, B planes are channels 0, 1, 2
+        assert split.labels.dtype == torch.int64 and split.labels.tolist() == labels.tolist()
+    assert loaded.splits.class_names[:2] == ["airplane", "automobile"] and len(loaded.splits.train) == 10
+
+
+def test_a_truncated_cifar10_batch_is_one_line(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    _write_cifar_bin(folder, np.random.default_rng(0))
+    (folder / "test_batch.bin").write_bytes((folder / "test_batch.bin").read_bytes()[:-5])
+    with pytest.raises(DataUnavailableError, match="could not load or download CIFAR-10 .*3073-byte"):
+        load_dataset("cifar10", data_dir=tmp_path, download=False)
 
 
 def test_tensor_refusals_are_one_line_usage_errors(tmp_path):

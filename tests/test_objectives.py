@@ -21,25 +21,12 @@ from vaecli.model import VAE, evaluate, from_config, kl_per_dim
 from vaecli.plugins import registry
 from vaecli.training import TrainConfig, check_data_range
 
-from conftest import TINY_CLI, TINY_DATA
+from conftest import TINY_CLI, TINY_DATA, one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 D = 4  # latent dimensions of the model-level tests
 CLASSES = ["square", "ellipse", "heart"]  # the classes of the built-in shapes dataset
-
-
-def _one_line_error(result, code: int, *needles: str) -> str:
-    """Exit ``code``, no traceback, exactly one non-empty stderr line, ``error: ...`` with every
-    needle in it, and nothing on stdout (as in tests/test_commands.py)."""
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert not result.stdout.strip(), result.stdout
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _flat(text: str) -> str:
@@ -451,7 +438,7 @@ def test_binarize_is_accepted_for_bernoulli():
     (["--optimizer", "sgd"], ["'sgd'", "adam, adamw"]),
 ])
 def test_train_refuses_invalid_objectives_in_one_line(vae, args, needles):
-    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "x.safetensors", *args), 2, *needles)
+    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "x.safetensors", *args), 2, *needles)
 
 
 # -- binarize --------------------------------------------------------------------------------
@@ -663,7 +650,7 @@ def test_cvae_sample_by_label_name_or_index(vae, cvae_ckpt, tmp_path):
 
 @pytest.mark.parametrize("label", ["7", "3", "-1", "circle"])
 def test_cvae_sample_of_an_unknown_label_names_the_classes(vae, cvae_ckpt, label):
-    _one_line_error(vae("sample", cvae_ckpt, "--label", label, "-o", "x.png", "--device", "cpu"), 2,
+    one_line_error(vae("sample", cvae_ckpt, "--label", label, "-o", "x.png", "--device", "cpu"), 2,
                     f"--label {label}", "0 to 2", "square, ellipse, heart")
 
 
@@ -671,7 +658,7 @@ def test_label_on_a_model_without_classes_is_an_error(vae, runs):
     for args in (["sample", runs["iwae"], "--label", "0"], ["decode", runs["iwae"], "--z", "0,0,0", "--label", "1"],
                  ["interpolate", runs["iwae"], "--label", "0"],
                  ["plot-latent", runs["iwae"], "--traverse", "--label", "0"]):
-        _one_line_error(vae(*args, "-o", "x.png", "--device", "cpu"), 2, "--label", "class-conditional")
+        one_line_error(vae(*args, "-o", "x.png", "--device", "cpu"), 2, "--label", "class-conditional")
 
 
 def test_cvae_commands_on_the_default_dataset_input(vae, cvae_ckpt, tmp_path):
@@ -710,13 +697,13 @@ def test_cvae_evaluate_reproduces_the_test_loss_with_labels(vae, cvae_ckpt):
     assert json.loads(result.stdout)["loss"] == pytest.approx(last["test_loss"], rel=1e-6)
 
 
-def test_cvae_on_an_image_without_a_class_is_a_one_line_error(vae, cvae_ckpt, tmp_path):
+def test_cvae_on_an_image_without_a_class_is_aone_line_error(vae, cvae_ckpt, tmp_path):
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "one.png")
     for command in ("reconstruct", "evaluate", "encode"):
         args = [command, cvae_ckpt, "one.png"] + (["-o", "z.npy"] if command == "encode" else [])
-        _one_line_error(vae(*args, "--device", "cpu"), 2, "one.png",
+        one_line_error(vae(*args, "--device", "cpu"), 2, "one.png",
                         "class-conditional model needs each image's class")
 
 
@@ -725,7 +712,7 @@ def test_cvae_on_a_dataset_without_labels_is_an_error(vae, tmp_path):
     np.save(tmp_path / "unlabelled.npy", images)
     args = ["--arch-option", "hidden=16", "--latent-dim", "2", "--batch-size", "16", "--device", "cpu",
             "--epochs", "1"]
-    _one_line_error(vae("train", "tensor:unlabelled.npy", *args, "--model", "cvae", "-o", "c.safetensors"), 2,
+    one_line_error(vae("train", "tensor:unlabelled.npy", *args, "--model", "cvae", "-o", "c.safetensors"), 2,
                     "--model cvae needs class labels", "has none")
     assert not (tmp_path / "c.safetensors").exists()
     plain = vae("train", "tensor:unlabelled.npy", *args, "-o", "v.safetensors")  # the same data trains a vae

@@ -405,6 +405,18 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tens
     return -0.5 * ((x - mean) * torch.exp(-log_sigma)).pow(2) - log_sigma - 0.5 * math.log(2 * math.pi)
 
 
+def check_kind(kind: str, arch) -> None:
+    """A cvae needs an architecture registered with ``conditional=True``."""
+    from .errors import UsageError
+    from .plugins import registry
+
+    if kind == "cvae" and not arch.spec.conditional:
+        reg = registry()
+        able = [n for n in reg.names("architecture") if reg.get("architecture", n).spec.conditional]
+        raise UsageError(f"architecture '{arch.spec.name}' cannot build a class-conditional model; "
+                         f"--model cvae works with: {', '.join(able) or 'none installed'}")
+
+
 def from_config(config: dict) -> VAE:
     """Build an (untrained) model from the ``model`` section of a checkpoint's metadata,
     through the plugin registry. A part whose plugin is missing names the distribution."""
@@ -423,10 +435,7 @@ def from_config(config: dict) -> VAE:
     latent_dim = int(config["latent_dim"])
     kind = config.get("kind", "vae")
     num_classes = int(config.get("num_classes", 0))
-    if kind == "cvae" and not arch.spec.conditional:
-        raise UsageError(f"architecture '{arch.spec.name}' cannot build a class-conditional model "
-                         f"(--model cvae); conditional ones: "
-                         f"{', '.join(n for n in reg.names('architecture') if reg.get('architecture', n).spec.conditional)}")
+    check_kind(kind, arch)
     likelihood = lik.spec.build(lik_opts)
     shape = ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes)
     try:

@@ -15,9 +15,10 @@ import torch
 
 from . import checkpoint, monitor
 from . import options as opts
-from .data import BINARIZE, BINARIZE_SEEDS, LoadedDataset, batch_indices, binarize, load_dataset, to_unit
+from .data import (BINARIZE, BINARIZE_SEEDS, LoadedDataset, batch_indices, binarize, load_dataset,
+                   split_dataset_name, to_unit)
 from .errors import Interrupted, TrainingError, UsageError, VaeError, unknown_name
-from .model import MODEL_KINDS, VAE, accumulator_dtype, evaluate, from_config
+from .model import MODEL_KINDS, VAE, accumulator_dtype, check_kind, evaluate, from_config
 from .plugins import registry
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -177,8 +178,8 @@ def output_path(config: TrainConfig) -> Path:
     ``-3``, ...) rather than overwriting. With ``out``: an existing file needs ``force``.
     """
     if config.out is None:
-        name, _, argument = config.dataset.partition(":")  # folder:PATH -> folder-NAME_OF_PATH
-        dataset = f"{name}-{Path(argument).expanduser().resolve().name}" if argument else name
+        name, argument = split_dataset_name(config.dataset)  # folder:PATH -> folder-NAME_OF_PATH
+        dataset = "-".join([name, *(Path(v).expanduser().resolve().name for v in argument.values())])
         stem = _slug(f"{dataset}-{config.arch}" + ("" if config.model == "vae" else f"-{config.model}"))
         path, n = Path(f"{stem}{checkpoint.SUFFIX}"), 2
         while path.exists():
@@ -201,10 +202,7 @@ def model_config(config: TrainConfig) -> dict:
     lik = reg.get("likelihood", config.likelihood)
     arch_opts = opts.build(arch.spec.options, config.arch_options, f"architecture '{config.arch}'")
     lik_opts = opts.build(lik.spec.options, config.likelihood_options, f"likelihood '{config.likelihood}'")
-    if config.model == "cvae" and not arch.spec.conditional:
-        able = [n for n in reg.names("architecture") if reg.get("architecture", n).spec.conditional]
-        raise UsageError(f"architecture '{config.arch}' cannot build a class-conditional model; "
-                         f"--model cvae works with: {', '.join(able) or 'none installed'}")
+    check_kind(config.model, arch)
     check_data_range(lik.spec.name, lik.spec.data_range, config.binarize)
     return {
         "kind": config.model,
