@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
 import vaecli
 from vaecli import plugins
+
+# The core's tests see the built-ins only, whatever plugins this environment has installed (the
+# packages in plugins/ run their own tests); set before collection, which asks the registry.
+# tests/test_plugins.py installs its own plugins into tmp_path.
+os.environ["VAECLI_LOAD_PLUGINS"] = ""
 
 # A few dozen 8x8 shapes: trains in well under a second.
 TINY_DATA = {"n_train": 96, "n_test": 48, "size": 8}

@@ -15,6 +15,7 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -36,6 +37,7 @@ BUILTIN_PLUGINS = ["architectures", "likelihoods", "datasets"]
 FAKE_MODULES = (
     "goodplug", "brokenplug", "raiserplug", "badsigplug", "unknownhookplug", "clashplug",
     "mlpthief", "notspecplug", "otherplug", "cmdplug", "cmdplug2", "trylastplug", "hijackplug",
+    "badparts",
 )
 
 
@@ -275,8 +277,21 @@ def _forget_fake_modules() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_plugins(monkeypatch):
-    """A fresh registry, no plugin filter, no debug mode and an unchanged Typer app."""
+def _isolated_plugins(monkeypatch, tmp_path):
+    """A fresh registry, no plugin filter, no debug mode and an unchanged Typer app.
+
+    Entry points are looked up as importlib.metadata does, but only in the folders of this
+    test's ``tmp_path`` that are on ``sys.path``: plugins really installed in this environment
+    (say ``plugins/vaecli-resnet``) stay out of these tests, and a site folder leaving
+    ``sys.path`` is an uninstall."""
+    from importlib import metadata
+
+    def entry_points(group):
+        roots = [p for p in sys.path if p.startswith(str(tmp_path))]
+        return [ep for dist in metadata.distributions(path=roots)
+                for ep in dist.entry_points if ep.group == group]
+
+    monkeypatch.setattr(plugins, "metadata", SimpleNamespace(entry_points=entry_points))
     monkeypatch.delenv("VAECLI_LOAD_PLUGINS", raising=False)
     monkeypatch.delenv("VAECLI_DEBUG", raising=False)
     # `add_commands` (also run by `vae plugins`) appends to the module-level app: give the app
@@ -934,10 +949,44 @@ def test_end_to_end_plugin_filtered_out_by_env(site, tmp_path, monkeypatch):
     path = tmp_path / "t.safetensors"
     vaecli.train(dataset="shapes", dataset_options={"n_train": 32, "n_test": 16, "size": 8},
                  arch="tiny", latent_dim=2, epochs=1, batch_size=32, out=str(path), device="cpu")
-    monkeypatch.setenv("VAECLI_LOAD_PLUGINS", "")
+    monkeypatch.setenv("VAECLI_LOAD_PLUGINS", "otherplug")
     plugins.reset()
-    with pytest.raises(errors.PluginMissingError, match=r"pip install vaecli-goodplug==1\.2\.3$"):
+    with pytest.raises(errors.PluginMissingError) as excinfo:
         vaecli.load(path)
+    assert str(excinfo.value) == (
+        "this checkpoint's architecture 'tiny' comes from the plugin distribution vaecli-goodplug "
+        "1.2.3, which is installed but left out by VAECLI_LOAD_PLUGINS='otherplug'; add vaecli-goodplug to it")
+
+
+def test_checkpoint_part_whose_plugin_is_installed_but_broken(site, tmp_path):
+    install_good(site)
+    path = tmp_path / "t.safetensors"
+    vaecli.train(dataset="shapes", dataset_options={"n_train": 32, "n_test": 16, "size": 8},
+                 arch="tiny", latent_dim=2, epochs=1, batch_size=32, out=str(path), device="cpu")
+    # the same distribution, now broken at import
+    (site / "goodplug" / "__init__.py").write_text(BROKEN_PLUGIN)
+    _forget_fake_modules()
+    plugins.reset()
+    result = runner().invoke(app, ["sample", str(path), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "vae: warning: plugin goodplug (vaecli-goodplug 1.2.3): failed to load: ImportError: needs the "
+        "package frobnicate (see `vae plugins`)",
+        "error: this checkpoint's architecture 'tiny' comes from the plugin distribution vaecli-goodplug "
+        "1.2.3; the installed vaecli-goodplug 1.2.3 is broken (failed to load: ImportError: needs the "
+        "package frobnicate); see `vae plugins`",
+    ]
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_checkpoint_part_that_the_installed_version_no_longer_registers(site):
+    install(site, "otherplug", _arch_plugin("otherarch"), dist="vaecli-other", version="2.0")
+    reg, _ = fresh_registry()
+    with pytest.raises(errors.PluginMissingError) as excinfo:
+        reg.get("architecture", "gone", {"distribution": "Vaecli_Other", "version": "1.0"})
+    assert str(excinfo.value) == (
+        "this checkpoint's architecture 'gone' comes from the plugin distribution Vaecli_Other 1.0; "
+        "the installed vaecli-other 2.0 does not register architecture 'gone'; see `vae plugins`")
 
 
 # --------------------------------------------------------------------------------------------
@@ -989,3 +1038,111 @@ def test_unusable_specs_are_refused_at_registration(site, bad, problem):
     assert len(info.errors) == 1 and problem in info.errors[0], info.errors
     assert info.registers == {}
     assert_builtins_intact(reg)
+
+
+# --------------------------------------------------------------------------------------------
+# vaecli.testing: the checks plugin authors run pass on good parts and name what is broken
+# --------------------------------------------------------------------------------------------
+
+BADPARTS_PLUGIN = '''
+import vaecli
+from vaecli.builtin.dists import Bernoulli
+
+
+def build_wrong_shape(shape, options):
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(1, 1)
+
+        def forward(self, x):
+            n = x.shape[0]
+            return self.net(x.flatten(1)[:, :1]).expand(n, shape.latent_dim), x.new_zeros(n, shape.latent_dim)
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(shape.latent_dim, 1)
+
+        def forward(self, z):  # one pixel too few
+            c, h, w = shape.input_shape
+            return self.net(z).view(-1, 1, 1, 1).expand(-1, c, h, w - 1)
+
+    return Encoder(), Decoder()
+
+
+def build_unused(shape, options):
+    from torch import nn
+    import math
+
+    d = math.prod(shape.input_shape)
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(d, 2 * shape.latent_dim)
+            self.forgotten = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.net(x.flatten(1)).chunk(2, dim=1)
+
+    class Decoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Linear(shape.latent_dim, d * shape.params_per_pixel)
+
+        def forward(self, z):
+            return self.net(z).view(-1, shape.params_per_pixel * shape.input_shape[0], *shape.input_shape[1:])
+
+    return Encoder(), Decoder()
+
+
+class Unbounded(Bernoulli):
+    def mean(self, params):
+        return params[:, 0] * 10
+
+
+@vaecli.hookimpl
+def register_architectures(register):
+    register(vaecli.ArchitectureSpec(name="wrongshape", help="x", build=build_wrong_shape))
+    register(vaecli.ArchitectureSpec(name="unused", help="x", build=build_unused))
+
+
+@vaecli.hookimpl
+def register_likelihoods(register):
+    register(vaecli.LikelihoodSpec(name="unbounded", help="x", build=lambda options: Unbounded(), data_range="binary"))
+'''
+
+
+def test_testing_checks_pass_on_good_parts(site):
+    from vaecli import testing
+
+    install_good(site)
+    model = testing.check_architecture("tiny", (1, 8, 8), latent_dim=2)
+    assert model.latent_dim == 2 and not model.training
+    testing.check_architecture("conv", (3, 16, 16), likelihood="gaussian", options={"channels": "4", "hidden": "8"},
+                               likelihood_options={"learn_sigma": "pixel"})
+    testing.check_architecture("mlp", (1, 8, 8), num_classes=3, options={"hidden": "8"})
+    assert testing.check_likelihood("tinybern").params_per_pixel == 1
+    splits = testing.check_dataset("blank")
+    assert len(splits.train) == 4 and len(splits.test) == 2
+    result = testing.invoke("plugins", "--json")
+    assert result.exit_code == 0 and "goodplug" in result.stdout
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda t: t.check_architecture("wrongshape", (1, 4, 4)), "decoder output has shape (3, 1, 4, 3), expected (3, 1, 4, 4)"),
+    (lambda t: t.check_architecture("unused", (1, 4, 4)), "parameters that get no gradient: encoder.forgotten.weight, encoder.forgotten.bias"),
+    (lambda t: t.check_architecture("unused", (1, 4, 4), num_classes=2), "architecture 'unused' is not registered with conditional=True"),
+    (lambda t: t.check_likelihood("unbounded"), "mean leaves [0, 1]"),
+    (lambda t: t.check_dataset("nope"), "no dataset 'nope' is registered"),
+])
+def test_testing_checks_name_what_is_broken(site, call, message):
+    from vaecli import testing
+
+    install(site, "badparts", BADPARTS_PLUGIN, dist="vaecli-badparts", version="0.1")
+    with pytest.raises(AssertionError) as excinfo:
+        call(testing)
+    assert message in str(excinfo.value)

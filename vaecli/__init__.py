@@ -7,13 +7,16 @@ The library behind the ``vae`` command::
     model = vaecli.load("shapes.safetensors")
     images = model.sample(64)              # (64, 1, 32, 32) floats in [0, 1]
     mean, logvar = model.encode(images)
+    vaecli.metadata("shapes.safetensors")  # how it was built and trained, its metrics
+
+Plugin authors: ``vaecli.hookspecs`` is the contract, ``vaecli.testing`` checks it.
 
 Nothing heavy (torch) is imported until a function that needs it is called.
 """
 
 from __future__ import annotations
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from .errors import VaeError  # noqa: E402
 from .hookspecs import (  # noqa: E402
@@ -29,7 +32,7 @@ from .hookspecs import (  # noqa: E402
 )
 
 __all__ = [
-    "__version__", "hookimpl", "load", "train", "TrainConfig", "VaeError",
+    "__version__", "hookimpl", "load", "metadata", "train", "TrainConfig", "VaeError",
     "ArchitectureSpec", "LikelihoodSpec", "DatasetSpec", "DatasetSplits", "Split", "DataRequest",
     "ModelShape", "NoOptions",
 ]
@@ -41,6 +44,15 @@ def load(path, device: str = "cpu"):
     from .training import resolve_device
 
     return _load(path, resolve_device(device))
+
+
+def metadata(path) -> dict:
+    """A checkpoint's metadata as a dict, as ``vae info --json`` prints it, without building the
+    model: ``model``, ``data``, ``training``, ``metrics`` (one dict per epoch), ``versions``,
+    ``epoch`` and ``parameters``. Raises ``VaeError`` for a file that is not a checkpoint."""
+    from .checkpoint import describe
+
+    return describe(path)
 
 
 def train(config=None, reporter=None, **settings):

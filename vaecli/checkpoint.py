@@ -265,6 +265,16 @@ def read(path: Path | str) -> Checkpoint:
     return Checkpoint(path, meta, tensors)
 
 
+def describe(path: Path | str) -> dict[str, Any]:
+    """A checkpoint's metadata (what ``vae info --json`` prints) without building its model:
+    the recorded sections plus ``epoch`` (epochs trained) and ``parameters`` (model size)."""
+    ckpt = read(path)
+    meta = dict(ckpt.meta)
+    meta["epoch"] = ckpt.epoch
+    meta["parameters"] = sum(t.numel() for t in ckpt.section("model.").values())
+    return meta
+
+
 def load(path: Path | str, device: str | torch.device = "cpu"):
     """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
     from .model import from_config

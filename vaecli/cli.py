@@ -942,14 +942,11 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """Show how a checkpoint's model was built and trained, and its metrics per epoch."""
-    from .checkpoint import read
+    from .checkpoint import describe
 
-    ckpt_data = read(ckpt)
-    meta = dict(ckpt_data.meta)
-    meta["epoch"] = ckpt_data.epoch
-    n_params = sum(t.numel() for t in ckpt_data.section("model.").values())
+    meta = describe(ckpt)
+    n_params = meta["parameters"]
     if as_json:
-        meta["parameters"] = n_params
         print(json.dumps(meta, indent=2))
         return
     m, d, t = meta["model"], meta["data"], meta["training"]

@@ -122,6 +122,7 @@ class Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.plugins: list[PluginInfo] = []
+        self.skipped: list[PluginInfo] = []  # installed, but left out by VAECLI_LOAD_PLUGINS
         self.parts: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
         self._commands_added: set[int] = set()
         self._load_builtins()
@@ -173,9 +174,10 @@ class Registry:
                     version = dist.version or "?"
             except Exception:  # malformed metadata: still load the plugin, under "unknown"
                 pass
-            if allow is not None and _normalize(ep.name) not in allow and _normalize(dist_name) not in allow:
-                continue
             info = PluginInfo(name=ep.name, distribution=dist_name, version=version)
+            if allow is not None and _normalize(ep.name) not in allow and _normalize(dist_name) not in allow:
+                self.skipped.append(info)
+                continue
             self.plugins.append(info)
             try:
                 obj = ep.load()
@@ -261,14 +263,25 @@ class Registry:
         except KeyError:
             pass
         if provider and provider.get("distribution") not in (None, "vaecli"):
-            dist, version = provider["distribution"], provider.get("version", "")
-            pin = f"=={version}" if version and version != "?" else ""
-            raise PluginMissingError(
-                f"this checkpoint's {kind} '{name}' comes from the plugin distribution {dist} "
-                f"{version}, which is not installed (or failed to load); install it with: "
-                f"pip install {dist}{pin}"
-            )
+            raise PluginMissingError(self._missing(kind, name, provider))
         raise unknown_name(kind, name, self.names(kind))
+
+
+    def _missing(self, kind: str, name: str, provider: dict) -> str:
+        """Why a checkpoint's part from a plugin distribution is not here, and what to do."""
+        dist, version = provider["distribution"], provider.get("version", "")
+        made = f"this checkpoint's {kind} '{name}' comes from the plugin distribution {dist} {version}".rstrip()
+        same = lambda p: _normalize(p.distribution) == _normalize(dist)  # noqa: E731
+        loaded = [p for p in self.plugins if same(p)]
+        if loaded:
+            p = loaded[0]
+            why = f"is broken ({'; '.join(p.errors)})" if p.errors else f"does not register {kind} '{name}'"
+            return f"{made}; the installed {p.distribution} {p.version} {why}; see `vae plugins`"
+        if any(same(p) for p in self.skipped):
+            return (f"{made}, which is installed but left out by VAECLI_LOAD_PLUGINS="
+                    f"{os.environ.get('VAECLI_LOAD_PLUGINS', '')!r}; add {dist} to it")
+        pin = f"=={version}" if version and version != "?" else ""
+        return f"{made}, which is not installed; install it with: pip install {dist}{pin}"
 
 
 def _print_warning(message: str) -> None:

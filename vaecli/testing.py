@@ -1,0 +1,168 @@
+"""Contract checks for plugin authors: call them from your plugin's tests.
+
+Each check goes through vaecli's plugin registry, so it also proves that the installed entry
+point registers the part under the name you expect, and it fails with an ``AssertionError``
+that says which part of the contract (``vaecli.hookspecs``) was broken::
+
+    from vaecli import testing
+
+    def test_my_architecture():
+        testing.check_architecture("myarch", input_shape=(3, 32, 32))
+
+    def test_train_through_the_cli():
+        result = testing.invoke("train", "shapes", "--arch", "myarch", "--epochs", "1")
+        assert result.exit_code == 0, result.output
+
+Checks run on the CPU with tiny batches; they take a second or so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .hookspecs import DatasetSplits
+from .model import VAE, from_config
+from .plugins import registry
+
+__all__ = ["check_architecture", "check_likelihood", "check_dataset", "invoke"]
+
+
+def _registered(kind: str, name: str):
+    reg = registry()
+    assert name in reg.parts[kind], (
+        f"no {kind} '{name}' is registered; registered: {', '.join(reg.names(kind))}"
+        + "".join(f"\n  plugin {p.label}: {'; '.join(p.errors)}" for p in reg.plugins if p.errors)
+    )
+    return reg.parts[kind][name]
+
+
+def check_architecture(
+    name: str,
+    input_shape: tuple = (1, 28, 28),
+    *,
+    latent_dim: int = 4,
+    options: Optional[dict] = None,
+    likelihood: str = "bernoulli",
+    likelihood_options: Optional[dict] = None,
+    num_classes: int = 0,
+    batch: int = 3,
+) -> VAE:
+    """Build architecture ``name`` into a VAE as ``vae train`` does and check the contract:
+    the encoder gives ``(mean, logvar)`` of shape ``(B, latent_dim)``, the decoder gives
+    likelihood parameters ``(B, P * C, H, W)``, the loss is finite and every parameter gets a
+    gradient, and a second build has the same parameter names and shapes (so checkpoints load).
+    With ``num_classes`` > 0 the class-conditional variant is checked. Returns the model."""
+    spec = _registered("architecture", name).spec
+    if num_classes:
+        assert spec.conditional, f"architecture '{name}' is not registered with conditional=True"
+    config = {
+        "architecture": {"name": name, "options": dict(options or {})},
+        "likelihood": {"name": likelihood, "options": dict(likelihood_options or {})},
+        "input_shape": list(input_shape),
+        "latent_dim": latent_dim,
+        "kind": "cvae" if num_classes else "vae",
+        "num_classes": num_classes,
+    }
+    torch.manual_seed(0)
+    model = from_config(config)
+    c, h, w = input_shape
+    x = torch.rand(batch, c, h, w)
+    if registry().get("likelihood", likelihood).spec.data_range == "binary":
+        x = x.round()
+    y = torch.arange(batch) % num_classes if num_classes else None
+    onehot = model.one_hot(y, batch) if num_classes else None
+    args = (onehot,) if num_classes else ()
+
+    mean, logvar = model.encoder(x, *args)
+    assert tuple(mean.shape) == (batch, latent_dim), f"encoder mean has shape {tuple(mean.shape)}, expected {(batch, latent_dim)}"
+    assert tuple(logvar.shape) == (batch, latent_dim), f"encoder logvar has shape {tuple(logvar.shape)}, expected {(batch, latent_dim)}"
+    params = model.decoder(mean, *args)
+    expected = (batch, model.likelihood.params_per_pixel * c, h, w)
+    assert tuple(params.shape) == expected, f"decoder output has shape {tuple(params.shape)}, expected {expected}"
+
+    model.train()
+    terms = model(x, labels=y)
+    assert torch.isfinite(terms.loss).all(), "the loss is not finite"
+    terms.loss.mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"parameters that get no gradient: {', '.join(missing)}"
+
+    again = from_config(config)
+    first = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    second = {k: tuple(v.shape) for k, v in again.state_dict().items()}
+    assert first == second, "two builds with the same options differ in parameter names or shapes"
+    return model.eval()
+
+
+def check_likelihood(name: str, input_shape: tuple = (1, 4, 4), *, options: Optional[dict] = None,
+                     batch: int = 3) -> Any:
+    """Build likelihood ``name`` and check the contract on random parameters ``(B, P, C, H, W)``:
+    ``log_prob``
+    gives one finite value per example, ``mean`` and ``sample`` have the images' shape, and
+    for the bounded data ranges they lie in [0, 1]. Returns the built likelihood."""
+    from . import options as opts
+
+    spec = _registered("likelihood", name).spec
+    lik = spec.build(opts.build(spec.options, dict(options or {}), f"likelihood '{name}'"))
+    p = lik.params_per_pixel
+    assert isinstance(p, int) and p >= 1, f"params_per_pixel must be a positive int, got {p!r}"
+    c, h, w = input_shape
+    torch.manual_seed(0)
+    params = torch.randn(batch, p, c, h, w, requires_grad=True)  # as the VAE passes them
+    x = torch.rand(batch, c, h, w)
+    if spec.data_range == "binary":
+        x = x.round()
+    elif spec.data_range == "8bit":
+        x = (x * 255).round() / 255
+    log_prob = lik.log_prob(x, params)
+    assert tuple(log_prob.shape) == (batch,), f"log_prob has shape {tuple(log_prob.shape)}, expected {(batch,)}"
+    assert torch.isfinite(log_prob).all(), "log_prob is not finite"
+    log_prob.sum().backward()
+    assert params.grad is not None and torch.isfinite(params.grad).all(), "log_prob has no finite gradient"
+    with torch.no_grad():
+        for what, method in (("mean", lik.mean), ("sample", lik.sample)):
+            value = method(params)
+            assert tuple(value.shape) == (batch, c, h, w), f"{what} has shape {tuple(value.shape)}, expected {(batch, c, h, w)}"
+            assert torch.isfinite(value).all(), f"{what} is not finite"
+            if spec.data_range != "real":
+                assert value.min() >= 0 and value.max() <= 1, f"{what} leaves [0, 1]"
+    return lik
+
+
+def check_dataset(name: str, *, options: Optional[dict] = None, data_dir: Optional[Path] = None,
+                  download: bool = False) -> DatasetSplits:
+    """Load dataset ``name`` as ``vae train`` does and check the contract: uint8 images
+    ``(N, C, H, W)`` of one shape in both splits, int64 labels of length N when given, and
+    class names for every label. Returns the splits."""
+    from .data import load_dataset
+
+    _registered("dataset", name)
+    loaded = load_dataset(name, dict(options or {}), data_dir, download)
+    splits = loaded.splits
+    for which in ("train", "test"):
+        split = getattr(splits, which)
+        images = split.images
+        assert images.dtype == torch.uint8 and images.dim() == 4, f"{which} images must be uint8 (N, C, H, W)"
+        assert len(split) > 0, f"the {which} split is empty"
+        if split.labels is not None:
+            assert split.labels.dtype == torch.int64 and tuple(split.labels.shape) == (len(split),), \
+                f"{which} labels must be int64 of shape ({len(split)},)"
+            assert int(split.labels.min()) >= 0, f"{which} labels must not be negative"
+            if splits.class_names is not None:
+                assert int(split.labels.max()) < len(splits.class_names), f"a {which} label has no class name"
+    assert splits.train.images.shape[1:] == splits.test.images.shape[1:], "train and test images differ in shape"
+    return splits
+
+
+def invoke(*args: Any, **kwargs: Any):
+    """Run ``vae ARGS...`` in this process, with plugin commands added, and return click's
+    ``Result`` (``exit_code``, ``stdout``, ``stderr``, ``output``)."""
+    from typer.testing import CliRunner
+
+    from .cli import app
+
+    registry().add_commands(app)
+    return CliRunner().invoke(app, [str(a) for a in args], **kwargs)
