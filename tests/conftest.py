@@ -77,3 +77,17 @@ def one_line_error(result, code: int, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def ends_in_error(result, code: int, *needles: str) -> str:
+    """Exit ``code``, no traceback, and one ``error: ...`` line with every needle in it, the last
+    thing said on stderr (after whatever a run printed before it failed, such as `vae train`'s
+    epochs)."""
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]

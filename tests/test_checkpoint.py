@@ -149,12 +149,54 @@ def test_nothing_in_the_package_loads_or_writes_pickles():
     import re
     from pathlib import Path
 
-    import vaecli
-
-    root = Path(vaecli.__file__).parent
-    plugins = root.parent / "plugins"
+    repo = Path(__file__).resolve().parents[1]  # the sources, not an installed copy
+    root, plugins = repo / "vaecli", repo / "plugins"
+    assert (root / "checkpoint.py").exists() and (plugins / "vaecli-resnet").is_dir()
     pattern = re.compile(r"\bimport (cloud)?pickle\b|\bfrom (cloud)?pickle\b|\b(cloud)?pickle\.\w|torch\.load\b"
                          r"|allow_pickle\s*=\s*True")
     found = [f"{path}:{n}" for path in [*root.rglob("*.py"), *(plugins.rglob("*.py") if plugins.is_dir() else [])]
              for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert found == []
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t, h: h.update(training=h["training"].replace('"batch_size": 32', '"batch_size": 64')), "metadata does not match"),
+    (lambda t, h: h.update(metrics=h["metrics"].replace('"epoch": 2', '"epoch": 3')), "metadata does not match"),
+    (lambda t, h: h.pop("created"), "metadata does not match"),
+    (lambda t, h: t.update({k: t[k].double() for k in sorted(t)[:1]}), "tensor data does not match"),
+    (lambda t, h: t.pop(sorted(t)[-1]), "tensor data does not match"),
+    (lambda t, h: t.update(extra=torch.zeros(3)), "tensor data does not match"),
+    (lambda t, h: t.update({k: t[k].flip(0) for k in sorted(t) if k.startswith("model.")}), "tensor data does not match"),
+], ids=["a-setting", "a-metric", "a-missing-entry", "a-dtype", "a-missing-tensor", "an-extra-tensor", "reordered-weights"])
+def test_any_change_after_writing_is_detected(tiny_ckpt, tmp_path, change, message):
+    """The file is rewritten whole and valid, with the hashes recorded when it was written."""
+    ckpt = checkpoint.read(tiny_ckpt)
+    tensors = dict(ckpt.tensors)
+    header = {k: json.dumps(v) if k in checkpoint.JSON_KEYS else str(v) for k, v in ckpt.meta.items()}
+    change(tensors, header)
+    bad = tmp_path / "changed.safetensors"
+    save_file(tensors, str(bad), metadata=header)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.read(bad)
+
+
+def test_non_finite_weights_with_matching_hashes_are_refused(tiny_ckpt, tmp_path):
+    model = vaecli.load(tiny_ckpt)
+    with torch.no_grad():
+        next(model.parameters())[0].fill_(float("nan"))
+    path = tmp_path / "nan.safetensors"
+    checkpoint.save(path, model, checkpoint.read(tiny_ckpt).meta)
+    checkpoint.read(path)  # intact as a file ...
+    with pytest.raises(CheckpointError, match="non-finite"):
+        checkpoint.load(path)  # ... but not a model to use
+
+
+def test_saving_never_takes_hashes_from_the_metadata_given(tiny_ckpt, tmp_path):
+    ckpt = checkpoint.read(tiny_ckpt)
+    model = vaecli.load(tiny_ckpt)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    path = tmp_path / "changed.safetensors"
+    checkpoint.save(path, model, ckpt.meta)  # meta still holds the old tensor_sha256 and meta_sha256
+    again = checkpoint.read(path)
+    assert again.meta["tensor_sha256"] != ckpt.meta["tensor_sha256"]

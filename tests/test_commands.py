@@ -926,7 +926,7 @@ def test_metrics_of_an_earlier_run_survive_a_run_that_saves_nothing(vae, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "_train_epoch", interrupted)
+    monkeypatch.setattr(training._Trainer, "_epoch", interrupted)
     assert vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--force").exit_code == 130
     assert Path("m.metrics.jsonl").read_text() == before
 

@@ -1,7 +1,8 @@
 """Checkpoints: one self-describing ``.safetensors`` file, written atomically, never pickled.
 
 Tensors: the model's state dict under ``model.``; for resuming, the optimizer state under
-``optim.`` and the RNG states under ``rng.``. Metadata (string -> string, JSON inside):
+``optim.``, the RNG states under ``rng.`` (``rng.train``: the training generator) and, inside an
+epoch, ``progress.``. Metadata (string -> string, JSON inside):
 
 =================  ==========================================================================
 key                value
@@ -15,10 +16,14 @@ data               dataset (name, options, provider), class_names, preprocessing
 training           the settings of the run (epochs, batch_size, lr, beta, seed, device, ...)
 metrics            one entry per completed epoch
 epoch              completed epochs
+progress           only in a checkpoint written inside an epoch (``--save-every``, Ctrl-C): the
+                   epoch, the steps done in it and its seconds so far; its permutation and
+                   running sums are the tensors ``progress.*``
 optim              the optimizer's param_groups (when optimizer state is saved)
 versions           vaecli, torch, python
 created, updated   ISO 8601 times
 tensor_sha256      a hash of every tensor's name, dtype, shape and bytes, checked on load
+meta_sha256        a hash of all the other metadata entries, checked on load (absent before 0.4)
 =================  ==========================================================================
 """
 
@@ -40,7 +45,8 @@ from .errors import CheckpointError, UsageError, VaeError
 
 FORMAT = "vaecli"
 FORMAT_VERSION = 2  # the newest this vaecli reads and writes
-JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions")
+JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions", "progress")
+TEMP_PATTERN = ".{name}.*.tmp"  # atomic_write's temporary files beside the file ``name``
 SUFFIX = ".safetensors"
 
 
@@ -69,6 +75,14 @@ def tensor_hash(tensors: dict[str, torch.Tensor]) -> str:
 # -- writing ----------------------------------------------------------------------------------
 
 
+def meta_hash(header: dict[str, str]) -> str:
+    """sha256 over the metadata entries (strings), in key order, except the hash itself."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in header if k != "meta_sha256"):
+        h.update(f"{len(key)}:{key}|{len(header[key])}:{header[key]}|".encode())
+    return h.hexdigest()
+
+
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
     """An optimizer's state as flat tensors ``optim.state.<param>.<key>`` and its param_groups."""
     sd = optimizer.state_dict()
@@ -86,6 +100,42 @@ def rng_tensors() -> dict[str, torch.Tensor]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["rng.cuda"] = torch.cuda.get_rng_state()
     return out
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: "Checkpoint") -> None:
+    """Put the state that ``optimizer_tensors`` saved back into ``optimizer``."""
+    groups = (ckpt.meta.get("optim") or {}).get("param_groups")
+    if not groups:
+        raise _refuse(ckpt.path, "holds no optimizer state to resume from")
+    state: dict[int, dict] = {}
+    for name, value in ckpt.section("optim.state.").items():
+        idx, _, key = name.partition(".")
+        state.setdefault(int(idx), {})[key] = value
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise _refuse(ckpt.path, f"its optimizer state does not fit the model ({exc})") from None
+
+
+def restore_rng(ckpt: "Checkpoint") -> None:
+    """The global RNG states saved with the checkpoint (CPU; CUDA where it was used)."""
+    if "rng.torch" in ckpt.tensors:
+        torch.set_rng_state(ckpt.tensors["rng.torch"])
+    if "rng.cuda" in ckpt.tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"])
+
+
+def remove_stale_temps(path: Path) -> list[str]:
+    """Delete the temporary files a killed writer of ``path`` left beside it; their names."""
+    path = Path(path)
+    removed = []
+    for tmp in sorted(path.parent.glob(TEMP_PATTERN.format(name=path.name))):
+        try:
+            tmp.unlink()
+            removed.append(tmp.name)
+        except OSError:
+            pass
+    return removed
 
 
 def check_target(path: Path, flag: str = "-o") -> Path:
@@ -107,7 +157,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     A crash at any moment leaves either the old file or the new one, never a mix.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix, _, suffix = TEMP_PATTERN.format(name=path.name).partition("*")
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -147,8 +198,10 @@ def save(
     meta: dict[str, Any],
     optimizer: Optional[torch.optim.Optimizer] = None,
     rng: bool = False,
+    extra: Optional[dict[str, torch.Tensor]] = None,
 ) -> None:
-    """Write ``model`` (and optionally optimizer and RNG state) with ``meta`` to ``path``."""
+    """Write ``model`` (and optionally optimizer and RNG state, and ``extra`` tensors such as
+    the training generator's state) with ``meta`` to ``path``."""
     from safetensors.torch import save as st_save
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -159,12 +212,15 @@ def save(
         meta["optim"] = {"class": type(optimizer).__name__, "param_groups": groups}
     if rng:
         tensors.update(rng_tensors())
+    tensors.update({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     meta.setdefault("created", now())
     meta["updated"] = now()
     meta["versions"] = versions()
     header = {"format": FORMAT, "format_version": str(format_version(meta)), "tensor_sha256": tensor_hash(tensors)}
     for key, value in meta.items():
-        header[key] = json.dumps(value) if key in JSON_KEYS else str(value)
+        if key not in header and key != "meta_sha256":  # what save computes is never taken from meta
+            header[key] = json.dumps(value) if key in JSON_KEYS else str(value)
+    header["meta_sha256"] = meta_hash(header)
     try:
         atomic_write(Path(path), st_save(tensors, metadata=header))
     except OSError as exc:
@@ -238,6 +294,8 @@ def read(path: Path | str) -> Checkpoint:
         reason = "truncated or corrupt" if len(data) >= 8 else "too short"
         raise _refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})") from None
     raw_meta = header.get("__metadata__") or {}
+    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
+        raise _refuse(path, "has malformed metadata (not a map of strings)")
     if raw_meta.get("format") != FORMAT:
         raise _refuse(path, "is a safetensors file but not a vaecli checkpoint (no vaecli metadata)")
     try:
@@ -247,12 +305,15 @@ def read(path: Path | str) -> Checkpoint:
     if version > FORMAT_VERSION:
         raise _refuse(path, f"was written in checkpoint format {version} by a newer vaecli; "
                             f"this is vaecli {__version__} (format {FORMAT_VERSION}): upgrade vaecli")
+    if "meta_sha256" in raw_meta and meta_hash(raw_meta) != raw_meta["meta_sha256"]:
+        raise _refuse(path, "its metadata does not match the hash recorded when it was written: "
+                            "the file is damaged")
     meta: dict[str, Any] = {}
     for key, value in raw_meta.items():
         if key in JSON_KEYS:
             try:
                 meta[key] = json.loads(value)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):
                 raise _refuse(path, f"has malformed metadata under '{key}'") from None
         else:
             meta[key] = value
@@ -262,7 +323,46 @@ def read(path: Path | str) -> Checkpoint:
     for key in ("model", "data", "training"):
         if not isinstance(meta.get(key), dict):
             raise _refuse(path, f"has no '{key}' metadata")
+    if not str(meta.get("epoch", "0")).isdigit():
+        raise _refuse(path, f"has a malformed epoch count {str(meta.get('epoch'))[:40]!r}")
     return Checkpoint(path, meta, tensors)
+
+
+def check_sizes(path: Path, config: dict, state: dict[str, torch.Tensor]) -> None:
+    """Build the model the metadata describes on the meta device (no memory) and compare its
+    parameter shapes with the weights in the file, so that a damaged or hostile size (a latent
+    dim of 10**12) is refused before anything is allocated. An architecture that cannot be built
+    on the meta device is left to the real build."""
+    from .model import from_config
+
+    try:
+        with torch.device("meta"):
+            model = from_config(config)
+    except CheckpointError as exc:
+        raise _refuse(path, f"has malformed model metadata ({exc})") from None
+    except VaeError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        if isinstance(exc, RuntimeError) and "meta" in str(exc).lower():
+            return  # the architecture does something the meta device cannot: build it for real
+        raise _refuse(path, f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except Exception:  # a plugin's build that needs real tensors
+        return
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        differ = sorted(set(expected) ^ set(found)) or [k for k in sorted(expected) if expected[k] != found[k]]
+        key = differ[0]
+        raise _refuse(path, f"its weights do not fit the architecture it names ({key}: "
+                            f"{found.get(key, 'missing')} in the file, {expected.get(key, 'none')} expected)")
+
+
+def weights_do_not_fit(path: Path, exc: RuntimeError) -> CheckpointError:
+    """The error for weights that ``load_state_dict`` refused, with torch's first reason
+    (``size mismatch for encoder.net.0.weight: ...``, ``Missing key(s) ...``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+    return _refuse(path, f"its weights do not fit the architecture it names ({reason[:300]})")
 
 
 def describe(path: Path | str) -> dict[str, Any]:
@@ -280,16 +380,16 @@ def load(path: Path | str, device: str | torch.device = "cpu"):
     from .model import from_config
 
     ckpt = read(path)
+    state = ckpt.section("model.")
+    check_sizes(Path(path), ckpt.meta["model"], state)
     try:
         model = from_config(ckpt.meta["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _refuse(Path(path), f"has malformed model metadata ({type(exc).__name__}: {exc})") from None
-    state = ckpt.section("model.")
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
+        raise _refuse(Path(path), f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise _refuse(Path(path), "its weights do not fit the architecture it names "
-                                  f"({str(exc).splitlines()[0]})") from None
+        raise weights_do_not_fit(Path(path), exc) from None
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
         raise _refuse(Path(path), "holds non-finite (NaN or infinite) weights")
     model.meta = ckpt.meta

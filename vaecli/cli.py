@@ -25,8 +25,10 @@ from . import __version__
 from .errors import UsageError, VaeError
 
 try:  # newer typer vendors click as typer._click; older ones use click itself
+    from typer._click.core import ParameterSource
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 except ImportError:  # pragma: no cover
+    from click.core import ParameterSource
     from click.exceptions import ClickException, NoArgsIsHelpError
 Abort = typer.Abort
 
@@ -207,6 +209,7 @@ def _options_help(kind: str) -> str:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, cifar10, folder:PATH (a tree of images), tensor:PATH (.npy/.npz/.safetensors), or one from a plugin.")] = "shapes",
     arch: Annotated[str, typer.Option("--arch", "-a", help="Encoder/decoder architecture: mlp, conv, ...")] = "mlp",
     likelihood: Annotated[str, typer.Option("--likelihood", "-l", help="Decoder likelihood: bernoulli, continuous-bernoulli, gaussian, logistic, ...")] = "bernoulli",
@@ -221,6 +224,8 @@ def train(
     lr_step: Annotated[int, typer.Option("--lr-step", help="Epochs between the steps of --lr-schedule step.", rich_help_panel="Optimisation")] = 0,
     lr_gamma: Annotated[float, typer.Option("--lr-gamma", help="Factor of each step of --lr-schedule step.", rich_help_panel="Optimisation")] = 0.1,
     grad_clip: Annotated[float, typer.Option("--grad-clip", help="Clip the gradient norm to this (0: no clipping).", rich_help_panel="Optimisation")] = 0.0,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this checkpoint up to --epochs in total, writing to it; its dataset and settings are used (--data-dir, --no-download, --device and --save-every may be given again).", rich_help_panel="Checkpoints", show_default=False)] = None,
+    save_every: Annotated[int, typer.Option("--save-every", help="Also write the checkpoint every this many optimisation steps inside an epoch (0: after each epoch only).", rich_help_panel="Checkpoints")] = 0,
     beta: Annotated[float, typer.Option("--beta", help="Weight of the KL term (1 is the ELBO; >1 a beta-VAE).", rich_help_panel="Objective")] = 1.0,
     kl_warmup: Annotated[float, typer.Option("--kl-warmup", help="Raise the KL weight linearly from 0 to --beta over this many epochs.", rich_help_panel="Objective")] = 0.0,
     free_bits: Annotated[float, typer.Option("--free-bits", help="Free bits: nats of KL per latent dimension that cost nothing (Kingma et al. 2016).", rich_help_panel="Objective")] = 0.0,
@@ -243,10 +248,35 @@ def train(
     """Train a VAE and write a checkpoint after every epoch.
 
     Prints the test negative ELBO (nats per example) after each epoch, and appends it to
-    CKPT.metrics.jsonl beside the checkpoint.
+    CKPT.metrics.jsonl beside the checkpoint. The checkpoint is replaced atomically, so a crash
+    or a kill leaves the last one intact; Ctrl-C saves the run where it is and says how to
+    continue it: vae train --resume CKPT --epochs N.
     """
     from .options import parse_pairs
     from .training import TrainConfig, run
+    from .training import resume as resume_run
+
+    if resume is not None:
+        allowed = {"resume", "epochs", "data_dir", "no_download", "device", "save_every"}
+        given = [p for p in ctx.params if p not in allowed
+                 and ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)]
+        if given:
+            spelled = {p.name: p.opts[0] if p.opts[0].startswith("-") else p.name.upper() for p in ctx.command.params}
+            flags = ", ".join(spelled.get(p, p) for p in given)
+            raise UsageError(f"--resume continues a run with the settings in its checkpoint; {flags} "
+                             f"cannot change them (only --epochs, --data-dir, --no-download, --device "
+                             f"and --save-every can be given)")
+        source = lambda name: ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)  # noqa: E731
+        reporter = _ProgressReporter()
+        try:
+            result = resume_run(resume, epochs if source("epochs") else None,
+                                data_dir=str(data_dir) if data_dir else None, download=not no_download,
+                                device=device if source("device") else None,
+                                save_every=save_every if source("save_every") else None, reporter=reporter)
+        finally:
+            reporter.close()
+        _trained(result, result.model.kind, None)
+        return
 
     dataset_options = parse_pairs(data_option, "--data-option")
     for key, value, given in (("image_size", image_size, image_size is not None), ("grayscale", "true", grayscale)):
@@ -261,7 +291,7 @@ def train(
         model=model, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta,
         kl_warmup=kl_warmup, free_bits=free_bits, iw_samples=iw_samples, binarize=binarize,
         optimizer=optimizer, weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step,
-        lr_gamma=lr_gamma, grad_clip=grad_clip,
+        lr_gamma=lr_gamma, grad_clip=grad_clip, save_every=save_every,
         seed=seed, device=device, data_dir=str(data_dir) if data_dir else None,
         download=not no_download, out=str(output) if output else None, force=force,
         viz_dir=str(viz_dir) if viz_dir else None, tensorboard=str(tensorboard) if tensorboard else None,
@@ -271,13 +301,17 @@ def train(
         result = run(config, reporter=reporter)
     finally:
         reporter.close()
+    _trained(result, config.model, config.viz_dir)
+
+
+def _trained(result, kind: str, viz_dir: Optional[str]) -> None:
     last = result.metrics[-1]
-    score = (f"test reconstruction {last['test_recon']:.2f}" if config.model == "ae"
+    score = (f"test reconstruction {last['test_recon']:.2f}" if kind == "ae"
              else f"test -ELBO {last['test_loss']:.2f}")
     out.print(f"Saved {result.path} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}: "
               f"{score} nats per example.")
-    if config.viz_dir:
-        out.print(f"Pictures of each epoch and the animation: {Path(config.viz_dir) / 'training.gif'}")
+    if viz_dir:
+        out.print(f"Pictures of each epoch and the animation: {Path(viz_dir) / 'training.gif'}")
     out.print(f"Next: vae sample {result.path} -o samples.png   |   vae info {result.path}")
 
 
@@ -966,8 +1000,11 @@ def info(
         ("preprocessing", _fmt_options(d.get("preprocessing", {}))),
         ("objective", _fmt_objective(t) if m.get("kind") != "ae" else "reconstruction only"),
         ("optimizer", _fmt_optimizer(t)),
-        ("training", f"epochs {meta['epoch']}/{t.get('epochs')}, batch {t.get('batch_size')}, "
-                     f"seed {t.get('seed')}, device {t.get('device')}"),
+        ("training", f"epochs {meta['epoch']}/{t.get('epochs')}"
+                     + (f" and {meta['progress']['step']} steps of epoch {meta['progress']['epoch']}"
+                        if meta.get("progress") else "")
+                     + f", batch {t.get('batch_size')}, seed {t.get('seed')}, device {t.get('device')}"
+                     + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else "")),
         ("versions", _fmt_options(meta.get("versions", {}))),
         ("written", f"{meta.get('created', '?')} (updated {meta.get('updated', '?')})"),
     ]

@@ -344,15 +344,16 @@ def _load_folder(folder: Path, expected: tuple, limit: Optional[int] = None) -> 
     files = sorted(p for p in folder.rglob("*")
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     images, skipped, paths, warnings = [], [], [], []
-    resized = 0
+    resized, first_reason = 0, ""
     for f in files:
         if limit is not None and len(images) >= limit:
             break
         notes: list = []
         try:
             image = read_image(f, notes)
-        except UsageError:
+        except UsageError as exc:
             skipped.append(f.relative_to(folder).as_posix())
+            first_reason = first_reason or str(exc)
             continue
         tensor, resize_notes = conform(image, expected, str(f))  # an image that cannot be converted: refused
         images.append(tensor)
@@ -364,7 +365,7 @@ def _load_folder(folder: Path, expected: tuple, limit: Optional[int] = None) -> 
         warnings.insert(0, f"{folder}: skipped {len(skipped)} file(s) that are not readable images: {shown}")
     if not images:
         raise UsageError(f"INPUT {folder}: the folder holds no readable images"
-                         + (f" ({len(skipped)} other file(s))" if skipped else ""))
+                         + (f" ({len(skipped)} other file(s); first: {first_reason})" if skipped else ""))
     if resized:
         warnings.append(f"{folder}: resized {resized} of {len(paths)} image(s) to {expected[1]}x{expected[2]}")
     labels = class_names = None

@@ -42,6 +42,12 @@ class Interrupted(VaeError):
     exit_code = 130
 
 
+class Terminated(Interrupted):
+    """SIGTERM (a scheduler's preemption, ``kill``) stopped training (exit code 143)."""
+
+    exit_code = 143
+
+
 def unknown_name(kind: str, name: str, known: list[str]) -> UsageError:
     """The error for a name that no plugin registered, listing the names that exist."""
     listed = ", ".join(sorted(known)) or "none"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from pathlib import Path
 from typing import Optional
@@ -134,7 +135,28 @@ def read(path: Path) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
 
 def _read_npy(path: Path, raw: bytes) -> torch.Tensor:
     import numpy as np
+    from numpy.lib import format as npy_format
 
+    if raw[:1] == b"\x80" and raw[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # a pickle (protocol 2 to 5)
+        raise UsageError(f"LATENTS {path} holds Python objects (a pickle); refused, it is never unpickled")
+    if not raw.startswith(npy_format.MAGIC_PREFIX):  # np.load would also open a zip (.npz)
+        raise UsageError(f"LATENTS {path} is not a .npy file (it does not start with the .npy signature)")
+    stream = io.BytesIO(raw)
+    try:  # the header first: the array it declares must fit the bytes before numpy allocates it
+        major, _ = npy_format.read_magic(stream)
+        read_header = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors
+        why = " ".join(str(exc).split())[:80]
+        raise UsageError(f"LATENTS {path} is not a readable .npy file (bad header: {why})") from None
+    if dtype.hasobject:
+        raise UsageError(f"LATENTS {path} holds Python objects (a pickle); refused, it is never unpickled")
+    if dtype.kind not in "fiu":
+        raise UsageError(f"LATENTS {path}: the array has dtype {dtype}; latents must be numbers (float or int)")
+    declared, held = math.prod(shape) * dtype.itemsize, len(raw) - stream.tell()
+    if any(not 0 <= n <= np.iinfo(np.intp).max for n in shape) or declared > held:
+        raise UsageError(f"LATENTS {path} is truncated or corrupt: its header declares shape "
+                         f"{str(list(shape))[:60]} of {dtype} but only {held} bytes of data follow")
     try:
         array = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:
@@ -149,7 +171,8 @@ def _read_npy(path: Path, raw: bytes) -> torch.Tensor:
     if array.dtype.kind not in "fiu":
         raise UsageError(f"LATENTS {path}: the array has dtype {array.dtype}; latents must be numbers "
                          f"(float or int)")
-    return torch.from_numpy(array.astype(np.float64))
+    with np.errstate(all="ignore"):  # float128 too big (or invalid) for float64: inf or nan, refused by check
+        return torch.from_numpy(array.astype(np.float64))
 
 
 def _read_csv(path: Path, raw: bytes) -> torch.Tensor:
@@ -198,6 +221,9 @@ def _read_safetensors(path: Path, raw: bytes) -> tuple[torch.Tensor, Optional[to
         metadata = safetensors_header(raw).get("__metadata__") or {}
     except (SafetensorError, ValueError, OverflowError, RuntimeError, UnicodeDecodeError) as exc:
         raise UsageError(f"LATENTS {path} is not a readable safetensors file ({str(exc)[:80]})") from None
+    except KeyError as exc:  # safetensors knows dtypes (F4, F8_E8M0, ...) that torch does not
+        raise UsageError(f"LATENTS {path} holds a tensor of dtype {exc.args[0]}, which torch cannot read; "
+                         f"latents must be numbers") from None
     if metadata.get("format") == "vaecli":
         raise UsageError(f"LATENTS {path} is a model checkpoint, not latents; make latents with "
                          f"`vae encode CKPT INPUT -o latents.safetensors`")

@@ -417,24 +417,39 @@ def check_kind(kind: str, arch) -> None:
                          f"--model cvae works with: {', '.join(able) or 'none installed'}")
 
 
+def _sizes(values: Any, what: str, count: int, low: int) -> tuple:
+    """``count`` whole numbers >= ``low`` (a model's recorded sizes), or a CheckpointError."""
+    from .errors import CheckpointError
+
+    ok = (isinstance(values, (list, tuple)) and len(values) == count
+          and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values))
+    if not ok:
+        raise CheckpointError(f"the model's {what} must be {count} whole number(s) of at least {low}, "
+                              f"got {values!r}"[:300])
+    return tuple(values)
+
+
 def from_config(config: dict) -> VAE:
     """Build an (untrained) model from the ``model`` section of a checkpoint's metadata,
     through the plugin registry. A part whose plugin is missing names the distribution."""
     from . import options
-    from .errors import UsageError
+    from .errors import CheckpointError, UsageError
     from .hookspecs import ModelShape
     from .plugins import registry
 
     reg = registry()
     arch_cfg, lik_cfg = config["architecture"], config["likelihood"]
+    for what, section in (("architecture", arch_cfg), ("likelihood", lik_cfg)):
+        if not isinstance(section, dict) or not isinstance(section.get("name"), str):
+            raise CheckpointError(f"the model's {what} must be a map with a name")
+    input_shape = _sizes(config["input_shape"], "input_shape", 3, low=1)
+    latent_dim = _sizes([config["latent_dim"]], "latent_dim", 1, low=1)[0]
+    num_classes = _sizes([config.get("num_classes", 0)], "num_classes", 1, low=0)[0]
     arch = reg.get("architecture", arch_cfg["name"], arch_cfg.get("provider"))
     lik = reg.get("likelihood", lik_cfg["name"], lik_cfg.get("provider"))
     arch_opts = options.build(arch.spec.options, arch_cfg.get("options", {}), f"architecture '{arch.spec.name}'")
     lik_opts = options.build(lik.spec.options, lik_cfg.get("options", {}), f"likelihood '{lik.spec.name}'")
-    input_shape = tuple(int(s) for s in config["input_shape"])
-    latent_dim = int(config["latent_dim"])
     kind = config.get("kind", "vae")
-    num_classes = int(config.get("num_classes", 0))
     check_kind(kind, arch)
     likelihood = lik.spec.build(lik_opts)
     shape = ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes)

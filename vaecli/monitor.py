@@ -37,13 +37,17 @@ class MetricsLog:
 
     label = "metrics log"
 
-    def __init__(self, checkpoint: Path) -> None:
+    def __init__(self, checkpoint: Path, earlier: tuple = ()) -> None:
+        """``earlier``: the records of the epochs a resumed run already has, written first."""
         self.path = metrics_path(checkpoint)
         self.file = None
+        self.earlier = list(earlier)
 
     def epoch_end(self, epoch: int, model, record: dict) -> None:
         if self.file is None:
             self.file = open(self.path, "w", encoding="utf-8")
+            for old in self.earlier:
+                self.file.write(json.dumps(old) + "\n")
         self.file.write(json.dumps(record) + "\n")
         self.file.flush()
 

@@ -70,6 +70,8 @@ def describe(cls: type) -> str:
 
 def build(cls: type, values: dict[str, Any], owner: str) -> Any:
     """An options instance from ``values`` (strings or JSON values), checked against ``cls``."""
+    if not isinstance(values, dict):
+        raise UsageError(f"{owner} options must be a map of names to values, got {type(values).__name__}")
     types_ = _field_types(cls)
     unknown = sorted(set(values) - set(types_))
     if unknown:

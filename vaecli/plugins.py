@@ -262,7 +262,7 @@ class Registry:
             return self.parts[kind][name]
         except KeyError:
             pass
-        if provider and provider.get("distribution") not in (None, "vaecli"):
+        if isinstance(provider, dict) and provider.get("distribution") not in (None, "vaecli"):
             raise PluginMissingError(self._missing(kind, name, provider))
         raise unknown_name(kind, name, self.names(kind))
 

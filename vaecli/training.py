@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import shlex
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +18,9 @@ import torch
 
 from . import checkpoint, monitor
 from . import options as opts
-from .data import (BINARIZE, BINARIZE_SEEDS, LoadedDataset, batch_indices, binarize, load_dataset,
-                   split_dataset_name, to_unit)
-from .errors import Interrupted, TrainingError, UsageError, VaeError, unknown_name
+from .data import (BINARIZE, BINARIZE_SEEDS, LoadedDataset, binarize, load_dataset, split_dataset_name,
+                   to_unit)
+from .errors import Interrupted, Terminated, TrainingError, UsageError, VaeError, unknown_name
 from .model import MODEL_KINDS, VAE, accumulator_dtype, check_kind, evaluate, from_config
 from .plugins import registry
 
@@ -25,6 +28,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("adam", "adamw")
 MAX_IW_SAMPLES = 10_000  # samples per training example of the IWAE bound
 LR_SCHEDULES = ("constant", "cosine", "step")
+CHECK_STEPS = 200  # steps between looks at the running loss for non-finite values (a host sync)
 
 
 @dataclass
@@ -53,6 +57,7 @@ class TrainConfig:
     lr_step: int = 0  # epochs between the steps of the step schedule
     lr_gamma: float = 0.1  # factor of each step
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
+    save_every: int = 0  # optimisation steps between checkpoints inside an epoch; 0: at epoch ends only
     seed: int = 0
     device: str = "auto"
     data_dir: Optional[str] = None
@@ -70,7 +75,7 @@ class TrainConfig:
                                     ("lr_schedule", "learning-rate schedule", LR_SCHEDULES)):
             if getattr(self, name) not in choices:
                 raise unknown_name(kind, getattr(self, name), list(choices))
-        for name, low in (("epochs", 1), ("batch_size", 1), ("latent_dim", 1), ("iw_samples", 1), ("lr_step", 0)):
+        for name, low in (("epochs", 1), ("batch_size", 1), ("latent_dim", 1), ("iw_samples", 1), ("lr_step", 0), ("save_every", 0)):
             if int(getattr(self, name)) < low:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
         if self.iw_samples > MAX_IW_SAMPLES:
@@ -235,74 +240,328 @@ def evaluate_split(model: VAE, images: torch.Tensor, labels: Optional[torch.Tens
 
 def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult:
     """Train as ``config`` says; returns the checkpoint path, the model and the metrics."""
-    reporter = reporter or _Silent()
     config.check()
     path = output_path(config)
-    device = resolve_device(config.device)
-    if config.viz_dir:
-        monitor.check_viz_dir(Path(config.viz_dir), config.force)
-    if config.tensorboard:
-        monitor.check_folder(Path(config.tensorboard), "--tensorboard")
-        monitor.summary_writer()
-    model_meta = model_config(config)  # unknown names and bad options fail before the data loads
-    data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download)
-    model_meta["input_shape"] = list(data.input_shape)
-    train_labels, test_labels = _class_labels(config, data, model_meta)
-    for note in data.splits.notes:
-        reporter.warn(note)
-    if config.kl_warmup > config.epochs:
-        reporter.warn(f"--kl-warmup {config.kl_warmup:g} is longer than the run ({config.epochs} epochs): "
-                      f"the KL weight ends at {config.kl_weight(config.epochs, 1):g}, not {config.beta:g}")
-    torch.manual_seed(config.seed)
-    model = from_config(model_meta).to(device)
-    model.train()
-    optimizer = config.make_optimizer(model.parameters())
+    return _Trainer(config, path, reporter or _Silent()).fit()
 
-    train_images, test_images = data.splits.train.images, data.splits.test.images
-    if config.binarize == "static":  # one fixed draw of the training set
-        train_images = binarize(train_images, BINARIZE_SEEDS["train"])
-    if config.binarize != "none":  # the test set: one fixed draw, as `vae evaluate` makes it
-        test_images = binarize(test_images, BINARIZE_SEEDS["test"])
-    train_images, test_images = train_images.to(device), test_images.to(device)  # uint8, moved once
-    train_labels = None if train_labels is None else train_labels.to(device)
-    test_labels = None if test_labels is None else test_labels.to(device)
-    n = len(train_images)
-    batches = math.ceil(n / config.batch_size)
-    settings = dataclasses.asdict(config)
-    settings.update(device=str(device), out=str(path))
-    settings.pop("force")
-    meta: dict[str, Any] = {"model": model_meta, "data": data.describe(config.binarize), "training": settings,
-                            "metrics": [], "created": checkpoint.now()}
-    metrics: list[dict] = []
-    monitors: list = [monitor.MetricsLog(path)]
-    if config.viz_dir or config.tensorboard:
-        pictures = monitor.EpochPictures(model, test_images, test_labels if test_labels is not None
-                                         else data.splits.test.labels, data.splits.class_names,
-                                         config.seed, conditional=config.model == "cvae")
+
+def resume(path: Path | str, epochs: Optional[int] = None, *, data_dir: Optional[str] = None,
+           download: bool = True, device: Optional[str] = None, save_every: Optional[int] = None,
+           reporter: Optional[Reporter] = None) -> TrainResult:
+    """Continue the run recorded in checkpoint ``path`` up to ``epochs`` epochs in total (default:
+    the epochs it was started with), writing to the same file. The dataset, model and training
+    settings come from the checkpoint; the optimizer, the learning-rate schedule and the random
+    number generators continue where they were, so that on the CPU k epochs, then a resume to
+    N, give the same weights bit for bit as N epochs straight (for a schedule that does not
+    depend on the total, such as the default constant one)."""
+    path = Path(path).expanduser()
+    ckpt = checkpoint.read(path)
+    checkpoint.check_sizes(path, ckpt.meta["model"], ckpt.section("model."))
+    recorded = dict(ckpt.meta["training"])
+    if not ckpt.meta.get("optim"):
+        raise UsageError(f"{path} holds no optimizer state, so its training cannot be resumed")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {k: v for k, v in recorded.items() if k in known}
+    config = TrainConfig(**settings)
+    done = ckpt.epoch
+    config.epochs = int(epochs) if epochs is not None else int(recorded.get("epochs", done))
+    if config.epochs < done or (config.epochs == done and not ckpt.meta.get("progress")):
+        raise UsageError(f"{path} has already trained {done} epoch{'s' if done != 1 else ''}; "
+                         f"give --epochs more than {done} to train on")
+    config.out, config.force = str(path), True
+    if data_dir is not None:
+        config.data_dir = str(data_dir)
+    config.download = download
+    if device is not None:
+        config.device = device
+    if save_every is not None:
+        config.save_every = save_every
+    config.check()
+    checkpoint.check_target(path, "--resume")
+    return _Trainer(config, path, reporter or _Silent(), ckpt).fit()
+
+
+class _StopSignal:
+    """While training: the first Ctrl-C (SIGINT) or SIGTERM asks the loop to save a checkpoint at
+    the end of its current step and stop; a second Ctrl-C stops at once (KeyboardInterrupt)."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        self.received: Optional[str] = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "_StopSignal":
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        if self.received is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+
+class _Trainer:
+    """One run, fresh or resumed from a checkpoint: the data and the model on the device, the
+    epochs, and the checkpoints (after every epoch, every ``save_every`` steps, and when stopped
+    by Ctrl-C). All randomness of training (batch order, the reparameterisation noise, dynamic
+    binarization) comes from one generator on the device, saved with every checkpoint."""
+
+    def __init__(self, config: TrainConfig, path: Path, reporter: Reporter,
+                 ckpt: Optional[checkpoint.Checkpoint] = None) -> None:
+        self.config, self.path, self.reporter, self.ckpt = config, path, reporter, ckpt
+        self.saved = ""  # what the checkpoint on disk holds, for messages ("" when none yet)
+        self.epoch = 0  # the epoch being trained
+
+    # -- setting up ---------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        config, reporter, ckpt = self.config, self.reporter, self.ckpt
+        device = self.device = resolve_device(config.device)
         if config.viz_dir:
-            monitors.append(monitor.TrainingPictures(Path(config.viz_dir), pictures, model.latent_dim))
+            monitor.check_viz_dir(Path(config.viz_dir), config.force or ckpt is not None)
         if config.tensorboard:
-            monitors.append(monitor.TensorBoardLog(Path(config.tensorboard), pictures))
-    reporter.start(config, path, device, data)
+            monitor.check_folder(Path(config.tensorboard), "--tensorboard")
+            monitor.summary_writer()
+        # unknown names and bad options fail before the data loads
+        model_meta = model_config(config) if ckpt is None else dict(ckpt.meta["model"])
+        provider = None if ckpt is None else ckpt.meta["data"].get("dataset", {}).get("provider")
+        data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download, provider)
+        if ckpt is None:
+            model_meta["input_shape"] = list(data.input_shape)
+        else:
+            self._check_same_data(data)
+        train_labels, test_labels = _class_labels(config, data, model_meta)
+        for note in data.splits.notes:
+            reporter.warn(note)
+        if ckpt is None and config.kl_warmup > config.epochs:
+            reporter.warn(f"--kl-warmup {config.kl_warmup:g} is longer than the run ({config.epochs} epochs): "
+                          f"the KL weight ends at {config.kl_weight(config.epochs, 1):g}, not {config.beta:g}")
+        stale = checkpoint.remove_stale_temps(self.path)
+        if stale:
+            reporter.warn(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
+                          f"run left beside {self.path}: {', '.join(stale)}")
 
-    try:
-        for epoch in range(1, config.epochs + 1):
-            _train_epoch(epoch, config, model, optimizer, (train_images, train_labels),
-                         (test_images, test_labels), batches, path, meta, metrics, reporter)
-            for m in list(monitors):
-                if not _guarded(m.epoch_end, m, reporter, epoch, model, metrics[-1]):
-                    monitors.remove(m)  # a picture or log that fails never stops training
-                    _guarded(m.close, m, reporter)
-    except KeyboardInterrupt:
-        done = len(metrics)
-        kept = f"{path} holds the {done} completed epoch(s)" if done else "no checkpoint was written"
-        raise Interrupted(f"interrupted during epoch {done + 1}; {kept}") from None
-    finally:
-        for m in monitors:
-            _guarded(m.close, m, reporter)
-    model.eval()
-    model.meta = meta
-    return TrainResult(path, model, metrics)
+        torch.manual_seed(config.seed)
+        model = from_config(model_meta).to(device)
+        optimizer = config.make_optimizer(model.parameters())
+        gen = torch.Generator(device=device)
+        gen.manual_seed(config.seed + 1)  # the training draws; the initialisation used torch.manual_seed(seed)
+        if ckpt is not None:
+            self._restore(model, optimizer, gen)
+        model.train()
+        self.model, self.optimizer, self.gen = model, optimizer, gen
+
+        train_images, test_images = data.splits.train.images, data.splits.test.images
+        if config.binarize == "static":  # one fixed draw of the training set
+            train_images = binarize(train_images, BINARIZE_SEEDS["train"])
+        if config.binarize != "none":  # the test set: one fixed draw, as `vae evaluate` makes it
+            test_images = binarize(test_images, BINARIZE_SEEDS["test"])
+        self.train = (train_images.to(device), None if train_labels is None else train_labels.to(device))
+        self.test = (test_images.to(device), None if test_labels is None else test_labels.to(device))
+        self.batches = math.ceil(len(train_images) / config.batch_size)
+
+        settings = dataclasses.asdict(config)
+        settings.update(device=str(device), out=str(self.path))
+        settings.pop("force")
+        if ckpt is None:
+            self.meta: dict[str, Any] = {"model": model_meta, "data": data.describe(config.binarize),
+                                         "training": settings, "metrics": [], "epoch": 0,
+                                         "created": checkpoint.now()}
+        else:
+            self.meta = {key: ckpt.meta[key] for key in ("model", "data", "metrics", "epoch", "created")
+                         if key in ckpt.meta}
+            self.meta["training"] = settings
+            self.meta["epoch"] = ckpt.epoch
+            self.saved = self._describe_saved(ckpt.epoch, (ckpt.meta.get("progress") or {}).get("step"))
+        self.metrics: list[dict] = list(self.meta["metrics"])
+
+        monitors: list = [monitor.MetricsLog(self.path, earlier=self.metrics)]
+        if config.viz_dir or config.tensorboard:
+            pictures = monitor.EpochPictures(model, self.test[0], test_labels if test_labels is not None
+                                             else data.splits.test.labels, data.splits.class_names,
+                                             config.seed, conditional=config.model == "cvae")
+            if config.viz_dir:
+                monitors.append(monitor.TrainingPictures(Path(config.viz_dir), pictures, model.latent_dim))
+            if config.tensorboard:
+                monitors.append(monitor.TensorBoardLog(Path(config.tensorboard), pictures))
+        reporter.start(config, self.path, device, data)
+
+        first = len(self.metrics) + 1
+        partial = None if ckpt is None else ckpt.meta.get("progress")
+        try:
+            with _StopSignal() as self.stop:
+                for epoch in range(first, config.epochs + 1):
+                    record = self._epoch(epoch, partial if epoch == first else None)
+                    for m in list(monitors):
+                        if not _guarded(m.epoch_end, m, reporter, epoch, model, record):
+                            monitors.remove(m)  # a picture or log that fails never stops training
+                            _guarded(m.close, m, reporter)
+                    if self.stop.received and epoch < config.epochs:
+                        raise self._stopped(f"after epoch {epoch}")
+        except KeyboardInterrupt:  # a second Ctrl-C: no time to save
+            raise Interrupted(f"interrupted in epoch {self.epoch}, before it could be saved; {self._kept()}"
+                              + (f"; resume with: {self._resume_line()}" if self.saved else "")) from None
+        finally:
+            for m in monitors:
+                _guarded(m.close, m, reporter)
+        model.eval()
+        model.meta = self.meta
+        return TrainResult(self.path, model, self.metrics)
+
+    def _check_same_data(self, data: LoadedDataset) -> None:
+        recorded = self.ckpt.meta["data"]
+        then = (recorded.get("n_train"), recorded.get("n_test"), list(self.ckpt.meta["model"]["input_shape"]))
+        now = (len(data.splits.train), len(data.splits.test), list(data.input_shape))
+        if then != now:
+            raise UsageError(f"--resume {self.path}: the dataset is not the one it was trained on "
+                             f"({then[0]} train / {then[1]} test images of {'x'.join(map(str, then[2]))} then, "
+                             f"{now[0]} / {now[1]} of {'x'.join(map(str, now[2]))} now)")
+
+    def _restore(self, model: VAE, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        ckpt = self.ckpt
+        try:
+            model.load_state_dict(ckpt.section("model."), strict=True)
+        except RuntimeError as exc:
+            raise checkpoint.weights_do_not_fit(ckpt.path, exc) from None
+        checkpoint.load_optimizer_state(optimizer, ckpt)
+        checkpoint.restore_rng(ckpt)
+        state = ckpt.tensors.get("rng.train")
+        trained_on = str(ckpt.meta["training"].get("device", ""))
+        if state is not None and torch.device(trained_on).type == self.device.type:
+            gen.set_state(state)
+        else:
+            self.reporter.warn(f"resuming on {self.device}, not {trained_on or 'the device it was trained on'}: "
+                               f"the random draws from here on differ from those of an uninterrupted run")
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _describe_saved(self, epochs: int, step: Optional[int] = None) -> str:
+        if step:
+            return f"epoch {epochs + 1} up to step {step} of {self.batches}"
+        return f"{epochs} completed epoch{'s' if epochs != 1 else ''}" if epochs else ""
+
+    def _kept(self) -> str:
+        return f"{self.path} holds {self.saved}" if self.saved else "no checkpoint was written"
+
+    def _resume_line(self) -> str:
+        return f"vae train --resume {shlex.quote(str(self.path))} --epochs {self.config.epochs}"
+
+    def _stopped(self, when: str) -> Interrupted:
+        signal_name = self.stop.received or "SIGINT"
+        why = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else f"stopped by {signal_name}"
+        kind = Interrupted if signal_name == "SIGINT" else Terminated
+        return kind(f"{why} {when}; {self._kept()}; resume with: {self._resume_line()}")
+
+    # -- one epoch ----------------------------------------------------------------------------
+
+    def _epoch(self, epoch: int, partial: Optional[dict]) -> dict:
+        """The batches (from step ``partial["step"]`` of a checkpoint written inside this
+        epoch), the test pass, the metrics and the checkpoint."""
+        config, model, optimizer, gen = self.config, self.model, self.optimizer, self.gen
+        self.epoch = epoch
+        train_images, train_labels = self.train
+        device, batches, n = self.device, self.batches, len(train_images)
+        acc = accumulator_dtype(device)
+        if partial:
+            order = self.ckpt.tensors["progress.order"].to(device)
+            sums = self.ckpt.tensors["progress.sums"].to(device=device, dtype=acc)
+            done, elapsed = int(partial["step"]), float(partial["seconds"])
+        else:
+            order = torch.randperm(n, device=device, generator=gen)  # this epoch's batches
+            sums = torch.zeros(3, device=device, dtype=acc)  # recon, KL, objective, summed over examples
+            done, elapsed = 0, 0.0
+        losses = torch.zeros(batches, device=device)  # each step's objective: names the first non-finite one
+        self.reporter.epoch_start(epoch, config.epochs, batches)
+        started = time.perf_counter() - elapsed
+        step = (epoch - 1) * batches + done
+        for i, idx in enumerate(order.split(config.batch_size)[done:], start=done + 1):
+            x = to_unit(train_images[idx])  # (B, C, H, W) in [0, 1]
+            if config.binarize == "dynamic":  # a new draw every batch
+                x = torch.bernoulli(x, generator=gen)
+            lr = config.learning_rate(step, batches)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            beta = config.kl_weight(step + 1, batches)
+            terms = model(x, beta, gen, labels=None if train_labels is None else train_labels[idx],
+                          free_bits=config.free_bits, iw_samples=config.iw_samples)
+            optimizer.zero_grad(set_to_none=True)
+            terms.loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            step += 1
+            loss = terms.loss.detach()
+            losses[i - 1] = loss
+            sums[0] += terms.recon.detach().sum()
+            sums[1] += terms.kl.detach().sum()
+            sums[2] += loss * len(idx)
+            self.reporter.step(i, loss)
+            if i % CHECK_STEPS == 0:
+                self._check_finite(epoch, i, losses, sums)
+            if self.stop.received or (config.save_every and step % config.save_every == 0 and i < batches):
+                self._save(epoch, (i, order, sums, time.perf_counter() - started), losses)
+                if self.stop.received:
+                    raise self._stopped(f"in epoch {epoch} at step {i} of {batches}")
+        self._check_finite(epoch, batches, losses, sums)
+        train_seconds = time.perf_counter() - started
+        train_recon, train_kl, objective = (sums / n).tolist()
+        test = evaluate_split(model, *self.test)
+        record = {
+            "epoch": epoch,
+            "train_loss": train_recon + train_kl,  # the negative ELBO, whatever the objective
+            "train_objective": objective,  # what was minimised (beta, free bits, IWAE)
+            "kl_weight": beta,  # the weight of the KL term at the end of the epoch (below --beta during warm-up)
+            "lr": lr,  # the learning rate of the last step
+            "train_recon": train_recon,
+            "train_kl": train_kl,
+            "test_loss": test["loss"],
+            "test_recon": test["recon"],
+            "test_kl": test["kl"],
+            "seconds": train_seconds,
+        }
+        if not math.isfinite(test["loss"]):
+            raise TrainingError(f"the test loss became non-finite after epoch {epoch}; {self._kept()}; "
+                                f"try a smaller --lr or --grad-clip")
+        self.meta["metrics"] = self.metrics + [record]
+        self.meta["epoch"] = epoch
+        self._save(epoch, None, losses)
+        self.metrics.append(record)  # only once it is on disk
+        self.reporter.epoch_end(record)
+        return record
+
+    def _check_finite(self, epoch: int, steps: int, losses: torch.Tensor, sums: torch.Tensor) -> None:
+        """Stop with the first non-finite step named; a host synchronisation, so only every
+        ``CHECK_STEPS`` steps and before each checkpoint."""
+        if bool(torch.isfinite(sums).all()):
+            return
+        bad = (~torch.isfinite(losses[:steps])).nonzero()
+        where = f"at step {int(bad[0]) + 1} of {self.batches}" if len(bad) else f"by step {steps} of {self.batches}"
+        raise TrainingError(f"the training loss or its gradients became non-finite in epoch {epoch} {where}; "
+                            f"{self._kept()}; try a smaller --lr or --grad-clip")
+
+    def _save(self, epoch: int, partial: Optional[tuple], losses: torch.Tensor) -> None:
+        """Write the checkpoint: after an epoch (``partial`` None, ``self.meta`` already holds its
+        metrics) or inside one (``partial``: steps done, the epoch's order, running sums,
+        seconds). Never over a good checkpoint with non-finite weights."""
+        meta, extra = self.meta, {"rng.train": self.gen.get_state()}
+        if partial is not None:
+            i, order, sums, seconds = partial
+            self._check_finite(epoch, i, losses, sums)
+            meta = {**meta, "progress": {"epoch": epoch, "step": i, "seconds": seconds}}
+            extra.update({"progress.order": order, "progress.sums": sums.double()})
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise TrainingError(f"the weights became non-finite in epoch {epoch}; nothing of it was saved; "
+                                f"{self._kept()}; try a smaller --lr or --grad-clip")
+        checkpoint.save(self.path, self.model, meta, optimizer=self.optimizer, rng=True, extra=extra)
+        self.saved = self._describe_saved(meta["epoch"], None if partial is None else partial[0])
 
 
 def _guarded(call, m, reporter, *args) -> bool:
@@ -332,63 +591,3 @@ def _class_labels(config: TrainConfig, data: LoadedDataset, model_meta: dict):
     return train.long(), test.long()
 
 
-def _train_epoch(epoch, config, model, optimizer, train, test, batches, path, meta,
-                 metrics, reporter) -> None:
-    """One epoch: the batches, the test pass, the metrics and the checkpoint."""
-    train_images, train_labels = train
-    device = train_images.device
-    n = len(train_images)
-    reporter.epoch_start(epoch, config.epochs, batches)
-    started = time.perf_counter()
-    sum_recon = torch.zeros((), device=device, dtype=accumulator_dtype(device))
-    sum_kl = torch.zeros((), device=device, dtype=accumulator_dtype(device))
-    sum_objective = torch.zeros((), device=device, dtype=accumulator_dtype(device))
-    step = (epoch - 1) * batches
-    for i, idx in enumerate(batch_indices(n, config.batch_size, device), start=1):
-        x = to_unit(train_images[idx])  # (B, C, H, W) in [0, 1]
-        if config.binarize == "dynamic":  # a new draw every batch
-            x = torch.bernoulli(x)
-        lr = config.learning_rate(step, batches)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        beta = config.kl_weight(step + 1, batches)
-        terms = model(x, beta, labels=None if train_labels is None else train_labels[idx],
-                      free_bits=config.free_bits, iw_samples=config.iw_samples)
-        optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        sum_recon += terms.recon.detach().sum()
-        sum_kl += terms.kl.detach().sum()
-        sum_objective += terms.loss.detach() * len(idx)
-        reporter.step(i, terms.loss.detach())
-    train_recon, train_kl = sum_recon.item() / n, sum_kl.item() / n
-    train_seconds = time.perf_counter() - started
-    test = evaluate_split(model, *test)
-    finite = math.isfinite(train_recon + train_kl + test["loss"])
-    if not (finite and all(torch.isfinite(p).all() for p in model.parameters())):
-        raise TrainingError(
-            f"the loss or the weights became non-finite in epoch {epoch}; nothing of this epoch "
-            f"was saved" + (f" ({path} holds epoch {epoch - 1})" if epoch > 1 else "")
-            + "; try a smaller --lr"
-        )
-    record = {
-        "epoch": epoch,
-        "train_loss": train_recon + train_kl,  # the negative ELBO, whatever the objective
-        "train_objective": sum_objective.item() / n,  # what was minimised (beta, free bits, IWAE)
-        "kl_weight": beta,  # the weight of the KL term at the end of the epoch (below --beta during warm-up)
-        "lr": lr,  # the learning rate of the last step
-        "train_recon": train_recon,
-        "train_kl": train_kl,
-        "test_loss": test["loss"],
-        "test_recon": test["recon"],
-        "test_kl": test["kl"],
-        "seconds": train_seconds,
-    }
-    meta["metrics"] = metrics + [record]
-    meta["epoch"] = epoch
-    checkpoint.save(path, model, meta, optimizer=optimizer, rng=True)
-    metrics.append(record)  # only once it is on disk
-    reporter.epoch_end(record)
