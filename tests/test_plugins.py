@@ -944,11 +944,16 @@ def test_end_to_end_train_with_plugin_then_uninstall(site, tmp_path, monkeypatch
     assert not png.exists()
 
 
-def test_end_to_end_plugin_filtered_out_by_env(site, tmp_path, monkeypatch):
-    install_good(site)
-    path = tmp_path / "t.safetensors"
+def _train_tiny(path: Path) -> Path:
+    """One epoch of the good plugin's architecture ``tiny`` on 8x8 shapes."""
     vaecli.train(dataset="shapes", dataset_options={"n_train": 32, "n_test": 16, "size": 8},
                  arch="tiny", latent_dim=2, epochs=1, batch_size=32, out=str(path), device="cpu")
+    return path
+
+
+def test_end_to_end_plugin_filtered_out_by_env(site, tmp_path, monkeypatch):
+    install_good(site)
+    path = _train_tiny(tmp_path / "t.safetensors")
     monkeypatch.setenv("VAECLI_LOAD_PLUGINS", "otherplug")
     plugins.reset()
     with pytest.raises(errors.PluginMissingError) as excinfo:
@@ -960,9 +965,7 @@ def test_end_to_end_plugin_filtered_out_by_env(site, tmp_path, monkeypatch):
 
 def test_checkpoint_part_whose_plugin_is_installed_but_broken(site, tmp_path):
     install_good(site)
-    path = tmp_path / "t.safetensors"
-    vaecli.train(dataset="shapes", dataset_options={"n_train": 32, "n_test": 16, "size": 8},
-                 arch="tiny", latent_dim=2, epochs=1, batch_size=32, out=str(path), device="cpu")
+    path = _train_tiny(tmp_path / "t.safetensors")
     # the same distribution, now broken at import
     (site / "goodplug" / "__init__.py").write_text(BROKEN_PLUGIN)
     _forget_fake_modules()

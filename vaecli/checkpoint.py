@@ -328,7 +328,7 @@ def read(path: Path | str) -> Checkpoint:
     return Checkpoint(path, meta, tensors)
 
 
-def check_sizes(path: Path, config: dict, state: dict[str, torch.Tensor]) -> None:
+def _check_sizes(path: Path, config: dict, state: dict[str, torch.Tensor]) -> None:
     """Build the model the metadata describes on the meta device (no memory) and compare its
     parameter shapes with the weights in the file, so that a damaged or hostile size (a latent
     dim of 10**12) is refused before anything is allocated. An architecture that cannot be built
@@ -357,14 +357,6 @@ def check_sizes(path: Path, config: dict, state: dict[str, torch.Tensor]) -> Non
                             f"{found.get(key, 'missing')} in the file, {expected.get(key, 'none')} expected)")
 
 
-def weights_do_not_fit(path: Path, exc: RuntimeError) -> CheckpointError:
-    """The error for weights that ``load_state_dict`` refused, with torch's first reason
-    (``size mismatch for encoder.net.0.weight: ...``, ``Missing key(s) ...``)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reason = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
-    return _refuse(path, f"its weights do not fit the architecture it names ({reason[:300]})")
-
-
 def describe(path: Path | str) -> dict[str, Any]:
     """A checkpoint's metadata (what ``vae info --json`` prints) without building its model:
     the recorded sections plus ``epoch`` (epochs trained) and ``parameters`` (model size)."""
@@ -375,22 +367,30 @@ def describe(path: Path | str) -> dict[str, Any]:
     return meta
 
 
-def load(path: Path | str, device: str | torch.device = "cpu"):
-    """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
+def model_of(ckpt: Checkpoint):
+    """The model a checkpoint holds, on the CPU, its weights loaded and ``.meta`` set. Sizes
+    are checked against the file before anything is allocated; weights that do not fit or are
+    not finite are refused."""
     from .model import from_config
 
-    ckpt = read(path)
-    state = ckpt.section("model.")
-    check_sizes(Path(path), ckpt.meta["model"], state)
+    path, config, state = ckpt.path, ckpt.meta["model"], ckpt.section("model.")
+    _check_sizes(path, config, state)
     try:
-        model = from_config(ckpt.meta["model"])
+        model = from_config(config)
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
-        raise _refuse(Path(path), f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})") from None
+        raise _refuse(path, f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})") from None
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise weights_do_not_fit(Path(path), exc) from None
+    except RuntimeError as exc:  # only when the meta-device check could not run
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+        raise _refuse(path, f"its weights do not fit the architecture it names ({reason[:300]})") from None
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
-        raise _refuse(Path(path), "holds non-finite (NaN or infinite) weights")
+        raise _refuse(path, "holds non-finite (NaN or infinite) weights")
     model.meta = ckpt.meta
-    return model.to(device).eval()
+    return model
+
+
+def load(path: Path | str, device: str | torch.device = "cpu"):
+    """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
+    return model_of(read(path)).to(device).eval()

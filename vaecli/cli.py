@@ -258,21 +258,20 @@ def train(
 
     if resume is not None:
         allowed = {"resume", "epochs", "data_dir", "no_download", "device", "save_every"}
-        given = [p for p in ctx.params if p not in allowed
-                 and ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)]
+        explicit = {p for p in ctx.params if ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)}
+        given = [p for p in ctx.params if p in explicit and p not in allowed]
         if given:
             spelled = {p.name: p.opts[0] if p.opts[0].startswith("-") else p.name.upper() for p in ctx.command.params}
             flags = ", ".join(spelled.get(p, p) for p in given)
             raise UsageError(f"--resume continues a run with the settings in its checkpoint; {flags} "
                              f"cannot change them (only --epochs, --data-dir, --no-download, --device "
                              f"and --save-every can be given)")
-        source = lambda name: ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)  # noqa: E731
         reporter = _ProgressReporter()
         try:
-            result = resume_run(resume, epochs if source("epochs") else None,
+            result = resume_run(resume, epochs if "epochs" in explicit else None,
                                 data_dir=str(data_dir) if data_dir else None, download=not no_download,
-                                device=device if source("device") else None,
-                                save_every=save_every if source("save_every") else None, reporter=reporter)
+                                device=device if "device" in explicit else None,
+                                save_every=save_every if "save_every" in explicit else None, reporter=reporter)
         finally:
             reporter.close()
         _trained(result, result.model.kind, None)

@@ -256,7 +256,6 @@ def resume(path: Path | str, epochs: Optional[int] = None, *, data_dir: Optional
     depend on the total, such as the default constant one)."""
     path = Path(path).expanduser()
     ckpt = checkpoint.read(path)
-    checkpoint.check_sizes(path, ckpt.meta["model"], ckpt.section("model."))
     recorded = dict(ckpt.meta["training"])
     if not ckpt.meta.get("optim"):
         raise UsageError(f"{path} holds no optimizer state, so its training cannot be resumed")
@@ -350,12 +349,12 @@ class _Trainer:
                           f"run left beside {self.path}: {', '.join(stale)}")
 
         torch.manual_seed(config.seed)
-        model = from_config(model_meta).to(device)
+        model = (from_config(model_meta) if ckpt is None else checkpoint.model_of(ckpt)).to(device)
         optimizer = config.make_optimizer(model.parameters())
         gen = torch.Generator(device=device)
         gen.manual_seed(config.seed + 1)  # the training draws; the initialisation used torch.manual_seed(seed)
         if ckpt is not None:
-            self._restore(model, optimizer, gen)
+            self._restore(optimizer, gen)
         model.train()
         self.model, self.optimizer, self.gen = model, optimizer, gen
 
@@ -425,12 +424,9 @@ class _Trainer:
                              f"({then[0]} train / {then[1]} test images of {'x'.join(map(str, then[2]))} then, "
                              f"{now[0]} / {now[1]} of {'x'.join(map(str, now[2]))} now)")
 
-    def _restore(self, model: VAE, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+    def _restore(self, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        """Optimizer and random states as the checkpoint left them (its weights are loaded)."""
         ckpt = self.ckpt
-        try:
-            model.load_state_dict(ckpt.section("model."), strict=True)
-        except RuntimeError as exc:
-            raise checkpoint.weights_do_not_fit(ckpt.path, exc) from None
         checkpoint.load_optimizer_state(optimizer, ckpt)
         checkpoint.restore_rng(ckpt)
         state = ckpt.tensors.get("rng.train")
