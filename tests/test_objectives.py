@@ -358,7 +358,8 @@ def test_make_optimizer_adam_and_adamw_with_their_weight_decay_defaults():
     params = [torch.nn.Parameter(torch.zeros(3))]
 
     def made(**kw):
-        opt = TrainConfig(lr=0.003, **kw).make_optimizer(params)
+        opt = TrainConfig(lr=0.003, **kw).make_optimizer(params, torch.device("cpu"))
+        assert opt.param_groups[0]["fused"]  # one kernel for all parameters
         return type(opt), opt.param_groups[0]["weight_decay"], opt.param_groups[0]["lr"]
 
     assert made() == (torch.optim.Adam, 0.0, 0.003)
@@ -366,6 +367,24 @@ def test_make_optimizer_adam_and_adamw_with_their_weight_decay_defaults():
     assert made(optimizer="adamw", weight_decay=0.0) == (torch.optim.AdamW, 0.0, 0.003)
     assert made(optimizer="adamw", weight_decay=0.2) == (torch.optim.AdamW, 0.2, 0.003)
     assert made(weight_decay=0.1) == (torch.optim.Adam, 0.1, 0.003)
+
+
+def test_fused_adam_takes_the_same_steps_as_the_reference_implementation():
+    torch.manual_seed(0)
+    ref = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
+    ours = [torch.nn.Parameter(p.detach().clone()) for p in ref]
+    for name, decay in (("adam", 0.1), ("adamw", 0.01)):
+        reference = (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(ref, lr=0.01, weight_decay=decay, foreach=False)
+        fused = TrainConfig(optimizer=name, lr=0.01, weight_decay=decay).make_optimizer(ours, torch.device("cpu"))
+        for step in range(5):
+            grads = [torch.randn_like(p) for p in ref]
+            for params, opt in ((ref, reference), (ours, fused)):
+                for p, g in zip(params, grads):
+                    p.grad = g.clone()
+                opt.step()
+        for a, b in zip(ref, ours):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(ref[0].detach(), torch.zeros(5, 3))
 
 
 # -- TrainConfig.check ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from vaecli.data import to_unit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-STATE = ("model.", "optim.", "rng.")
+STATE = ("model.", "optim.", "rng.", "amp.")
 
 
 def _ok(result):
@@ -56,7 +56,9 @@ def assert_same_run(a: Path, b: Path) -> None:
      "--lr-step", "1", "--lr-gamma", "0.5", "--grad-clip", "1"],
     ["--iw-samples", "3", "--likelihood", "gaussian", "--likelihood-option", "learn_sigma=shared"],
     ["--kl-warmup", "2", "--free-bits", "0.1", "--arch", "conv", "--arch-option", "channels=4"],
-], ids=["default", "cvae-dynamic-adamw-step-clip", "iwae-gaussian", "warmup-freebits-conv"])
+    ["--precision", "fp16", "--grad-clip", "5"],
+    ["--precision", "bf16", "--arch", "conv", "--arch-option", "channels=4"],
+], ids=["default", "cvae-dynamic-adamw-step-clip", "iwae-gaussian", "warmup-freebits-conv", "fp16-clip", "bf16-conv"])
 def test_k_epochs_then_resume_is_bit_identical_to_straight(vae, extra):
     _ok(vae("train", *TINY_CLI, *extra, "--epochs", "3", "-o", "straight.safetensors"))
     _ok(vae("train", *TINY_CLI, *extra, "--epochs", "1", "-o", "r.safetensors"))
@@ -65,6 +67,8 @@ def test_k_epochs_then_resume_is_bit_identical_to_straight(vae, extra):
     assert_same_run(Path("straight.safetensors"), Path("r.safetensors"))
     meta = vaecli.metadata("r.safetensors")
     assert meta["training"]["epochs"] == 3
+    if "fp16" in extra:  # the loss scale goes on where it was
+        assert {"amp.scale", "amp.growth_tracker"} <= set(checkpoint.read("r.safetensors").tensors)
     lines = [json.loads(line) for line in Path("r.metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2, 3]
 

@@ -16,7 +16,7 @@ Nothing heavy (torch) is imported until a function that needs it is called.
 
 from __future__ import annotations
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 from .errors import VaeError  # noqa: E402
 from .hookspecs import (  # noqa: E402

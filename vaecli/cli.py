@@ -161,7 +161,9 @@ class _ProgressReporter:
             f"Training {'an' if config.model == 'ae' else 'a'} {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}"
             f"{'; ' + ', '.join(extras) if extras else ''}) "
             f"on {config.dataset} ({len(data.splits.train)} train / {len(data.splits.test)} test images of "
-            f"{'x'.join(map(str, data.input_shape))}) on {device}, torch {torch.__version__}",
+            f"{'x'.join(map(str, data.input_shape))}) on {device}"
+            f"{'' if config.precision == 'fp32' else f' in {config.precision} mixed precision'}"
+            f"{', compiled' if config.compile else ''}, torch {torch.__version__}",
         )
         err.print(f"Checkpoint: {path}")
         self.progress.start()
@@ -233,6 +235,8 @@ def train(
     binarize: Annotated[str, typer.Option("--binarize", help="For bernoulli: none (grey levels), static (one fixed draw) or dynamic (a new draw every batch, the standard for NLLs).", rich_help_panel="Objective")] = "none",
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, batching and noise.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="Arithmetic of the training steps: fp32; bf16 or fp16 mixed precision (weights, optimizer and loss stay fp32; fp16 with loss scaling); auto: bf16 where the GPU or CPU has it natively, else fp32.", rich_help_panel="Speed")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="Compile the model's loss with torch.compile (a C++ compiler on the CPU, Triton on GPUs); pays off on long runs.", rich_help_panel="Speed")] = False,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where datasets live (MNIST in DIR/MNIST/raw). Default: ~/.cache/vaecli/data or $VAECLI_DATA_DIR.")] = None,
     no_download: Annotated[bool, typer.Option("--no-download", help="Never download; fail if the files are missing.")] = False,
     output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Checkpoint file (.safetensors). Default: DATASET-ARCH.safetensors here, numbered rather than overwritten.")] = None,
@@ -290,7 +294,7 @@ def train(
         model=model, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta,
         kl_warmup=kl_warmup, free_bits=free_bits, iw_samples=iw_samples, binarize=binarize,
         optimizer=optimizer, weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step,
-        lr_gamma=lr_gamma, grad_clip=grad_clip, save_every=save_every,
+        lr_gamma=lr_gamma, grad_clip=grad_clip, save_every=save_every, precision=precision, compile=compile_model,
         seed=seed, device=device, data_dir=str(data_dir) if data_dir else None,
         download=not no_download, out=str(output) if output else None, force=force,
         viz_dir=str(viz_dir) if viz_dir else None, tensorboard=str(tensorboard) if tensorboard else None,
@@ -1003,6 +1007,8 @@ def info(
                      + (f" and {meta['progress']['step']} steps of epoch {meta['progress']['epoch']}"
                         if meta.get("progress") else "")
                      + f", batch {t.get('batch_size')}, seed {t.get('seed')}, device {t.get('device')}"
+                     + (f", {t['precision']}" if t.get("precision") else "")
+                     + (", compiled" if t.get("compile") else "")
                      + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else "")),
         ("versions", _fmt_options(meta.get("versions", {}))),
         ("written", f"{meta.get('created', '?')} (updated {meta.get('updated', '?')})"),

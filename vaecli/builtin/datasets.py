@@ -113,8 +113,38 @@ TORCHVISION = (
 )
 
 
+def read_idx(path, ndim: int):
+    """An IDX file of unsigned bytes (the MNIST format: a 4-byte magic, big-endian int32 sizes,
+    then the bytes) as a uint8 tensor of those sizes, read straight into the tensor's memory:
+    loading takes the data's size in memory once, and no more."""
+    import struct
+
+    import torch
+
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if len(magic) < 4 or magic[:3] != b"\x00\x00\x08" or magic[3] != ndim:
+            raise ValueError(f"{path.name} is not an IDX file of {ndim}-dimensional unsigned bytes")
+        header = f.read(4 * ndim)
+        if len(header) < 4 * ndim:
+            raise ValueError(f"{path.name} ends inside its header")
+        sizes = struct.unpack(f">{ndim}I", header)
+        count = 1
+        for size in sizes:
+            count *= size
+        stat = path.stat().st_size
+        if stat != 4 + 4 * ndim + count:
+            raise ValueError(f"{path.name} holds {stat - 4 - 4 * ndim} bytes of data, its header says {count}")
+        buffer = bytearray(count)
+        if f.readinto(buffer) != count:
+            raise ValueError(f"{path.name} is shorter than its header says")
+    if not count:
+        return torch.zeros(sizes, dtype=torch.uint8)
+    return torch.frombuffer(buffer, dtype=torch.uint8).view(sizes)
+
+
 def _to_split(data, targets, layout: str) -> Split:
-    """torchvision's arrays -> ``Split``: uint8 ``(N, C, H, W)``, int64 labels from 0."""
+    """IDX arrays -> ``Split``: uint8 ``(N, C, H, W)``, int64 labels from 0."""
     if layout == "emnist":  # stored transposed (W, H), labels 1..26
         images = data.transpose(1, 2).unsqueeze(1)
         labels = targets.long() - 1
@@ -141,13 +171,16 @@ def load_torchvision(request: DataRequest, options, table: Torchvision) -> Datas
                 download_and_extract_archive(CIFAR10_URL, str(request.data_dir), md5=CIFAR10_MD5)
             splits = [_read_cifar(where, table.files[:5]), _read_cifar(where, table.files[5:])]
         else:
-            import torchvision.datasets
+            if missing:  # torchvision downloads and unpacks them
+                import torchvision.datasets
 
-            cls = getattr(torchvision.datasets, table.torchvision_class)
-            extra = {"split": table.split} if table.split else {}
-            train = cls(str(request.data_dir), train=True, download=request.download, **extra)
-            test = cls(str(request.data_dir), train=False, download=request.download, **extra)
-            splits = [_to_split(ds.data, ds.targets, table.layout) for ds in (train, test)]
+                cls = getattr(torchvision.datasets, table.torchvision_class)
+                extra = {"split": table.split} if table.split else {}
+                for train in (True, False):
+                    cls(str(request.data_dir), train=train, download=True, **extra)
+            # read here: one copy in memory, and no torchvision import when the files are there
+            splits = [_to_split(read_idx(where / images, 3), read_idx(where / labels, 1), table.layout)
+                      for images, labels in (table.files[:2], table.files[2:])]
     except (OSError, RuntimeError, ValueError, TypeError, AssertionError, EOFError) as exc:
         # URLError is an OSError; damaged IDX files fail asserts
         raise DataUnavailableError(
