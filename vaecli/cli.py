@@ -45,7 +45,9 @@ def _debug_enabled(ctx: Any = None) -> bool:
 
 
 def _error_line(message: str) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    where = f" (rank {rank} of {world})" if rank not in ("", "0") else ""  # under torchrun, every rank may say it
+    err.print(f"[bold red]error{where}:[/] {escape(message)}")
 
 
 class _Group(TyperGroup):
@@ -236,6 +238,7 @@ def train(
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, batching and noise.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="Arithmetic of the training steps: fp32; bf16 or fp16 mixed precision (weights, optimizer and loss stay fp32; fp16 with loss scaling); auto: bf16 where the GPU or CPU has it natively, else fp32.", rich_help_panel="Speed")] = "auto",
+    nproc: Annotated[int, typer.Option("--nproc", help="Train on N processes of this machine with DistributedDataParallel (torchrun; NCCL on GPUs, gloo on the CPU); each process takes its share of every batch.", rich_help_panel="Speed")] = 1,
     compile_model: Annotated[bool, typer.Option("--compile", help="Compile the model's loss with torch.compile (a C++ compiler on the CPU, Triton on GPUs); pays off on long runs.", rich_help_panel="Speed")] = False,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Where datasets live (MNIST in DIR/MNIST/raw). Default: ~/.cache/vaecli/data or $VAECLI_DATA_DIR.")] = None,
     no_download: Annotated[bool, typer.Option("--no-download", help="Never download; fail if the files are missing.")] = False,
@@ -260,6 +263,9 @@ def train(
     from .training import TrainConfig, run
     from .training import resume as resume_run
 
+    if nproc != 1:
+        _launch_processes(ctx, nproc)
+        return
     if resume is not None:
         allowed = {"resume", "epochs", "data_dir", "no_download", "device", "save_every"}
         explicit = {p for p in ctx.params if ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)}
@@ -307,7 +313,38 @@ def train(
     _trained(result, config.model, config.viz_dir)
 
 
+def _launch_processes(ctx: typer.Context, nproc: int) -> None:
+    """``--nproc N``: the same command line, less --nproc, under torchrun with N processes."""
+    from . import distributed
+
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {nproc}")
+    if distributed.from_environment().distributed:
+        raise UsageError("--nproc launches torchrun; this process already runs under it (give the number of "
+                         "processes to torchrun's --nproc-per-node)")
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
+            continue
+        if isinstance(param, typer.core.TyperArgument):
+            args.insert(0, str(value))
+        elif getattr(param, "is_flag", False):
+            if value:
+                args.append(param.opts[0])
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                args += [param.opts[0], str(v)]
+        else:
+            args += [param.opts[0], str(value)]
+    code = distributed.launch(nproc, args)
+    if code:
+        raise typer.Exit(code)
+
+
 def _trained(result, kind: str, viz_dir: Optional[str]) -> None:
+    if not result.main:
+        return  # rank 0 says it
     last = result.metrics[-1]
     score = (f"test reconstruction {last['test_recon']:.2f}" if kind == "ae"
              else f"test -ELBO {last['test_loss']:.2f}")
@@ -1009,6 +1046,8 @@ def info(
                      + f", batch {t.get('batch_size')}, seed {t.get('seed')}, device {t.get('device')}"
                      + (f", {t['precision']}" if t.get("precision") else "")
                      + (", compiled" if t.get("compile") else "")
+                     + (f", {t['distributed']['world_size']} processes ({t['distributed']['backend']})"
+                        if (t.get("distributed") or {}).get("world_size", 1) > 1 else "")
                      + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else "")),
         ("versions", _fmt_options(meta.get("versions", {}))),
         ("written", f"{meta.get('created', '?')} (updated {meta.get('updated', '?')})"),

@@ -117,6 +117,9 @@ class VAE(nn.Module):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.kind = kind
         self.meta: dict = {}  # checkpoint metadata, set by vaecli.checkpoint.load
+        # (offset, total): this batch is rows offset.. of a global batch of total rows (training on
+        # several processes); the noise is drawn for all of it, so that it is what one process draws
+        self.noise_rows: Optional[tuple[int, int]] = None
 
     @property
     def device(self) -> torch.device:
@@ -186,7 +189,7 @@ class VAE(nn.Module):
             return LossTerms(recon.mean(), recon, kl)
         if iw_samples > 1:
             return self._iwae_loss(x, labels, mean, logvar, iw_samples, generator)
-        z = mean + torch.exp(0.5 * logvar) * gaussian_noise(mean, generator)  # reparameterised
+        z = mean + torch.exp(0.5 * logvar) * self._noise(mean, generator)  # reparameterised
         kl_dims = kl_per_dim(mean, logvar)  # (B, D)
         kl = kl_dims.sum(dim=-1)  # (B,)
         recon = -self.likelihood.log_prob(x, self.likelihood_params(z, labels))  # (B,)
@@ -197,11 +200,20 @@ class VAE(nn.Module):
             loss = (recon + beta * kl).mean()
         return LossTerms(loss, recon, kl)
 
+    def _noise(self, like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """The training noise of this batch: ``gaussian_noise``, or this shard's rows of the noise
+        of the global batch (``noise_rows``)."""
+        if self.noise_rows is None:
+            return gaussian_noise(like, generator)
+        offset, total = self.noise_rows
+        full = torch.randn((total, *like.shape[1:]), generator=generator, device=like.device, dtype=like.dtype)
+        return full[offset:offset + like.shape[0]]
+
     def _iwae_loss(self, x, labels, mean, logvar, k: int, generator) -> LossTerms:
         """-log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) reparameterised (Burda et
         al. 2015, eq. 8), averaged over the batch; ``recon`` is averaged over the k samples."""
         b, d = mean.shape
-        eps = gaussian_noise(mean.unsqueeze(1).expand(b, k, d), generator)  # (B, k, D)
+        eps = self._noise(mean.unsqueeze(1).expand(b, k, d), generator)  # (B, k, D)
         z = mean.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (B, k, D)
         log_px = self._log_px_repeated(x, labels, z)  # (B, k)
         log_w = log_px + _log_weight_prior_ratio(z, eps, logvar)  # (B, k)

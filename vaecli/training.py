@@ -17,7 +17,7 @@ from typing import Any, Optional, Protocol
 
 import torch
 
-from . import checkpoint, monitor
+from . import checkpoint, distributed, monitor
 from . import options as opts
 from .data import (BINARIZE, BINARIZE_SEEDS, LoadedDataset, binarize, load_dataset, split_dataset_name,
                    to_unit)
@@ -207,8 +207,8 @@ class _Compiled:
     """``model``'s loss through torch.compile; the model itself is untouched (parameter names
     stay those of the checkpoint). A compiler failure, found at the first call, is one line."""
 
-    def __init__(self, model: VAE) -> None:
-        self.call = torch.compile(model.forward)
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.call = torch.compile(model)
         self.compiled = False
 
     def __call__(self, *args: Any, **kwargs: Any):
@@ -229,6 +229,7 @@ class TrainResult:
     path: Path
     model: VAE
     metrics: list
+    main: bool = True  # False on the ranks other than 0 of a run on several processes
 
 
 class Reporter(Protocol):
@@ -251,6 +252,12 @@ class _Silent:
         import warnings
 
         warnings.warn(message, stacklevel=2)
+
+
+class _Quiet(_Silent):
+    """The reporter of ranks other than 0: rank 0 says everything once."""
+
+    def warn(self, message: str) -> None: ...
 
 
 def resolve_device(name: str) -> torch.device:
@@ -422,8 +429,21 @@ class _Trainer:
     # -- setting up ---------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        config, reporter, ckpt = self.config, self.reporter, self.ckpt
-        device = self.device = resolve_device(config.device)
+        """Join the other processes when torchrun started several (``distributed``), train, leave."""
+        self.world, self.device = distributed.start(distributed.from_environment(), resolve_device(self.config.device))
+        if not self.world.main:
+            self.reporter = _Quiet()
+        try:
+            result = self._fit()
+            self.world.barrier()  # every rank done before the group is taken down
+            return result
+        finally:
+            self.loss = None  # DistributedDataParallel holds the process group: let go of it first
+            distributed.stop(self.world)
+
+    def _fit(self) -> TrainResult:
+        config, reporter, ckpt, world = self.config, self.reporter, self.ckpt, self.world
+        device = self.device
         if config.viz_dir:
             monitor.check_viz_dir(Path(config.viz_dir), config.force or ckpt is not None)
         if config.tensorboard:
@@ -432,7 +452,11 @@ class _Trainer:
         # unknown names and bad options fail before the data loads
         model_meta = model_config(config) if ckpt is None else dict(ckpt.meta["model"])
         provider = None if ckpt is None else ckpt.meta["data"].get("dataset", {}).get("provider")
+        if not world.main:
+            world.barrier()  # rank 0 downloads what is missing; the others read it after
         data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download, provider)
+        if world.main:
+            world.barrier()
         if ckpt is None:
             model_meta["input_shape"] = list(data.input_shape)
         else:
@@ -443,7 +467,7 @@ class _Trainer:
         if ckpt is None and config.kl_warmup > config.epochs:
             reporter.warn(f"--kl-warmup {config.kl_warmup:g} is longer than the run ({config.epochs} epochs): "
                           f"the KL weight ends at {config.kl_weight(config.epochs, 1):g}, not {config.beta:g}")
-        stale = checkpoint.remove_stale_temps(self.path)
+        stale = checkpoint.remove_stale_temps(self.path) if world.main else []
         if stale:
             reporter.warn(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
                           f"run left beside {self.path}: {', '.join(stale)}")
@@ -459,7 +483,10 @@ class _Trainer:
             self._restore(optimizer, gen)
         model.train()
         self.model, self.optimizer, self.gen = model, optimizer, gen
-        self.loss = _Compiled(model) if config.compile else model
+        model.noise_rows = None
+        self.loss = distributed.wrap(model, world, device)
+        if config.compile:
+            self.loss = _Compiled(self.loss)
 
         train_images, test_images = data.splits.train.images, data.splits.test.images
         if config.binarize == "static":  # one fixed draw of the training set
@@ -471,7 +498,7 @@ class _Trainer:
         self.batches = math.ceil(len(train_images) / config.batch_size)
 
         settings = dataclasses.asdict(config)
-        settings.update(device=str(device), out=str(self.path))
+        settings.update(device=str(device), out=str(self.path), distributed=world.describe())
         settings.pop("force")
         if ckpt is None:
             self.meta: dict[str, Any] = {"model": model_meta, "data": data.describe(config.binarize),
@@ -485,8 +512,8 @@ class _Trainer:
             self.saved = self._describe_saved(ckpt.epoch, (ckpt.meta.get("progress") or {}).get("step"))
         self.metrics: list[dict] = list(self.meta["metrics"])
 
-        monitors: list = [monitor.MetricsLog(self.path, earlier=self.metrics)]
-        if config.viz_dir or config.tensorboard:
+        monitors: list = [monitor.MetricsLog(self.path, earlier=self.metrics)] if world.main else []
+        if world.main and (config.viz_dir or config.tensorboard):
             pictures = monitor.EpochPictures(model, self.test[0], test_labels if test_labels is not None
                                              else data.splits.test.labels, data.splits.class_names,
                                              config.seed, conditional=config.model == "cvae")
@@ -506,17 +533,18 @@ class _Trainer:
                         if not _guarded(m.epoch_end, m, reporter, epoch, model, record):
                             monitors.remove(m)  # a picture or log that fails never stops training
                             _guarded(m.close, m, reporter)
-                    if self.stop.received and epoch < config.epochs:
+                    if world.any(self.stop.received is not None, device) and epoch < config.epochs:
                         raise self._stopped(f"after epoch {epoch}")
         except KeyboardInterrupt:  # a second Ctrl-C: no time to save
             raise Interrupted(f"interrupted in epoch {self.epoch}, before it could be saved; {self._kept()}"
                               + (f"; resume with: {self._resume_line()}" if self.saved else "")) from None
         finally:
+            model.noise_rows = None
             for m in monitors:
                 _guarded(m.close, m, reporter)
         model.eval()
         model.meta = self.meta
-        return TrainResult(self.path, model, self.metrics)
+        return TrainResult(self.path, model, self.metrics, world.main)
 
     def _check_same_data(self, data: LoadedDataset) -> None:
         recorded = self.ckpt.meta["data"]
@@ -570,9 +598,12 @@ class _Trainer:
         train_images, train_labels = self.train
         device, batches, n = self.device, self.batches, len(train_images)
         acc = accumulator_dtype(device)
+        world = self.world
         if partial:
             order = self.ckpt.tensors["progress.order"].to(device)
             sums = self.ckpt.tensors["progress.sums"].to(device=device, dtype=acc)
+            if not world.main:
+                sums.zero_()  # the sums of all ranks so far; rank 0 carries them
             done, elapsed = int(partial["step"]), float(partial["seconds"])
         else:
             order = torch.randperm(n, device=device, generator=gen)  # this epoch's batches
@@ -584,18 +615,23 @@ class _Trainer:
         step = (epoch - 1) * batches + done
         amp, loss_of = self.amp, self.loss
         for i, idx in enumerate(order.split(config.batch_size)[done:], start=done + 1):
+            local, offset = world.shard(idx)  # this rank's part of the batch (all of it in one process)
             x = to_unit(train_images.index_select(0, idx))  # (B, C, H, W) in [0, 1]
             if config.binarize == "dynamic":  # a new draw every batch
                 x = torch.bernoulli(x, generator=gen)
+            if world.distributed:  # the whole batch was drawn, as one process draws it
+                x = x[offset:offset + len(local)]
+                model.noise_rows = (offset, len(idx))
             lr = config.learning_rate(step, batches)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             beta = config.kl_weight(step + 1, batches)
             with amp.autocast():
-                terms = loss_of(x, beta, gen, labels=None if train_labels is None else train_labels.index_select(0, idx),
+                terms = loss_of(x, beta, gen, labels=None if train_labels is None else train_labels.index_select(0, local),
                                 free_bits=config.free_bits, iw_samples=config.iw_samples)
             optimizer.zero_grad(set_to_none=True)
-            amp.backward(terms.loss)
+            # the gradient of the batch's mean: ranks' shards may differ by one example
+            amp.backward(terms.loss if not world.distributed else terms.loss * (world.size * len(local) / len(idx)))
             if config.grad_clip:
                 amp.unscale(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -603,17 +639,20 @@ class _Trainer:
             step += 1
             loss = terms.loss.detach()
             losses[i - 1] = loss
-            sums += torch.stack((terms.recon.detach().sum(), terms.kl.detach().sum(), loss * len(idx)))
+            sums += torch.stack((terms.recon.detach().sum(), terms.kl.detach().sum(), loss * len(local)))
             self.reporter.step(i, loss)
             if i % CHECK_STEPS == 0:
                 self._check_finite(epoch, i, losses, sums)
-            if self.stop.received or (config.save_every and step % config.save_every == 0 and i < batches):
+            stop = self.stop.received is not None
+            if world.distributed:  # all ranks stop at the same step: they agree every CHECK_STEPS
+                stop = i % CHECK_STEPS == 0 and world.any(stop, device)
+            if stop or (config.save_every and step % config.save_every == 0 and i < batches):
                 self._save(epoch, (i, order, sums, time.perf_counter() - started), losses)
-                if self.stop.received:
+                if stop:
                     raise self._stopped(f"in epoch {epoch} at step {i} of {batches}")
         self._check_finite(epoch, batches, losses, sums)
         train_seconds = time.perf_counter() - started
-        train_recon, train_kl, objective = (sums / n).tolist()
+        train_recon, train_kl, objective = (world.sum_(sums.clone()) / n).tolist()
         test = evaluate_split(model, *self.test)
         record = {
             "epoch": epoch,
@@ -641,7 +680,7 @@ class _Trainer:
     def _check_finite(self, epoch: int, steps: int, losses: torch.Tensor, sums: torch.Tensor) -> None:
         """Stop with the first non-finite step named; a host synchronisation, so only every
         ``CHECK_STEPS`` steps and before each checkpoint."""
-        if bool(torch.isfinite(sums).all()):
+        if bool(torch.isfinite(self.world.sum_(sums.clone())).all()):  # the same answer on every rank
             return
         bad = (~torch.isfinite(losses[:steps])).nonzero()
         where = f"at step {int(bad[0]) + 1} of {self.batches}" if len(bad) else f"by step {steps} of {self.batches}"
@@ -657,11 +696,12 @@ class _Trainer:
             i, order, sums, seconds = partial
             self._check_finite(epoch, i, losses, sums)
             meta = {**meta, "progress": {"epoch": epoch, "step": i, "seconds": seconds}}
-            extra.update({"progress.order": order, "progress.sums": sums.double()})
+            extra.update({"progress.order": order, "progress.sums": self.world.sum_(sums.clone()).double()})
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
             raise TrainingError(f"the weights became non-finite in epoch {epoch}; nothing of it was saved; "
                                 f"{self._kept()}; try a smaller --lr or --grad-clip")
-        checkpoint.save(self.path, self.model, meta, optimizer=self.optimizer, rng=True, extra=extra)
+        if self.world.main:  # one writer
+            checkpoint.save(self.path, self.model, meta, optimizer=self.optimizer, rng=True, extra=extra)
         self.saved = self._describe_saved(meta["epoch"], None if partial is None else partial[0])
 
 

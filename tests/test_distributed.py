@@ -1,0 +1,145 @@
+"""Training on several processes (torch.distributed through torchrun): two gloo processes on the
+CPU compute what one process computes, one of them writes the checkpoint, and resuming works
+under torchrun too. The process-free parts (sharding, noise, launching) are checked directly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaecli
+from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, one_line_error
+from vaecli import checkpoint, distributed
+from vaecli.distributed import World
+
+ARGS = ["shapes", *TINY_CLI, "--precision", "fp32"]
+
+
+def _env() -> dict:
+    env = dict(os.environ, VAECLI_LOAD_PLUGINS="", OMP_NUM_THREADS="1")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(name, None)
+    return env
+
+
+def _single(epochs: int, out: str):
+    return vaecli.train(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH), latent_dim=3,
+                        batch_size=32, device="cpu", precision="fp32", epochs=epochs, out=out)
+
+
+def _same_training(a: Path, b: Path) -> None:
+    """Metrics equal to a few parts in a million, weights to float precision: only the order of
+    floating-point sums differs between one process and two."""
+    ma, mb = vaecli.metadata(a)["metrics"], vaecli.metadata(b)["metrics"]
+    assert [m["epoch"] for m in ma] == [m["epoch"] for m in mb]
+    for x, y in zip(ma, mb):
+        for key in ("train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl"):
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), key
+    wa, wb = checkpoint.load(a).state_dict(), checkpoint.load(b).state_dict()
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)
+
+
+def test_two_gloo_processes_write_one_checkpoint_that_matches_one_process(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "vaecli", "train", *ARGS, "--epochs", "2", "-o", "d.safetensors"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Saved d.safetensors after 2 epochs") == 1  # rank 0 speaks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.metrics.jsonl", "d.safetensors"]  # no temp files left
+    assert len((tmp_path / "d.metrics.jsonl").read_text().splitlines()) == 2  # one writer, once per epoch
+    meta = vaecli.metadata(tmp_path / "d.safetensors")
+    assert meta["training"]["distributed"] == {"world_size": 2, "backend": "gloo"}
+    model = checkpoint.load(tmp_path / "d.safetensors")  # loads in this single process like any other
+    assert model.sample(4).shape == (4, 1, 8, 8)
+    _single(2, str(tmp_path / "s.safetensors"))
+    _same_training(tmp_path / "d.safetensors", tmp_path / "s.safetensors")
+    assert vaecli.metadata(tmp_path / "s.safetensors")["training"]["distributed"] == {"world_size": 1, "backend": "none"}
+
+
+def test_resume_under_torchrun_with_nproc(tmp_path):
+    first = subprocess.run(["vae", "train", *ARGS, "--epochs", "1", "--nproc", "2", "-o", "r.safetensors"],
+                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run(["vae", "train", "--resume", "r.safetensors", "--epochs", "2", "--nproc", "2"],
+                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("Saved r.safetensors after 2 epochs") == 1
+    assert "Traceback" not in again.stderr and "OMP_NUM_THREADS" not in again.stderr
+    _single(2, str(tmp_path / "s.safetensors"))
+    _same_training(tmp_path / "r.safetensors", tmp_path / "s.safetensors")
+
+
+# -- without processes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n, size", [(32, 2), (31, 2), (7, 3), (1, 2)])
+def test_each_rank_takes_a_contiguous_disjoint_shard(n, size):
+    idx = torch.randperm(100)[:n]
+    parts = [World(rank=r, size=size).shard(idx) for r in range(size)]
+    assert torch.equal(torch.cat([p for p, _ in parts]), idx)
+    assert [start for _, start in parts] == [sum(len(p) for p, _ in parts[:r]) for r in range(size)]
+    assert max(len(p) for p, _ in parts) - min(len(p) for p, _ in parts) <= 1
+    assert World().shard(idx) == (idx, 0)
+
+
+def test_a_shards_noise_is_its_rows_of_the_whole_batchs_noise():
+    from conftest import TINY_ARCH as arch  # noqa: F401
+    from vaecli.model import from_config
+    from vaecli.training import TrainConfig, model_config
+
+    meta = model_config(TrainConfig(arch_options=dict(TINY_ARCH), latent_dim=3))
+    meta["input_shape"] = [1, 8, 8]
+    model = from_config(meta)
+    like = torch.zeros(5, 3)
+    whole = model._noise(torch.zeros(12, 3), torch.Generator().manual_seed(7))
+    model.noise_rows = (4, 12)
+    part = model._noise(like, torch.Generator().manual_seed(7))
+    assert torch.equal(part, whole[4:9])
+    iw = model._noise(torch.zeros(5, 2, 3), torch.Generator().manual_seed(7))  # IWAE: (B, k, D)
+    model.noise_rows = None
+    assert torch.equal(iw, model._noise(torch.zeros(12, 2, 3), torch.Generator().manual_seed(7))[4:9])
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({}, World()),
+    ({"WORLD_SIZE": "1", "RANK": "0"}, World()),
+    ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}, World(rank=3, size=4, local_rank=1)),
+])
+def test_the_world_comes_from_torchruns_environment(monkeypatch, env, expected):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert distributed.from_environment() == expected
+
+
+@pytest.mark.parametrize("env, needle", [({"WORLD_SIZE": "two"}, "whole numbers"), ({"WORLD_SIZE": "2", "RANK": "5"}, "outside")])
+def test_a_bad_environment_is_an_error(monkeypatch, env, needle):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(vaecli.VaeError, match=needle):
+        distributed.from_environment()
+
+
+def test_nproc_passes_the_command_line_on_to_torchrun(vae, monkeypatch):
+    seen = []
+    monkeypatch.setattr(distributed, "launch", lambda n, args: seen.append((n, args)) or 0)
+    result = vae("train", "shapes", "--epochs", "1", "--arch-option", "hidden=32", "--arch-option", "activation=tanh",
+                 "--no-download", "--nproc", "2", "-o", "x.safetensors")
+    assert result.exit_code == 0, result.output
+    assert seen == [(2, ["shapes", "--epochs", "1", "--no-download", "--out", "x.safetensors",
+                         "--arch-option", "hidden=32", "--arch-option", "activation=tanh"])]
+    assert not Path("x.safetensors").exists()
+
+
+def test_nproc_refusals_are_one_line(vae, monkeypatch):
+    one_line_error(vae("train", *TINY_CLI, "--nproc", "0"), 2, "--nproc must be at least 1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    one_line_error(vae("train", *TINY_CLI, "--nproc", "2"), 2, "already runs under it")

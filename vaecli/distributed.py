@@ -1,0 +1,189 @@
+"""Training on several processes with torch.distributed, as launched by torchrun.
+
+``torchrun --nproc-per-node N -m vaecli train ...`` starts N processes; each finds its rank and
+the world size in the environment torchrun sets (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, and
+the rendezvous address). The batch of each step is the same global batch as in one process (the
+epoch's permutation comes from the same seeded generator everywhere) cut into one contiguous
+shard per rank; every rank also draws the noise of the whole batch and keeps its shard's rows,
+so that N processes compute what one process computes, up to the order of floating-point sums.
+Gradients are averaged by DistributedDataParallel (NCCL on GPUs, gloo on the CPU); the running
+sums of the metrics are added across ranks; rank 0 alone reports progress and writes the
+checkpoint, its metrics log and pictures.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .errors import UsageError
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes (one process: rank 0 of 1)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: Optional[str] = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def describe(self) -> dict:
+        """What the checkpoint records."""
+        return {"world_size": self.size, "backend": self.backend or "none"}
+
+    def shard(self, idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """This rank's contiguous part of a global batch's indices, and where it starts."""
+        if not self.distributed:
+            return idx, 0
+        sizes = [len(p) for p in idx.tensor_split(self.size)]
+        start = sum(sizes[: self.rank])
+        return idx[start:start + sizes[self.rank]], start
+
+    def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over all ranks, in place."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """Whether ``flag`` is true on some rank (every rank gets the same answer)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return bool(self.sum_(t).item() > 0)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def from_environment() -> World:
+    """The world torchrun describes in the environment; one process when it says nothing."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise UsageError("WORLD_SIZE, RANK and LOCAL_RANK must be whole numbers (torchrun sets them)") from None
+    if size <= 1:
+        return World()
+    if not 0 <= rank < size:
+        raise UsageError(f"RANK {rank} is outside WORLD_SIZE {size}")
+    return World(rank=rank, size=size, local_rank=local)
+
+
+def start(world: World, device: torch.device) -> tuple[World, torch.device]:
+    """Join the process group: NCCL when training on CUDA GPUs (each process on the GPU of its
+    local rank), gloo on the CPU. Returns the world with its backend, and this rank's device."""
+    if not world.distributed:
+        return world, device
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        if world.local_rank >= torch.cuda.device_count():
+            raise UsageError(f"local rank {world.local_rank} has no GPU: this machine has "
+                             f"{torch.cuda.device_count()}; start at most that many processes per node")
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise UsageError(f"training on several processes works on CUDA GPUs (NCCL) and on the CPU (gloo), "
+                         f"not on {device.type}")
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return World(world.rank, world.size, world.local_rank, backend), device
+
+
+def stop(world: World) -> None:
+    if world.distributed:
+        import gc
+
+        import torch.distributed as dist
+
+        gc.collect()  # the DistributedDataParallel wrapper and its reducer, before their process group
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def wrap(model: torch.nn.Module, world: World, device: torch.device):
+    """The model as the training loop calls it: under DistributedDataParallel when distributed."""
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def launch(nproc: int, args: list[str]) -> int:
+    """``vae train --nproc N ARGS``: torchrun with N processes on this machine, each running
+    ``vae train ARGS``; returns its exit code. The launcher runs in its own session, and a
+    Ctrl-C or SIGTERM here is passed on to it once, so that the training processes get one
+    signal (save and stop), as when torchrun is run by hand."""
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    # torchrun sets 1 thread per process and prints a banner about it; share the cores instead
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    proc = subprocess.Popen([sys.executable, "-m", "vaecli.distributed", str(nproc), *args], start_new_session=True,
+                            env=env)
+
+    def forward(number, frame):
+        proc.send_signal(number)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _agent(argv: list[str]) -> int:
+    """torchrun's launcher for ``launch``: its failures become exit codes, not tracebacks (the
+    training processes have said what went wrong)."""
+    # the training processes say what failed, once, in one line; torchrun's own log would repeat it
+    os.environ.setdefault("LOGLEVEL", "CRITICAL")
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    import logging
+
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+
+    nproc, args = int(argv[0]), argv[1:]
+    parsed = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "vaecli", "train", *args])
+    try:
+        run(parsed)
+    except ChildFailedError as exc:
+        codes = [f.exitcode for f in exc.failures.values()]
+        return next((c for c in codes if c and c > 0), 1)
+    except SignalException as exc:
+        return 128 + int(exc.sigval)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_agent(sys.argv[1:]))
