@@ -379,12 +379,13 @@ def evaluate(
     nll = torch.zeros((), device=device, dtype=acc)
     recon = torch.zeros((), device=device, dtype=acc)
     kl_dims = torch.zeros(model.latent_dim, device=device, dtype=acc)
-    means = []
+    # one buffer, not a list of small tensors that would pin the heap between the large ones
+    means = torch.empty((n, model.latent_dim), device=device)
     for start in range(0, n, batch):
         x = model.prepare(images[start:start + batch])
         y = _batch(labels, start, batch)
         mean, logvar = model.posterior(x, y)
-        means.append(mean)
+        means[start:start + len(mean)] = mean
         if model.kind == "ae":
             recon -= model.likelihood.log_prob(x, model.likelihood_params(mean, y)).to(acc).sum()
         else:
@@ -398,7 +399,7 @@ def evaluate(
     result: dict[str, Any] = {"kind": model.kind, "examples": n, "pixels": pixels, "recon": recon.item() / n}
     if model.kind == "ae":
         return result
-    activity = torch.cat(means).to(acc).var(dim=0, unbiased=False)  # Cov_x E_q[z_u]
+    activity = means.to(acc).var(dim=0, unbiased=False)  # Cov_x E_q[z_u]
     kl = kl_dims.sum().item() / n
     result.update(
         loss=result["recon"] + kl,
