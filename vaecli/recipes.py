@@ -232,6 +232,10 @@ def settings_of(recipe: Recipe) -> dict:
             raise UsageError(f"{recipe.label}: unknown setting '{key}'{hint}; a recipe sets these TrainConfig "
                              f"fields: {allowed}")
         out[key] = _checked(key, copy.deepcopy(value), hints[key], recipe.label)
+    try:  # the recipe's values on their own (the names of parts are checked when they are built)
+        TrainConfig(**copy.deepcopy(out)).check()
+    except UsageError as exc:
+        raise UsageError(f"{recipe.label}: {exc}") from None
     return out
 
 
