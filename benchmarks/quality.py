@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -48,10 +49,13 @@ def vae_command() -> str:
     return found
 
 
+ENV = dict(os.environ)
+
+
 def timed(cmd: list) -> tuple[float, str]:
     print("$ " + " ".join(map(str, cmd)), flush=True)
     start = time.perf_counter()
-    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=ENV)
     seconds = time.perf_counter() - start
     if out.returncode:
         raise SystemExit(f"failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -192,6 +196,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", help="vae train --precision (default: the vae train default, auto)")
     parser.add_argument("--iw-samples", type=int, default=5000)
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads of each vae process (OMP_NUM_THREADS); on a machine shared with other "
+                             "work, fewer threads than cores avoids oversubscription, which slows PyTorch manyfold")
     parser.add_argument("--keep", help="keep the checkpoints in this folder (default: a temporary one)")
     parser.add_argument("--write", action="store_true",
                         help="keep the rows in benchmarks/quality.json and rewrite the section of benchmarks/RESULTS.md")
@@ -204,6 +211,11 @@ def main() -> None:
     if not (Path(args.data_dir) / "MNIST" / "raw").is_dir():
         raise SystemExit(f"no MNIST in {args.data_dir}/MNIST/raw; pass --data-dir")
     epochs = parse_epochs(args.epochs)
+    if args.threads:
+        import torch
+
+        ENV["OMP_NUM_THREADS"] = str(args.threads)
+        torch.set_num_threads(args.threads)  # what machine() reports
     unknown = sorted(set(epochs) - set(args.recipes))
     if unknown:
         raise SystemExit(f"--epochs names recipes that are not run: {', '.join(unknown)}")

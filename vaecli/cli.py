@@ -170,8 +170,8 @@ class _ProgressReporter:
 
             rec = config.recipe
             changed = [k for k in changes(dataclasses.asdict(config)) if k in rec["settings"]]
-            err.print(f"Recipe: {rec['name']}" + (f" ({rec['file']})" if rec.get("file") else "")
-                      + (f"; changed by your options: {', '.join(changed)}" if changed else ""))
+            err.print(escape(f"Recipe: {rec['name']}" + (f" ({rec['file']})" if rec.get("file") else "")
+                             + (f"; changed by your options: {', '.join(changed)}" if changed else "")))
         err.print(f"Checkpoint: {path}")
         self.progress.start()
         self.started = True
@@ -1030,7 +1030,7 @@ def _recipe_rows(t: dict) -> list:
         origin = f"file {rec['file']}" if rec.get("file") else _fmt_provider(rec.get("provider"))
         changed = {k: v for k, v in changes(t).items() if k in (rec.get("settings") or {})}
         what = "; ".join(f"{k} {_fmt_setting(then)} -> {_fmt_setting(now)}" for k, (then, now) in changed.items())
-        rows.append(("recipe", f"{rec.get('name')}  [dim]({escape(origin)})[/]"
+        rows.append(("recipe", f"{escape(str(rec.get('name')))}  [dim]({escape(origin)})[/]"
                                + (f"  changed by options: {escape(what)}" if what else "")))
         if rec.get("source"):
             rows.append(("  source", escape(rec["source"])))
