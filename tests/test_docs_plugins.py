@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from conftest import one_line_error
+import vaecli
 from vaecli import hookspecs, plugins, testing
 from vaecli.cli import app
 
@@ -86,7 +87,8 @@ def _train(*extra: str) -> Path:
 
 def test_every_hook_has_a_section_and_a_test():
     hooks = _hooks()
-    assert hooks == ["register_architectures", "register_commands", "register_datasets", "register_likelihoods"]
+    assert hooks == ["register_architectures", "register_commands", "register_datasets", "register_likelihoods",
+                     "register_recipes"]
     headings = re.findall(r"^### (\S+)$", TEXT, re.M)
     for hook in hooks:
         assert hook in headings, f"docs/plugins.md has no section '### {hook}'"
@@ -100,7 +102,8 @@ def test_the_example_registers_one_part_of_each_kind():
     listed = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     example = listed["example"]
     assert (example["distribution"], example["version"], example["builtin"]) == ("vaecli-example", "0.1.0", False)
-    assert example["registers"] == {"architecture": ["linear"], "likelihood": ["laplace"], "dataset": ["stripes"]}
+    assert example["registers"] == {"architecture": ["linear"], "likelihood": ["laplace"], "dataset": ["stripes"],
+                                    "recipe": ["stripes-linear"]}
     assert example["commands"] == ["params"]
     assert example["error"] is None
     assert [p for p in listed.values() if not p["builtin"]] == [example]
@@ -144,6 +147,32 @@ def test_hook_register_datasets():
     again = testing.check_dataset("stripes", options={"n_train": 50, "n_test": 20, "size": 8})
     assert torch.equal(again.train.images, splits.train.images)
     assert not torch.equal(splits.test.images[:20], splits.train.images[:20])
+
+
+def test_hook_register_recipes():
+    config = testing.check_recipe("stripes-linear")
+    assert (config.dataset, config.arch, config.likelihood, config.latent_dim, config.lr, config.epochs) == \
+        ("stripes", "linear", "laplace", 4, 3e-3, 5)
+    assert config.likelihood_options == {"scale": 0.2}
+    small = ["--data-option", "n_train=64", "--data-option", "n_test=32", "--batch-size", "32", "--device", "cpu"]
+    result = testing.invoke("train", "--recipe", "stripes-linear", "--epochs", "1", *small, "-o", "r.safetensors")
+    assert result.exit_code == 0, result.output
+    meta = vaecli.metadata("r.safetensors")
+    assert meta["model"]["architecture"]["name"] == "linear"
+    assert meta["model"]["likelihood"]["options"] == {"scale": 0.2}
+    t = meta["training"]
+    assert (t["lr"], t["epochs"], t["latent_dim"]) == (3e-3, 1, 4)  # --epochs won over the recipe's 5
+    assert t["recipe"]["name"] == "stripes-linear"
+    assert t["recipe"]["provider"]["distribution"] == "vaecli-example"
+    listed = {r["name"]: r for r in json.loads(testing.invoke("recipes", "--json").stdout)}
+    assert listed["stripes-linear"]["provider"]["distribution"] == "vaecli-example"
+    # the page's TOML file trains as it says
+    Path("wide.toml").write_text(re.search(r'```toml\n(name = "stripes-wide".*?)```', TEXT, re.S).group(1))
+    result = testing.invoke("train", "--recipe", "wide.toml", "--epochs", "1", *small, "-o", "w.safetensors")
+    assert result.exit_code == 0, result.output
+    t = vaecli.metadata("w.safetensors")["training"]
+    assert (t["latent_dim"], t["likelihood_options"], t["recipe"]["name"]) == (8, {"scale": 0.2}, "stripes-wide")
+    assert t["recipe"]["file"] == str(Path("wide.toml").resolve())
 
 
 def test_hook_register_commands():

@@ -413,7 +413,7 @@ def test_fused_adam_takes_the_same_steps_as_the_reference_implementation():
     # unknown names: the name given and every choice
     (dict(optimizer="sgd"), ["'sgd'", "adam, adamw"]),
     (dict(binarize="always"), ["'always'", "dynamic, none, static"]),
-    (dict(lr_schedule="linear"), ["'linear'", "constant, cosine, step"]),
+    (dict(lr_schedule="linear"), ["'linear'", "burda, constant, cosine, multistep, step"]),
     (dict(model="gan"), ["'gan'", "ae, cvae, vae"]),
 ])
 def test_check_refuses_each_invalid_setting_with_a_clear_message(settings, needles):

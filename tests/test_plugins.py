@@ -31,7 +31,8 @@ BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cif
 LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
 DATASETS = ["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor"]
 DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor"]
-BUILTIN_PLUGINS = ["architectures", "likelihoods", "datasets"]
+BUILTIN_PLUGINS = ["architectures", "likelihoods", "datasets", "recipes"]
+BUILTIN_RECIPES = ["pytorch-example", "kingma-welling", "pythae-vae", "burda-vae", "burda-iwae"]
 
 # Top-level modules the fake plugins define; removed from sys.modules around every test.
 FAKE_MODULES = (
@@ -385,6 +386,7 @@ def test_builtins_only_without_plugins(site):
     assert plugin(reg, "architectures").registers == {"architecture": ["mlp", "conv"]}
     assert plugin(reg, "likelihoods").registers == {"likelihood": LIKELIHOODS}
     assert plugin(reg, "datasets").registers == {"dataset": DATASETS_IN_ORDER}
+    assert plugin(reg, "recipes").registers == {"recipe": BUILTIN_RECIPES}
     assert_builtins_intact(reg)
 
 
@@ -777,6 +779,7 @@ def test_vae_plugins_json(site):
     assert by_name["architectures"]["registers"] == {"architecture": ["mlp", "conv"]}
     assert by_name["likelihoods"]["registers"] == {"likelihood": LIKELIHOODS}
     assert by_name["datasets"]["registers"] == {"dataset": DATASETS_IN_ORDER}
+    assert by_name["recipes"]["registers"] == {"recipe": BUILTIN_RECIPES}
     assert by_name["goodplug"] == {
         "name": "goodplug", "distribution": "vaecli-goodplug", "version": "1.2.3", "builtin": False,
         "registers": {"architecture": ["tiny"], "likelihood": ["tinybern"], "dataset": ["blank"]},
@@ -788,7 +791,9 @@ def test_vae_plugins_json(site):
     assert by_name["brokenplug"]["error"] == "failed to load: ImportError: needs the package frobnicate"
 
     parts = data["parts"]
-    assert sorted(parts) == ["architecture", "dataset", "likelihood"]
+    assert sorted(parts) == ["architecture", "dataset", "likelihood", "recipe"]
+    assert sorted(parts["recipe"]) == sorted(BUILTIN_RECIPES)
+    assert parts["recipe"]["pytorch-example"]["options"].startswith("dataset=mnist, arch=mlp, arch_options={hidden=400, activation=relu}")
     assert sorted(parts["architecture"]) == ["conv", "mlp", "tiny"]
     assert parts["architecture"]["tiny"] == {
         "plugin": "goodplug", "distribution": "vaecli-goodplug",

@@ -27,6 +27,7 @@ from .hookspecs import (  # noqa: E402
     LikelihoodSpec,
     ModelShape,
     NoOptions,
+    RecipeSpec,
     Split,
     hookimpl,
 )
@@ -34,7 +35,7 @@ from .hookspecs import (  # noqa: E402
 __all__ = [
     "__version__", "hookimpl", "load", "metadata", "train", "TrainConfig", "VaeError",
     "ArchitectureSpec", "LikelihoodSpec", "DatasetSpec", "DatasetSplits", "Split", "DataRequest",
-    "ModelShape", "NoOptions",
+    "ModelShape", "NoOptions", "RecipeSpec",
 ]
 
 
@@ -55,15 +56,22 @@ def metadata(path) -> dict:
     return describe(path)
 
 
-def train(config=None, reporter=None, **settings):
-    """Train a model; ``settings`` are the fields of ``vaecli.TrainConfig``. Returns a
-    ``TrainResult`` with the checkpoint path, the model and the per-epoch metrics."""
+def train(config=None, reporter=None, *, recipe=None, **settings):
+    """Train a model; ``settings`` are the fields of ``vaecli.TrainConfig``. With ``recipe`` (a
+    name from ``vae recipes`` or a ``.toml`` file), its settings are used where ``settings``
+    give none: ``vaecli.train(recipe="pytorch-example", epochs=3)``. Returns a ``TrainResult``
+    with the checkpoint path, the model and the per-epoch metrics."""
     from .training import TrainConfig, run
 
     if config is None:
-        config = TrainConfig(**settings)
-    elif settings:
-        raise TypeError("pass either a TrainConfig or keyword settings, not both")
+        if recipe is not None:
+            from .recipes import config as recipe_config
+
+            config = recipe_config(recipe, **settings)
+        else:
+            config = TrainConfig(**settings)
+    elif settings or recipe is not None:
+        raise TypeError("pass either a TrainConfig or keyword settings (and a recipe), not both")
     return run(config, reporter=reporter)
 
 

@@ -167,6 +167,13 @@ class _ProgressReporter:
             f"{'' if config.precision == 'fp32' else f' in {config.precision} mixed precision'}"
             f"{', compiled' if config.compile else ''}, torch {torch.__version__}",
         )
+        if config.recipe:
+            from .recipes import changes
+
+            rec = config.recipe
+            changed = [k for k in changes(dataclasses.asdict(config)) if k in rec["settings"]]
+            err.print(escape(f"Recipe: {rec['name']}" + (f" ({rec['file']})" if rec.get("file") else "")
+                             + (f"; changed by your options: {', '.join(changed)}" if changed else "")))
         err.print(f"Checkpoint: {path}")
         self.progress.start()
         self.started = True
@@ -224,10 +231,12 @@ def train(
     lr: Annotated[float, typer.Option("--lr", help="Learning rate.", rich_help_panel="Optimisation")] = 1e-3,
     optimizer: Annotated[str, typer.Option("--optimizer", help="adam, or adamw (decoupled weight decay).", rich_help_panel="Optimisation")] = "adam",
     weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Weight decay. Default: 0 for adam, 0.01 for adamw.", rich_help_panel="Optimisation", show_default=False)] = None,
-    lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="constant; cosine (to 0 over the run); step (times --lr-gamma every --lr-step epochs).", rich_help_panel="Optimisation")] = "constant",
+    lr_schedule: Annotated[str, typer.Option("--lr-schedule", help="constant; cosine (to 0 over the run); step (times --lr-gamma every --lr-step epochs); multistep (times --lr-gamma after each of --lr-milestones); burda (3^i epochs at --lr times 10^(-i/7), i=0..7: 3280 epochs, Burda et al. 2015).", rich_help_panel="Optimisation")] = "constant",
     lr_step: Annotated[int, typer.Option("--lr-step", help="Epochs between the steps of --lr-schedule step.", rich_help_panel="Optimisation")] = 0,
-    lr_gamma: Annotated[float, typer.Option("--lr-gamma", help="Factor of each step of --lr-schedule step.", rich_help_panel="Optimisation")] = 0.1,
+    lr_gamma: Annotated[float, typer.Option("--lr-gamma", help="Factor of each step of --lr-schedule step or multistep.", rich_help_panel="Optimisation")] = 0.1,
+    lr_milestones: Annotated[Optional[str], typer.Option("--lr-milestones", help="Epochs after which --lr-schedule multistep multiplies the rate by --lr-gamma, e.g. 200,350.", rich_help_panel="Optimisation", show_default=False)] = None,
     grad_clip: Annotated[float, typer.Option("--grad-clip", help="Clip the gradient norm to this (0: no clipping).", rich_help_panel="Optimisation")] = 0.0,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", help="Start from a recipe: a name from `vae recipes` (pythae-vae, burda-iwae, ...) or a NAME.toml file of the same form; the options you give win over it.", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the run in this checkpoint up to --epochs in total, writing to it; its dataset and settings are used (--data-dir, --no-download, --device and --save-every may be given again).", rich_help_panel="Checkpoints", show_default=False)] = None,
     save_every: Annotated[int, typer.Option("--save-every", help="Also write the checkpoint every this many optimisation steps inside an epoch (0: after each epoch only).", rich_help_panel="Checkpoints")] = 0,
     beta: Annotated[float, typer.Option("--beta", help="Weight of the KL term (1 is the ELBO; >1 a beta-VAE).", rich_help_panel="Objective")] = 1.0,
@@ -266,9 +275,12 @@ def train(
     if nproc != 1:
         _launch_processes(ctx, nproc)
         return
+    explicit = {p for p in ctx.params if ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)}
+    if resume is not None and recipe is not None:
+        raise UsageError("--recipe and --resume do not combine: a resumed run keeps the settings and the recipe "
+                         "recorded in its checkpoint; drop --recipe")
     if resume is not None:
         allowed = {"resume", "epochs", "data_dir", "no_download", "device", "save_every"}
-        explicit = {p for p in ctx.params if ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)}
         given = [p for p in ctx.params if p in explicit and p not in allowed]
         if given:
             spelled = {p.name: p.opts[0] if p.opts[0].startswith("-") else p.name.upper() for p in ctx.command.params}
@@ -300,11 +312,16 @@ def train(
         model=model, latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, lr=lr, beta=beta,
         kl_warmup=kl_warmup, free_bits=free_bits, iw_samples=iw_samples, binarize=binarize,
         optimizer=optimizer, weight_decay=weight_decay, lr_schedule=lr_schedule, lr_step=lr_step,
-        lr_gamma=lr_gamma, grad_clip=grad_clip, save_every=save_every, precision=precision, compile=compile_model,
+        lr_gamma=lr_gamma, lr_milestones=_int_list(lr_milestones, "--lr-milestones"), grad_clip=grad_clip,
+        save_every=save_every, precision=precision, compile=compile_model,
         seed=seed, device=device, data_dir=str(data_dir) if data_dir else None,
         download=not no_download, out=str(output) if output else None, force=force,
         viz_dir=str(viz_dir) if viz_dir else None, tensorboard=str(tensorboard) if tensorboard else None,
     )
+    if recipe is not None:
+        from . import recipes
+
+        recipes.apply(config, recipes.resolve(recipe), {_PARAM_FIELDS.get(p, p) for p in explicit})
     reporter = _ProgressReporter()
     try:
         result = run(config, reporter=reporter)
@@ -340,6 +357,22 @@ def _launch_processes(ctx: typer.Context, nproc: int) -> None:
     code = distributed.launch(nproc, args)
     if code:
         raise typer.Exit(code)
+
+
+# `vae train` parameters whose TrainConfig field has another name
+_PARAM_FIELDS = {"arch_option": "arch_options", "likelihood_option": "likelihood_options",
+                 "data_option": "dataset_options", "image_size": "dataset_options", "grayscale": "dataset_options",
+                 "compile_model": "compile", "output": "out", "no_download": "download"}
+
+
+def _int_list(text: Optional[str], flag: str) -> list:
+    """``"200,350"`` -> ``[200, 350]``; anything else is a one-line error."""
+    if text is None:
+        return []
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.lstrip("-").isdigit() for p in parts):
+        raise UsageError(f"{flag} takes whole numbers separated by commas (e.g. 200,350), got {text!r}")
+    return [int(p) for p in parts]
 
 
 def _trained(result, kind: str, viz_dir: Optional[str]) -> None:
@@ -1003,11 +1036,49 @@ def _fmt_optimizer(t: dict) -> str:
     if schedule == "step":
         every = "every epoch" if t.get("lr_step") == 1 else f"every {t.get('lr_step')} epochs"
         parts.append(f"step schedule (x{t.get('lr_gamma'):g} {every})")
+    elif schedule == "multistep":
+        at = ", ".join(map(str, t.get("lr_milestones") or []))
+        parts.append(f"multistep schedule (x{t.get('lr_gamma'):g} after epochs {at})")
+    elif schedule == "burda":
+        parts.append("burda schedule (3^i epochs at lr x 10^(-i/7), Burda et al. 2015)")
     elif schedule != "constant":
         parts.append(f"{schedule} schedule")
     if t.get("grad_clip"):
         parts.append(f"gradient norm clipped at {t['grad_clip']:g}")
     return ", ".join(parts)
+
+
+def _fmt_setting(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={_fmt_setting(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(_fmt_setting, value))
+    return str(value)
+
+
+def _recipe_rows(t: dict) -> list:
+    """The rows of `vae info` that say which recipe a run started from and how its options
+    changed it, every setting it ran with, and the line that repeats it."""
+    from .recipes import changes, published_text, repeat_command
+
+    rows = []
+    rec = t.get("recipe")
+    if rec:
+        origin = f"file {rec['file']}" if rec.get("file") else _fmt_provider(rec.get("provider"))
+        changed = {k: v for k, v in changes(t).items() if k in (rec.get("settings") or {})}
+        what = "; ".join(f"{k} {_fmt_setting(then)} -> {_fmt_setting(now)}" for k, (then, now) in changed.items())
+        rows.append(("recipe", f"{escape(str(rec.get('name')))}  [dim]({escape(origin)})[/]"
+                               + (f"  changed by options: {escape(what)}" if what else "")))
+        if rec.get("source"):
+            rows.append(("  source", escape(rec["source"])))
+        if rec.get("published"):
+            rows.append(("  published", escape(published_text(rec["published"]))))
+    else:
+        rows.append(("recipe", "none"))
+    shown = {k: v for k, v in t.items() if k != "recipe"}
+    rows.append(("options", escape(", ".join(f"{k}={_fmt_setting(v)}" for k, v in shown.items()))))
+    rows.append(("repeat", escape(repeat_command(t))))
+    return rows
 
 
 @app.command()
@@ -1049,6 +1120,7 @@ def info(
                      + (f", {t['distributed']['world_size']} processes ({t['distributed']['backend']})"
                         if (t.get("distributed") or {}).get("world_size", 1) > 1 else "")
                      + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else "")),
+        *_recipe_rows(t),
         ("versions", _fmt_options(meta.get("versions", {}))),
         ("written", f"{meta.get('created', '?')} (updated {meta.get('updated', '?')})"),
     ]
@@ -1064,6 +1136,48 @@ def info(
             mt.add_row(str(r["epoch"]), f"{r['train_loss']:.2f}", f"{r['test_loss']:.2f}",
                        f"{r['test_recon']:.2f}", f"{r['test_kl']:.2f}", f"{r['seconds']:.1f}")
         out.print(mt)
+
+
+# -- recipes ----------------------------------------------------------------------------------
+
+
+@app.command(name="recipes")
+def recipes_command(
+    recipe: Annotated[Optional[str], typer.Argument(help="A recipe (a name, or a NAME.toml file to check): print it as TOML, to copy and edit.", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List the training recipes (vae train --recipe NAME), or print one as a TOML file.
+
+    A recipe is a named set of vae train options, with the paper or code it comes from and the
+    figure published there. `vae recipes NAME > my.toml` writes one to edit; `vae train
+    --recipe my.toml` trains from the edited file.
+    """
+    from . import recipes
+
+    if recipe is not None:
+        found = recipes.resolve(recipe)
+        if found.file:
+            recipes.settings_of(found)  # a file is checked when it is shown: its errors show now
+        if as_json:
+            print(json.dumps(recipes.to_json(found), indent=2))
+        else:
+            print(recipes.to_toml(found.spec), end="")
+        return
+    every = recipes.registered()
+    if as_json:
+        print(json.dumps([recipes.to_json(r) for r in every], indent=2))
+        return
+    table = Table(title="vae recipes  (vae train --recipe NAME; vae recipes NAME prints one as TOML)",
+                  title_justify="left")
+    plugins = any((r.provider or {}).get("distribution") != "vaecli" for r in every)
+    for col in ("recipe", "trains", "source", "published", *(["from"] if plugins else [])):
+        table.add_column(col, overflow="fold", no_wrap=col == "recipe")
+    for r in every:
+        table.add_row(r.name, escape(recipes.describe(r.spec.settings)), escape(recipes.citation(r.spec.source)),
+                      escape(recipes.published_text(r.spec.published)) or "-",
+                      *([_fmt_provider(r.provider)] if plugins else []))
+    out.print(table)
+    out.print("[dim]vae recipes NAME prints one as TOML, with its full source and how it differs from it.[/]")
 
 
 # -- plugins ----------------------------------------------------------------------------------
@@ -1083,7 +1197,7 @@ def plugins(
     if as_json:
         parts = {
             kind: {name: {"plugin": r.plugin.name, "distribution": r.plugin.distribution,
-                          "help": r.spec.help, "options": opts.describe(r.spec.options)}
+                          "help": r.spec.help, "options": _part_options(kind, r.spec)}
                    for name, r in sorted(table.items())}
             for kind, table in reg.parts.items()
         }
@@ -1103,11 +1217,20 @@ def plugins(
     if details:
         for kind, parts in reg.parts.items():
             dt = Table(title=f"{kind}s", title_justify="left")
-            for col in ("name", "help", "options (defaults)", "from"):
+            for col in ("name", "help", "settings" if kind == "recipe" else "options (defaults)", "from"):
                 dt.add_column(col)
             for name, r in sorted(parts.items()):
-                dt.add_row(name, r.spec.help, opts.describe(r.spec.options), r.plugin.distribution)
+                dt.add_row(name, escape(r.spec.help), escape(_part_options(kind, r.spec)), r.plugin.distribution)
             out.print(dt)
+
+
+def _part_options(kind: str, spec: Any) -> str:
+    """A part's options with their defaults; a recipe's settings."""
+    from . import options as opts
+
+    if kind == "recipe":
+        return ", ".join(f"{k}={_fmt_setting(v)}" for k, v in spec.settings.items()) or "(none)"
+    return opts.describe(spec.options)
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ vaecli through an entry point in the group ``vaecli``::
     def register_architectures(register):
         register(vaecli.ArchitectureSpec(name="myarch", help="...", build=build))
 
-The built-in architectures, likelihoods and datasets (``vaecli.builtin``) are registered
-through these same hooks. This module imports no torch, so that loading plugins stays cheap;
+The built-in architectures, likelihoods, datasets and recipes (``vaecli.builtin``) are
+registered through these same hooks. This module imports no torch, so that loading plugins stays cheap;
 register specs whose ``build``/``load`` functions import heavy libraries when they are called.
 """
 
@@ -173,6 +173,35 @@ class DatasetSpec:
     argument: str = ""
 
 
+@dataclass(frozen=True)
+class RecipeSpec:
+    """A named set of training settings that ``vae train --recipe NAME`` applies, so that a
+    model from a paper is one command; flags the user types still win.
+
+    ``settings`` maps ``vaecli.TrainConfig`` field names to values, as a TOML recipe file
+    writes them: ``dataset``, ``dataset_options``, ``arch``, ``arch_options`` (a dict such as
+    ``{"hidden": [400], "activation": "relu"}``), ``likelihood``, ``likelihood_options``,
+    ``model``, ``latent_dim``, ``epochs``, ``batch_size``, ``lr``, ``optimizer``,
+    ``weight_decay``, ``lr_schedule``, ``lr_step``, ``lr_gamma``, ``lr_milestones``,
+    ``grad_clip``, ``beta``, ``kl_warmup``, ``free_bits``, ``iw_samples``, ``binarize``,
+    ``seed``. They are checked when the recipe is used (an unknown key is an error naming it);
+    the machine and the files of a run (``device``, ``precision``, ``compile``, ``data_dir``,
+    ``download``, ``out``, ``force``, ``save_every``, ``viz_dir``, ``tensorboard``) are not a
+    recipe's to set.
+
+    ``help``: one line; ``source``: where the settings come from (a citation, and any way in
+    which they differ from it); ``published``: optional, the figure the source reports, e.g.
+    ``{"nll": 89.78, "iw_samples": 200, "epochs": 500}`` (numbers or strings), which
+    ``vae recipes`` and ``benchmarks/quality.py`` compare with.
+    """
+
+    name: str
+    help: str
+    source: str
+    settings: dict = field(default_factory=dict)
+    published: Optional[dict] = None
+
+
 # --------------------------------------------------------------------------------------------
 # Hooks: what a plugin implements.
 # --------------------------------------------------------------------------------------------
@@ -191,6 +220,11 @@ def register_likelihoods(register: Callable[[LikelihoodSpec], None]) -> None:
 @hookspec
 def register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register datasets: call ``register(DatasetSpec(...))``."""
+
+
+@hookspec
+def register_recipes(register: Callable[[RecipeSpec], None]) -> None:
+    """Register named training recipes: call ``register(RecipeSpec(...))``."""
 
 
 @hookspec

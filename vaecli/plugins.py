@@ -24,13 +24,14 @@ import pluggy
 
 from . import __version__, hookspecs
 from .errors import PluginMissingError, unknown_name
-from .hookspecs import ArchitectureSpec, DatasetSpec, LikelihoodSpec
+from .hookspecs import ArchitectureSpec, DatasetSpec, LikelihoodSpec, RecipeSpec
 
 ENTRY_POINT_GROUP = "vaecli"
 BUILTIN_MODULES = (
     "vaecli.builtin.architectures",
     "vaecli.builtin.likelihoods",
     "vaecli.builtin.datasets",
+    "vaecli.builtin.recipes",
 )
 
 # kind -> (hook name, spec class)
@@ -38,6 +39,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "architecture": ("register_architectures", ArchitectureSpec),
     "likelihood": ("register_likelihoods", LikelihoodSpec),
     "dataset": ("register_datasets", DatasetSpec),
+    "recipe": ("register_recipes", RecipeSpec),
 }
 
 
@@ -101,11 +103,23 @@ def _spec_problem(spec: Any, spec_cls: type) -> Optional[str]:
         return f"registered {type(spec).__name__}, not a {spec_cls.__name__}"
     if not isinstance(spec.name, str) or not spec.name or any(c.isspace() for c in spec.name):
         return f"registered a {spec_cls.__name__} with a bad name {spec.name!r}"
+    if spec_cls is RecipeSpec:  # data, not code: its settings are checked against TrainConfig when used
+        return _recipe_problem(spec)
     if not (isinstance(spec.options, type) and dataclasses.is_dataclass(spec.options)):
         return f"{spec.name}: options must be a dataclass"
     func = getattr(spec, "build", None) or getattr(spec, "load", None)
     if not callable(func):
         return f"{spec.name}: its build/load is not callable"
+    return None
+
+
+def _recipe_problem(spec: RecipeSpec) -> Optional[str]:
+    if not isinstance(spec.help, str) or not isinstance(spec.source, str):
+        return f"{spec.name}: help and source must be strings"
+    if not isinstance(spec.settings, dict) or not all(isinstance(k, str) for k in spec.settings):
+        return f"{spec.name}: settings must be a dict of TrainConfig field names to values"
+    if spec.published is not None and not isinstance(spec.published, dict):
+        return f"{spec.name}: published must be a dict (such as {{'nll': 89.78, 'iw_samples': 200}}) or None"
     return None
 
 
@@ -115,7 +129,7 @@ _PLUGIN_FAILURES = (Exception, SystemExit)
 
 
 class Registry:
-    """All plugins and the architectures, likelihoods and datasets they registered."""
+    """All plugins and the architectures, likelihoods, datasets and recipes they registered."""
 
     def __init__(self, warn: Optional[Callable[[str], None]] = None) -> None:
         self._warn_fn = warn or _print_warning

@@ -27,7 +27,7 @@ from .hookspecs import DatasetSplits
 from .model import VAE, from_config
 from .plugins import registry
 
-__all__ = ["check_architecture", "check_likelihood", "check_dataset", "invoke"]
+__all__ = ["check_architecture", "check_likelihood", "check_dataset", "check_recipe", "invoke"]
 
 
 def _registered(kind: str, name: str):
@@ -150,6 +150,32 @@ def check_dataset(name: str, *, options: Optional[dict] = None, data_dir: Option
             if splits.class_names is not None:
                 assert int(labels.max()) < len(splits.class_names), f"a {which} label has no class name"
     return splits
+
+
+def check_recipe(name: str):
+    """Check recipe ``name`` as ``vae train --recipe`` uses it, without training or loading
+    data: its settings are ``TrainConfig`` fields of the right types, valid together, and its
+    architecture, likelihood and their options build, and its dataset is registered; its
+    ``published`` figure, if any, holds numbers or strings. Returns the ``TrainConfig``."""
+    from .data import split_dataset_name
+    from .errors import VaeError
+    from .recipes import Recipe, apply
+    from .training import TrainConfig, model_config
+
+    found = _registered("recipe", name)
+    recipe = Recipe(found.spec, provider=found.plugin.provider())
+    try:
+        config = apply(TrainConfig(), recipe, set())
+        config.check()
+        model_config(config)
+        dataset, _ = split_dataset_name(config.dataset)
+    except VaeError as exc:
+        raise AssertionError(f"recipe '{name}': {exc}") from None
+    _registered("dataset", dataset)
+    for key, value in (found.spec.published or {}).items():
+        assert isinstance(key, str) and isinstance(value, (int, float, str)), (
+            f"recipe '{name}': published {key!r} must be a number or a string, got {value!r}")
+    return config
 
 
 def invoke(*args: Any, **kwargs: Any):

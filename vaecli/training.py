@@ -28,7 +28,7 @@ from .plugins import registry
 DEVICES = ("auto", "cpu", "cuda", "mps")
 OPTIMIZERS = ("adam", "adamw")
 MAX_IW_SAMPLES = 10_000  # samples per training example of the IWAE bound
-LR_SCHEDULES = ("constant", "cosine", "step")
+LR_SCHEDULES = ("constant", "cosine", "step", "multistep", "burda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CHECK_STEPS = 200  # steps between looks at the running loss for non-finite values (a host sync)
 
@@ -58,6 +58,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     lr_step: int = 0  # epochs between the steps of the step schedule
     lr_gamma: float = 0.1  # factor of each step
+    lr_milestones: list = field(default_factory=list)  # epochs at which multistep multiplies by lr_gamma
     grad_clip: float = 0.0  # max gradient norm; 0: no clipping
     save_every: int = 0  # optimisation steps between checkpoints inside an epoch; 0: at epoch ends only
     precision: str = "auto"  # of the training steps: fp32, bf16 or fp16 mixed precision; auto: bf16 where native
@@ -70,6 +71,7 @@ class TrainConfig:
     force: bool = False
     viz_dir: Optional[str] = None
     tensorboard: Optional[str] = None
+    recipe: Optional[dict] = None  # the recipe the settings came from (vaecli.recipes.record), as recorded
 
     def check(self) -> None:
         """Each setting on its own and in combination; names are checked against the registry
@@ -101,6 +103,18 @@ class TrainConfig:
             raise UsageError("--lr-schedule step needs --lr-step EPOCHS (how often the rate is multiplied by --lr-gamma)")
         if self.lr_schedule != "step" and self.lr_step:
             raise UsageError(f"--lr-step is for --lr-schedule step (not {self.lr_schedule})")
+        milestones = self.lr_milestones
+        if not isinstance(milestones, (list, tuple)) or not all(
+                isinstance(m, int) and not isinstance(m, bool) for m in milestones):
+            raise UsageError(f"--lr-milestones must be a list of epochs, got {milestones!r}")
+        if self.lr_schedule == "multistep" and not milestones:
+            raise UsageError("--lr-schedule multistep needs --lr-milestones EPOCHS (e.g. 200,350: the epochs "
+                             "after which the rate is multiplied by --lr-gamma)")
+        if self.lr_schedule != "multistep" and milestones:
+            raise UsageError(f"--lr-milestones is for --lr-schedule multistep (not {self.lr_schedule})")
+        if any(m < 1 for m in milestones) or any(b <= a for a, b in zip(milestones, milestones[1:])):
+            raise UsageError(f"--lr-milestones must be increasing epochs of at least 1, got "
+                             f"{','.join(map(str, milestones))}")
         if not 0 < self.lr_gamma <= 1:
             raise UsageError(f"--lr-gamma must be in (0, 1], got {self.lr_gamma}")
 
@@ -112,13 +126,24 @@ class TrainConfig:
         return self.beta * min(1.0, step / (self.kl_warmup * batches))
 
     def learning_rate(self, step: int, batches: int) -> float:
-        """The learning rate of step ``step`` (0-based): constant, cosine from lr to 0 over the
-        whole run (Loshchilov & Hutter 2017, without restarts), or times lr_gamma every lr_step
-        epochs. A pure function of the step, so a resumed run continues it exactly."""
+        """The learning rate of step ``step`` (0-based): constant; cosine from lr to 0 over the
+        whole run (Loshchilov & Hutter 2017, without restarts); times lr_gamma every lr_step
+        epochs (step); times lr_gamma at each of lr_milestones, counted in completed epochs
+        (multistep, as torch's MultiStepLR); or burda. A pure function of the step, so a resumed
+        run continues it exactly.
+
+        burda (Burda et al. 2015, section 5): 3^i epochs at lr * 10^(-i/7) for i = 0, 1, ..., 7,
+        3280 epochs in all (epoch 0; 1-3; 4-12; 13-39; 40-120; 121-363; 364-1092; 1093-3279,
+        counted from 0); a longer run goes on in the same way (i = 8 from epoch 3280)."""
         if self.lr_schedule == "cosine":
             return self.lr * 0.5 * (1 + math.cos(math.pi * step / (self.epochs * batches)))
         if self.lr_schedule == "step":
             return self.lr * self.lr_gamma ** (step // batches // self.lr_step)
+        if self.lr_schedule == "multistep":
+            epoch = step // batches
+            return self.lr * self.lr_gamma ** sum(1 for m in self.lr_milestones if epoch >= m)
+        if self.lr_schedule == "burda":
+            return self.lr * 10 ** (-burda_stage(step // batches) / 7)
         return self.lr
 
     def make_optimizer(self, params, device: torch.device) -> torch.optim.Optimizer:
@@ -128,6 +153,15 @@ class TrainConfig:
         decay = self.weight_decay if self.weight_decay is not None else (0.01 if self.optimizer == "adamw" else 0.0)
         fused = device.type in ("cpu", "cuda")
         return kind(params, lr=self.lr, weight_decay=decay, **({"fused": True} if fused else {}))
+
+
+def burda_stage(epoch: int) -> int:
+    """The stage i of Burda et al.'s schedule that epoch ``epoch`` (0-based) is in: stage i holds
+    the 3^i epochs from (3^i - 1) / 2 on."""
+    i = 0
+    while (3 ** (i + 1) - 1) // 2 <= epoch:
+        i += 1
+    return i
 
 
 def native_bf16(device: torch.device) -> bool:
