@@ -18,13 +18,12 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from train_speed import baseline_mb, machine, peak_rss_mb, sync, write_section  # noqa: E402
+from train_speed import machine, vae, write_section  # noqa: E402
 
 SIZES = (7500, 15000, 30000, 60000, 120000, 240000)
 BATCHES = (32, 64, 128, 256, 512, 1024)
@@ -50,38 +49,11 @@ def make_data(source: Path, n: int, target: Path) -> None:
 
 
 def worker(data_dir: str, epochs: int, batch: int, device: str, precision: str) -> dict:
-    import torch
-
-    import vaecli
-
-    baseline = baseline_mb()
-    starts: dict = {}
-
-    class Clock:
-        def start(self, *a) -> None: ...
-
-        def epoch_start(self, epoch, *a) -> None:
-            sync(device)
-            starts[epoch] = time.perf_counter()
-
-        def step(self, *a) -> None: ...
-
-        def epoch_end(self, m) -> None:
-            starts[m["epoch"]] = time.perf_counter() - starts[m["epoch"]]
-
-        def warn(self, message) -> None: ...
-
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = vaecli.train(dataset="mnist", data_dir=data_dir, download=False, epochs=epochs, batch_size=batch,
-                              device=device, precision=precision, out=str(Path(tmp) / "m.safetensors"), reporter=Clock())
-    train_s = [m["seconds"] for m in result.metrics]
-    out = {"train_s": statistics.median(train_s[1:] or train_s), "peak_mb": peak_rss_mb(), "baseline_mb": baseline,
-           "test_loss": result.metrics[-1]["test_loss"]}
-    if device.startswith("cuda"):
-        out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
+    """One run (train_speed's): the median training seconds of its epochs but the first."""
+    r = vae(data_dir, epochs, seed=0, device=device, precision=precision, batch_size=batch)
+    train_s = [e["train_s"] for e in r["epochs"]]
+    return {"train_s": statistics.median(train_s[1:] or train_s), "test_loss": r["epochs"][-1]["test_loss"],
+            **{k: v for k, v in r.items() if k != "epochs"}}
 
 
 def launch(args, data_dir: str, batch: int) -> dict:

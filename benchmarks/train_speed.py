@@ -103,7 +103,10 @@ def conventional(data_dir: str, epochs: int, seed: int, device: str) -> dict:
     return {"epochs": epochs_out, "baseline_mb": baseline, "peak_mb": peak_rss_mb(), **gpu_memory(dev)}
 
 
-def vae(data_dir: str, epochs: int, seed: int, device: str, precision: str, compile: bool) -> dict:
+def vae(data_dir: str, epochs: int, seed: int, device: str, precision: str, compile: bool = False,
+        batch_size: int = 128) -> dict:
+    """One `vae train mnist` run in this process: each epoch's seconds (training; training, test
+    pass and checkpoint) and test loss, and the process's memory."""
     import torch
 
     import vaecli
@@ -129,7 +132,8 @@ def vae(data_dir: str, epochs: int, seed: int, device: str, precision: str, comp
 
     with tempfile.TemporaryDirectory() as tmp:
         vaecli.train(dataset="mnist", data_dir=data_dir, download=False, epochs=epochs, seed=seed, device=device,
-                     precision=precision, compile=compile, out=str(Path(tmp) / "m.safetensors"), reporter=Clock())
+                     precision=precision, compile=compile, batch_size=batch_size, out=str(Path(tmp) / "m.safetensors"),
+                     reporter=Clock())
     epochs_out = [{"train_s": m["seconds"], "epoch_s": s, "test_loss": m["test_loss"]}
                   for s, m in (times[e] for e in sorted(times))]
     return {"epochs": epochs_out, "baseline_mb": baseline, "peak_mb": peak_rss_mb(),
