@@ -52,7 +52,7 @@ def main() -> None:
             last = result["metrics"][-1]
             seconds = statistics.mean(m["seconds"] for m in result["metrics"])
             rows.append((arch, command, last, result["parameters"], seconds))
-            print(f"{arch}: test -ELBO {last['test_loss']:.2f} after {last['epoch']} epochs, {seconds:.1f} s/epoch",
+            print(f"{arch}: test -ELBO {last['test_nelbo']:.2f} after {last['epoch']} epochs, {seconds:.1f} s/epoch",
                   flush=True)
 
     machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
@@ -61,7 +61,7 @@ def main() -> None:
              "| arch | test -ELBO (nats) | recon | KL | parameters | s/epoch | command |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for arch, command, last, parameters, seconds in rows:
-        lines.append(f"| {arch} | {last['test_loss']:.2f} | {last['test_recon']:.2f} | {last['test_kl']:.2f} | "
+        lines.append(f"| {arch} | {last['test_nelbo']:.2f} | {last['test_recon']:.2f} | {last['test_kl']:.2f} | "
                      f"{parameters:,} | {seconds:.1f} | `{command}` |")
     lines.append(f"\nCommand: `python benchmarks/architectures.py --data-dir {args.data_dir} --epochs {args.epochs}"
                  f" --device {args.device}`. Default options of each architecture (mlp: one hidden layer of 400;"

@@ -69,13 +69,13 @@ def run_classic(data_dir: str, epochs: int, seed: int) -> tuple[float, float]:
             opt.step()
         seconds.append(time.perf_counter() - start)
         model.eval()
-        test_loss = 0.0
+        test_nelbo = 0.0
         with torch.no_grad():
             for data, _ in test_loader:
                 recon, mu, logvar = model(data)
-                test_loss += classic_loss(recon, data, mu, logvar).item()
-        test_loss /= len(test_loader.dataset)
-    return test_loss, statistics.mean(seconds)
+                test_nelbo += classic_loss(recon, data, mu, logvar).item()
+        test_nelbo /= len(test_loader.dataset)
+    return test_nelbo, statistics.mean(seconds)
 
 
 def run_vae(data_dir: str, epochs: int, seed: int) -> tuple[float, float]:
@@ -84,7 +84,7 @@ def run_vae(data_dir: str, epochs: int, seed: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         result = vaecli.train(dataset="mnist", data_dir=data_dir, download=False, epochs=epochs, seed=seed,
                               device="cpu", out=str(Path(tmp) / "m.safetensors"))
-    return result.metrics[-1]["test_loss"], statistics.mean(m["seconds"] for m in result.metrics)
+    return result.metrics[-1]["test_nelbo"], statistics.mean(m["seconds"] for m in result.metrics)
 
 
 def main() -> None:

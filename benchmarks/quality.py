@@ -77,7 +77,7 @@ def falling(metrics: list) -> tuple[int, float]:
     n = max(1, len(metrics) // 5)
     if len(metrics) <= n:
         return 0, 0.0
-    return n, metrics[-n - 1]["test_loss"] - metrics[-1]["test_loss"]
+    return n, metrics[-n - 1]["test_nelbo"] - metrics[-1]["test_nelbo"]
 
 
 def run_recipe(name: str, args, epochs: dict, folder: Path) -> dict:
@@ -109,7 +109,7 @@ def run_recipe(name: str, args, epochs: dict, folder: Path) -> dict:
         "machine": machine(args.device),
         "iw_samples": args.iw_samples,
         "nll": result["nll"],
-        "elbo": result["loss"],
+        "elbo": result["nelbo"],
         "nll_at_published_k": at_published_k,
         "published": published,
         "binarize": training.get("binarize"),

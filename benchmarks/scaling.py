@@ -52,7 +52,7 @@ def worker(data_dir: str, epochs: int, batch: int, device: str, precision: str) 
     """One run (train_speed's): the median training seconds of its epochs but the first."""
     r = vae(data_dir, epochs, seed=0, device=device, precision=precision, batch_size=batch)
     train_s = [e["train_s"] for e in r["epochs"]]
-    return {"train_s": statistics.median(train_s[1:] or train_s), "test_loss": r["epochs"][-1]["test_loss"],
+    return {"train_s": statistics.median(train_s[1:] or train_s), "test_nelbo": r["epochs"][-1]["test_nelbo"],
             **{k: v for k, v in r.items() if k != "epochs"}}
 
 
@@ -125,7 +125,7 @@ def main() -> None:
         make_data(source, 60000, folder)
         for b in args.batch_sizes:
             r = launch(args, str(folder), b)
-            lines.append(f"| {b} | {r['train_s']:.2f} | {60000 / r['train_s']:,.0f} | {r['test_loss']:.2f} | {memory(r, gpu)} |")
+            lines.append(f"| {b} | {r['train_s']:.2f} | {60000 / r['train_s']:,.0f} | {r['test_nelbo']:.2f} | {memory(r, gpu)} |")
             print(lines[-1], flush=True)
     lines += ["", f"Command: `python benchmarks/scaling.py --data-dir DIR --device {args.device} --precision {args.precision}`."]
     text = "\n".join(lines) + "\n"

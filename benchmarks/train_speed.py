@@ -78,7 +78,7 @@ def conventional(data_dir: str, epochs: int, seed: int, device: str) -> dict:
     epochs_out = []
     for _ in range(epochs):
         model.train()
-        train_loss = 0.0
+        train_nelbo = 0.0
         sync(dev)
         start = time.perf_counter()
         for data, _ in train_loader:
@@ -87,19 +87,19 @@ def conventional(data_dir: str, epochs: int, seed: int, device: str) -> dict:
             recon, mu, logvar = model(data)
             loss = classic_loss(recon, data, mu, logvar)
             loss.backward()
-            train_loss += loss.item()  # as the example does, for its log lines
+            train_nelbo += loss.item()  # as the example does, for its log lines
             opt.step()
         sync(dev)
         trained = time.perf_counter()
         model.eval()
-        test_loss = 0.0
+        test_nelbo = 0.0
         with torch.no_grad():
             for data, _ in test_loader:
                 data = data.to(dev)
                 recon, mu, logvar = model(data)
-                test_loss += classic_loss(recon, data, mu, logvar).item()
+                test_nelbo += classic_loss(recon, data, mu, logvar).item()
         epochs_out.append({"train_s": trained - start, "epoch_s": time.perf_counter() - start,
-                           "test_loss": test_loss / len(test_loader.dataset)})
+                           "test_nelbo": test_nelbo / len(test_loader.dataset)})
     return {"epochs": epochs_out, "baseline_mb": baseline, "peak_mb": peak_rss_mb(), **gpu_memory(dev)}
 
 
@@ -134,7 +134,7 @@ def vae(data_dir: str, epochs: int, seed: int, device: str, precision: str, comp
         vaecli.train(dataset="mnist", data_dir=data_dir, download=False, epochs=epochs, seed=seed, device=device,
                      precision=precision, compile=compile, batch_size=batch_size, out=str(Path(tmp) / "m.safetensors"),
                      reporter=Clock())
-    epochs_out = [{"train_s": m["seconds"], "epoch_s": s, "test_loss": m["test_loss"]}
+    epochs_out = [{"train_s": m["seconds"], "epoch_s": s, "test_nelbo": m["test_nelbo"]}
                   for s, m in (times[e] for e in sorted(times))]
     return {"epochs": epochs_out, "baseline_mb": baseline, "peak_mb": peak_rss_mb(),
             **gpu_memory(torch.device(device))}
@@ -215,7 +215,7 @@ def main() -> None:
             runs[kind].append(result)
             last = result["epochs"][-1]
             print(f"round {r + 1} {kind:24s} " + " ".join(f"{e['epoch_s']:.2f}" for e in result["epochs"])
-                  + f" s/epoch, test loss {last['test_loss']:.2f}", flush=True)
+                  + f" s/epoch, test loss {last['test_nelbo']:.2f}", flush=True)
     text = table(runs, args)
     print(text)
     if args.write:
@@ -227,7 +227,7 @@ def summary(results: list) -> dict:
     return {
         "epoch_s": statistics.median(e["epoch_s"] for e in epochs),
         "train_s": statistics.median(e["train_s"] for e in epochs),
-        "test_loss": statistics.mean(r["epochs"][-1]["test_loss"] for r in results),
+        "test_nelbo": statistics.mean(r["epochs"][-1]["test_nelbo"] for r in results),
         "peak_mb": max(r["peak_mb"] for r in results),
         "baseline_mb": min(r["baseline_mb"] for r in results),
         "gpu_peak_mb": max((r.get("gpu_peak_mb", 0) for r in results), default=0),
@@ -249,7 +249,7 @@ def table(runs: dict, args) -> str:
             kind.split(":")[1] + (" --compile" if kind.endswith(":compile") else "")
         ratio = base["epoch_s"] / s["epoch_s"]
         memory = f"{s['gpu_peak_mb']:.0f} GPU" if gpu else f"{s['peak_mb']:.0f} ({s['peak_mb'] - s['baseline_mb']:+.0f} over import)"
-        lines.append(f"| {name} | {s['epoch_s']:.3f} | {60000 / s['train_s']:,.0f} | {ratio:.2f}x | {s['test_loss']:.2f} | {memory} |")
+        lines.append(f"| {name} | {s['epoch_s']:.3f} | {60000 / s['train_s']:,.0f} | {ratio:.2f}x | {s['test_nelbo']:.2f} | {memory} |")
     per_round = []
     for kind in runs:
         if kind == "conventional":

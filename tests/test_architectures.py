@@ -98,8 +98,8 @@ def test_forward_backward(arch, lik_name, lik_values, shape):
 
     terms = model(x, generator=torch.Generator().manual_seed(1))
     assert terms.recon.shape == terms.kl.shape == (BATCH,)
-    assert torch.isfinite(terms.loss)
-    terms.loss.backward()
+    assert torch.isfinite(terms.objective)
+    terms.objective.backward()
     params = {n: q for n, q in model.named_parameters() if q.requires_grad}
     missing = [n for n, q in params.items() if q.grad is None or not torch.isfinite(q.grad).all()]
     assert params and not missing, f"no finite gradient for {missing}"
@@ -289,7 +289,7 @@ def test_conv_refuses_images_too_small_for_its_layers(shape, channels, message):
 
 
 def test_too_small_is_one_user_error_naming_the_architecture():
-    from vaecli.model import from_config
+    from vaecli.factory import create_model as from_config
 
     config = {"kind": "vae", "latent_dim": 2, "input_shape": [1, 8, 8],
               "architecture": {"name": "conv", "options": {"channels": [4, 4, 4, 4]}},

@@ -29,7 +29,7 @@ def test_train_writes_a_checkpoint_and_reports_the_test_elbo(vae):
     info = json.loads(vae("info", "m.safetensors", "--json").stdout)
     assert info["epoch"] == 2
     reported = float(result.stdout.split("test -ELBO ")[1].split()[0])
-    assert reported == pytest.approx(info["metrics"][-1]["test_loss"], abs=0.01)
+    assert reported == pytest.approx(info["metrics"][-1]["test_nelbo"], abs=0.01)
     assert not [p for p in Path(".").iterdir() if p.name.endswith(".tmp")]
 
 
@@ -225,9 +225,9 @@ def test_help_does_not_import_torch():
 
 
 def test_ctrl_c_keeps_the_last_checkpoint_and_exits_130(vae, monkeypatch):
-    from vaecli import training
+    from vaecli.training import trainer
 
-    real = training.evaluate_split
+    real = trainer.test_pass
     calls = []
 
     def interrupt_in_epoch_two(*args, **kwargs):
@@ -236,7 +236,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_exits_130(vae, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate_split", interrupt_in_epoch_two)
+    monkeypatch.setattr(trainer, "test_pass", interrupt_in_epoch_two)
     line = _one_line_error(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 130,
                            "interrupted in epoch 2")
     assert "m.safetensors holds 1 completed epoch; resume with: vae train --resume m.safetensors --epochs 3" in line
@@ -244,9 +244,9 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_exits_130(vae, monkeypatch):
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(vae, monkeypatch):
-    from vaecli import training
+    from vaecli.training import trainer
 
-    real = training.to_unit
+    real = trainer.to_unit
     batches = []
 
     def poison_the_second_epoch(images):
@@ -254,7 +254,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(vae
         x = real(images)
         return x * float("nan") if len(batches) == 5 else x  # 3 train batches per epoch: step 2 of epoch 2
 
-    monkeypatch.setattr(training, "to_unit", poison_the_second_epoch)
+    monkeypatch.setattr(trainer, "to_unit", poison_the_second_epoch)
     line = _one_line_error(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 1,
                            "non-finite in epoch 2 at step 2 of 3")
     assert "m.safetensors holds 1 completed epoch" in line

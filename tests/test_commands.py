@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 
 import vaecli
+from vaecli.training import trainer
 from vaecli import checkpoint
 from vaecli.errors import VaeError
 from vaecli.data import load_dataset
@@ -398,12 +399,13 @@ def test_plot_latent_scatter_of_a_2d_model_plots_the_means(vae, ckpt2d, spy):
 
 def test_plot_latent_manifold_of_a_2d_model_needs_no_data(vae, ckpt2d, spy, monkeypatch):
     from vaecli import data
+    from vaecli import inputs as inputs_module
     from vaecli.latents import normal_grid
 
     def no_data(*args, **kwargs):
         raise AssertionError("the manifold of a 2-D model needs no dataset")
 
-    monkeypatch.setattr(data, "load_input", no_data)
+    monkeypatch.setattr(inputs_module, "load_input", no_data)
     monkeypatch.setattr(data, "load_dataset", no_data)
     result = _ok(vae("plot-latent", ckpt2d, "--manifold", "--grid", "5", "-o", "m.png"))
     _printed_size(result, "m.png")
@@ -440,7 +442,7 @@ def test_plot_latent_of_a_single_image(vae, tiny_ckpt):
 
 # -- evaluate ---------------------------------------------------------------------------------
 
-EVAL_KEYS = {"kind", "examples", "pixels", "recon", "loss", "kl", "nll", "iw_samples", "bits_per_dim",
+EVAL_KEYS = {"kind", "examples", "pixels", "recon", "nelbo", "kl", "nll", "iw_samples", "bits_per_dim",
              "active_units", "latent_dim", "kl_per_dim", "activity_per_dim", "input", "checkpoint", "seconds"}
 
 
@@ -453,8 +455,8 @@ def test_evaluate_json_numbers_are_consistent(vae, ckpt2d):
     assert set(r) == EVAL_KEYS
     assert (r["kind"], r["examples"], r["pixels"], r["iw_samples"], r["latent_dim"]) == ("vae", 256, 64, 100, 2)
     assert (r["input"], r["checkpoint"]) == ("shapes:test", str(ckpt2d))
-    assert r["loss"] == pytest.approx(r["recon"] + r["kl"], rel=1e-12)
-    assert r["nll"] <= r["loss"]  # the importance-weighted bound is tighter than the ELBO
+    assert r["nelbo"] == pytest.approx(r["recon"] + r["kl"], rel=1e-12)
+    assert r["nll"] <= r["nelbo"]  # the importance-weighted bound is tighter than the ELBO
     assert r["bits_per_dim"] == pytest.approx(r["nll"] / (64 * math.log(2)), rel=1e-12)
     model = vaecli.load(ckpt2d)
     mean, logvar = model.encode(_test_split(WIDE_DATA).images)
@@ -471,8 +473,8 @@ def test_evaluate_json_numbers_are_consistent(vae, ckpt2d):
 
 def test_more_importance_samples_tighten_the_bound(vae, ckpt2d):
     k10, k1000 = _evaluate(vae, ckpt2d, "-k", "10"), _evaluate(vae, ckpt2d, "-k", "1000")
-    assert k1000["nll"] <= k10["nll"] <= k10["loss"]
-    assert k1000["nll"] <= k1000["loss"]
+    assert k1000["nll"] <= k10["nll"] <= k10["nelbo"]
+    assert k1000["nll"] <= k1000["nelbo"]
     assert k1000["kl"] == pytest.approx(k10["kl"])  # the closed-form KL does not depend on k
 
 
@@ -480,7 +482,7 @@ def test_evaluate_with_one_sample_is_the_test_pass_of_training(vae, ckpt2d):
     """Same noise, same batches: -k 1 reproduces the last epoch's test -ELBO and its parts."""
     numbers = _evaluate(vae, ckpt2d, "-k", "1")
     last = checkpoint.read(ckpt2d).meta["metrics"][-1]
-    for key, mine in (("loss", "test_loss"), ("recon", "test_recon"), ("kl", "test_kl")):
+    for key, mine in (("nelbo", "test_nelbo"), ("recon", "test_recon"), ("kl", "test_kl")):
         assert numbers[key] == pytest.approx(last[mine], abs=1e-9)
 
 
@@ -496,7 +498,7 @@ def test_evaluate_is_seeded_and_takes_an_input(vae, ckpt2d):
 def test_evaluate_table_shows_the_json_numbers(vae, ckpt2d):
     r = _evaluate(vae, ckpt2d, "-k", "20")
     text = _ok(vae("evaluate", ckpt2d, "-k", "20")).stdout
-    for label, value in (("-ELBO", f"{r['loss']:.2f}"), ("NLL (IWAE)", f"{r['nll']:.2f}"),
+    for label, value in (("-ELBO", f"{r['nelbo']:.2f}"), ("NLL (IWAE)", f"{r['nll']:.2f}"),
                          ("bits/dim", f"{r['bits_per_dim']:.4f}"), ("active units", f"{r['active_units']} / 2")):
         line = next(line for line in text.splitlines() if line.strip().startswith(label))
         assert value in line, line
@@ -755,7 +757,7 @@ def test_train_viz_dir_writes_pictures_of_every_epoch_and_the_animation(vae):
     records = [json.loads(line) for line in Path("m.metrics.jsonl").read_text().splitlines()]
     saved = checkpoint.read("m.safetensors").meta["metrics"]
     assert [r["epoch"] for r in records] == [1, 2, 3]
-    assert [r["test_loss"] for r in records] == [m["test_loss"] for m in saved]
+    assert [r["test_nelbo"] for r in records] == [m["test_nelbo"] for m in saved]
     assert records == saved
 
     # a second run may not mix its pictures with these
@@ -813,7 +815,7 @@ def test_tensorboard_logs_the_metrics_and_pictures(tensorboard_run):
     assert {"reconstructions", "samples"} <= set(tags["images"])
     logged = [(e.step, e.value) for e in events.Scalars("test/loss")]
     assert [s for s, _ in logged] == [1, 2]
-    assert [v for _, v in logged] == pytest.approx([m["test_loss"] for m in result.metrics], rel=1e-6)
+    assert [v for _, v in logged] == pytest.approx([m["test_nelbo"] for m in result.metrics], rel=1e-6)
 
 
 def test_tensorboard_scalar_tags_have_names(tensorboard_run):
@@ -910,7 +912,7 @@ def test_a_failing_picture_is_a_warning_and_training_goes_on(vae, monkeypatch):
 
 
 def test_a_long_run_keeps_a_bounded_number_of_animation_frames(vae, monkeypatch):
-    from vaecli import monitor
+    from vaecli.training import monitor
 
     monkeypatch.setattr(monitor, "MAX_FRAMES", 4)
     _ok(vae("train", *TINY_CLI, "--epochs", "7", "-o", "m.safetensors", "--viz-dir", "viz"))
@@ -926,7 +928,7 @@ def test_metrics_of_an_earlier_run_survive_a_run_that_saves_nothing(vae, monkeyp
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training._Trainer, "_epoch", interrupted)
+    monkeypatch.setattr(trainer.Trainer, "_epoch", interrupted)
     assert vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--force").exit_code == 130
     assert Path("m.metrics.jsonl").read_text() == before
 

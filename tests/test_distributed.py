@@ -13,9 +13,11 @@ import pytest
 import torch
 
 import vaecli
+from vaecli import factory
 from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, one_line_error
-from vaecli import checkpoint, distributed
-from vaecli.distributed import World
+from vaecli import checkpoint
+from vaecli.training import distributed
+from vaecli.training.distributed import World
 
 ARGS = ["shapes", *TINY_CLI, "--precision", "fp32"]
 
@@ -40,9 +42,9 @@ def _same_training(a: Path, b: Path) -> None:
     ma, mb = vaecli.metadata(a)["metrics"], vaecli.metadata(b)["metrics"]
     assert [m["epoch"] for m in ma] == [m["epoch"] for m in mb]
     for x, y in zip(ma, mb):
-        for key in ("train_loss", "train_recon", "train_kl", "test_loss", "test_recon", "test_kl"):
+        for key in ("train_nelbo", "train_recon", "train_kl", "test_nelbo", "test_recon", "test_kl"):
             assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-6), key
-    wa, wb = checkpoint.load(a).state_dict(), checkpoint.load(b).state_dict()
+    wa, wb = factory.load(a).state_dict(), factory.load(b).state_dict()
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], rtol=1e-4, atol=1e-5)
 
@@ -57,7 +59,7 @@ def test_two_gloo_processes_write_one_checkpoint_that_matches_one_process(tmp_pa
     assert len((tmp_path / "d.metrics.jsonl").read_text().splitlines()) == 2  # one writer, once per epoch
     meta = vaecli.metadata(tmp_path / "d.safetensors")
     assert meta["training"]["distributed"] == {"world_size": 2, "backend": "gloo"}
-    model = checkpoint.load(tmp_path / "d.safetensors")  # loads in this single process like any other
+    model = factory.load(tmp_path / "d.safetensors")  # loads in this single process like any other
     assert model.sample(4).shape == (4, 1, 8, 8)
     _single(2, str(tmp_path / "s.safetensors"))
     _same_training(tmp_path / "d.safetensors", tmp_path / "s.safetensors")
@@ -92,8 +94,9 @@ def test_each_rank_takes_a_contiguous_disjoint_shard(n, size):
 
 def test_a_shards_noise_is_its_rows_of_the_whole_batchs_noise():
     from conftest import TINY_ARCH as arch  # noqa: F401
-    from vaecli.model import from_config
-    from vaecli.training import TrainConfig, model_config
+    from vaecli.factory import create_model as from_config
+    from vaecli.factory import model_section as model_config
+    from vaecli.training import TrainConfig
 
     meta = model_config(TrainConfig(arch_options=dict(TINY_ARCH), latent_dim=3))
     meta["input_shape"] = [1, 8, 8]
@@ -135,8 +138,8 @@ def test_nproc_passes_the_command_line_on_to_torchrun(vae, monkeypatch):
     result = vae("train", "shapes", "--epochs", "1", "--arch-option", "hidden=32", "--arch-option", "activation=tanh",
                  "--no-download", "--nproc", "2", "-o", "x.safetensors")
     assert result.exit_code == 0, result.output
-    assert seen == [(2, ["shapes", "--epochs", "1", "--no-download", "--out", "x.safetensors",
-                         "--arch-option", "hidden=32", "--arch-option", "activation=tanh"])]
+    assert seen == [(2, ["shapes", "--arch-option", "hidden=32", "--arch-option", "activation=tanh",
+                         "--epochs", "1", "--no-download", "--out", "x.safetensors"])]
     assert not Path("x.safetensors").exists()
 
 

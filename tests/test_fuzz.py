@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from vaecli import checkpoint, latents
+from vaecli import factory
 from vaecli.errors import CheckpointError, PluginMissingError, UsageError, VaeError
 from vaecli.model import VAE
 
@@ -84,7 +85,7 @@ def _exercise_checkpoint(path: Path, data: bytes) -> None:
     """read, load (and describe) the bytes as a checkpoint; what loads must be a sane model."""
     path.write_bytes(data)
     ckpt = _outcome(lambda: checkpoint.read(path))
-    model = _outcome(lambda: checkpoint.load(path))
+    model = _outcome(lambda: factory.load(path))
     if isinstance(ckpt, VaeError):
         assert isinstance(ckpt, CheckpointError), ckpt  # read's only kind of refusal
         assert isinstance(model, VaeError), "load accepted what read refused"
@@ -600,14 +601,14 @@ def test_checkpoint_single_mutation(samples, tmp_path, case):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(mutate(samples["ckpt"]))
     with pytest.raises(kind, match=message):
-        checkpoint.load(path)
+        factory.load(path)
 
 
 def test_checkpoint_with_another_activation_still_loads(samples, tmp_path):
     """An intact file whose metadata names other (parameter-free) choices is a sane model."""
     path = tmp_path / "tanh.safetensors"
     path.write_bytes(_with_model(samples["ckpt"], lambda m: m["architecture"]["options"].update(activation="tanh")))
-    model = checkpoint.load(path)
+    model = factory.load(path)
     assert model.meta["model"]["architecture"]["options"]["activation"] == "tanh"
     assert model.decode(torch.zeros(1, 3)).shape == (1, 1, 8, 8)
 
@@ -708,7 +709,7 @@ def _load_model_edit(samples, tmp_path, edit):
     path = tmp_path / "edited.safetensors"
     path.write_bytes(_with_model(samples["ckpt"], edit))
     with pytest.raises(UsageError):  # CheckpointError, or the usage error for bad sizes and names
-        checkpoint.load(path)
+        factory.load(path)
 
 
 def test_load_infinite_size_is_refused(samples, tmp_path):

@@ -14,10 +14,13 @@ from PIL import Image
 from torch.distributions import Bernoulli, Normal
 
 import vaecli
+from vaecli import evaluation
 from vaecli import latents
-from vaecli.data import conform, load_dataset, load_input, to_unit
+from vaecli.data import load_dataset, to_unit
+from vaecli.images import conform
+from vaecli.inputs import load_input
 from vaecli.errors import UsageError
-from vaecli.model import encode_all
+from vaecli.evaluation import encode_all
 
 from conftest import TINY_DATA
 
@@ -280,7 +283,7 @@ def _reference_bound(model, x, eps):
 def test_importance_sampled_matches_a_direct_computation(model, k):
     model = _sharpened(model)
     x = to_unit(_test_images().images[:6])
-    bound, recon = model.importance_sampled(x, k, torch.Generator().manual_seed(11))
+    bound, recon = evaluation.importance_sampled(model, x, k, torch.Generator().manual_seed(11))
     eps = torch.randn((6, k, model.latent_dim), generator=torch.Generator().manual_seed(11))
     ref_bound, ref_recon = _reference_bound(model, x, eps)
     assert bound.shape == (6,) and recon.shape == (6,)
@@ -292,7 +295,7 @@ def test_importance_sampled_matches_a_direct_computation(model, k):
 def test_importance_sampled_in_chunks_combines_the_chunks(model):
     model = _sharpened(model)
     x = to_unit(_test_images().images[:4])
-    bound, recon = model.importance_sampled(x, 10, torch.Generator().manual_seed(5), chunk=4)
+    bound, recon = evaluation.importance_sampled(model, x, 10, torch.Generator().manual_seed(5), chunk=4)
     gen = torch.Generator().manual_seed(5)  # the same draws, in the same chunks: 4, 4, 2
     eps = torch.cat([torch.randn((4, s, 3), generator=gen) for s in (4, 4, 2)], dim=1)
     ref_bound, ref_recon = _reference_bound(model, x, eps)

@@ -11,7 +11,8 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from vaecli.builtin.dists import Bernoulli as BernoulliLik
 from vaecli.builtin.dists import Gaussian as GaussianLik
-from vaecli.model import VAE, from_config, kl_standard_normal
+from vaecli.factory import create_model as from_config
+from vaecli.model import VAE, kl_standard_normal
 from vaecli.plugins import registry
 
 
@@ -114,9 +115,9 @@ def test_negative_elbo_matches_an_independent_computation():
     kl = kl_divergence(Normal(mean, std), Normal(0.0, 1.0)).sum(-1)
     torch.testing.assert_close(terms.recon, recon, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(terms.kl, kl, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(terms.loss, (recon + kl).mean(), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(terms.objective, (recon + kl).mean(), rtol=1e-4, atol=1e-3)
     beta_terms = model(x, beta=4.0, generator=torch.Generator().manual_seed(7))
-    torch.testing.assert_close(beta_terms.loss, (recon + 4.0 * kl).mean(), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(beta_terms.objective, (recon + 4.0 * kl).mean(), rtol=1e-4, atol=1e-3)
 
 
 def test_plain_autoencoder_has_no_kl_and_is_deterministic():
@@ -142,8 +143,8 @@ def test_every_architecture_and_likelihood_forward_backward(arch, likelihood, sh
     x = torch.rand(6, *shape)
     terms = model(x)
     assert terms.recon.shape == (6,) and terms.kl.shape == (6,)
-    assert torch.isfinite(terms.loss)
-    terms.loss.backward()
+    assert torch.isfinite(terms.objective)
+    terms.objective.backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.sample(5).shape == (5, *shape)
@@ -159,13 +160,13 @@ def test_training_steps_reduce_the_loss():
     x = (torch.rand(32, 1, 8, 8) > 0.7).float()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
-    first = model(x, generator=gen).loss.item()
+    first = model(x, generator=gen).objective.item()
     for _ in range(60):
-        loss = model(x).loss
+        loss = model(x).objective
         opt.zero_grad()
         loss.backward()
         opt.step()
-    last = model(x, generator=gen).loss.item()
+    last = model(x, generator=gen).objective.item()
     assert last < 0.8 * first, (first, last)
 
 

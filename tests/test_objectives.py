@@ -14,12 +14,16 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from typer.testing import CliRunner
 
 import vaecli
-from vaecli import checkpoint
-from vaecli.data import BINARIZE_SEEDS, binarize, load_dataset, load_input
+from vaecli import checkpoint, training
+from vaecli.data import BINARIZE_SEEDS, binarize, load_dataset
+from vaecli.inputs import load_input
 from vaecli.errors import UsageError
-from vaecli.model import VAE, evaluate, from_config, kl_per_dim
+from vaecli.evaluation import evaluate
+from vaecli.factory import create_model as from_config
+from vaecli.model import VAE, kl_per_dim
 from vaecli.plugins import registry
-from vaecli.training import TrainConfig, check_data_range
+from vaecli.factory import check_data_range
+from vaecli.training import TrainConfig
 
 from conftest import TINY_CLI, TINY_DATA, one_line_error
 
@@ -101,7 +105,7 @@ def test_beta_weights_the_kl_term_for_the_same_noise(beta):
     kl = kl_dims.sum(1)
     torch.testing.assert_close(terms.recon, recon, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.kl, kl, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(terms.loss, (recon + beta * kl).mean(), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(terms.objective, (recon + beta * kl).mean(), rtol=1e-5, atol=1e-4)
     assert kl.mean() > 0.5  # the KL term is large enough for beta to matter
 
 
@@ -118,7 +122,7 @@ def test_free_bits_above_every_dimension_costs_exactly_d_lambda():
     assert (batch_kl < lam).all()
     for beta in (1.0, 0.5):
         terms = model(x, beta=beta, free_bits=lam, generator=_gen(7))
-        torch.testing.assert_close(terms.loss, terms.recon.mean() + beta * D * lam, rtol=1e-6, atol=1e-5)
+        torch.testing.assert_close(terms.objective, terms.recon.mean() + beta * D * lam, rtol=1e-6, atol=1e-5)
         # recon and kl stay the two parts of the negative ELBO
         elbo = model(x, generator=_gen(7))
         torch.testing.assert_close(terms.recon, elbo.recon)
@@ -129,14 +133,14 @@ def test_free_bits_zero_is_the_elbo_and_in_between_clamps_each_dimension():
     model = _model()
     x = _binary_batch()
     elbo = model(x, generator=_gen(7))
-    torch.testing.assert_close(model(x, free_bits=0.0, generator=_gen(7)).loss, elbo.loss)
+    torch.testing.assert_close(model(x, free_bits=0.0, generator=_gen(7)).objective, elbo.objective)
     eps = torch.randn(16, D, generator=_gen(7))
     recon, kl_dims = _reference_terms(model, x, eps)
     batch_kl = kl_dims.mean(0)
     lam = float(batch_kl.detach().sort().values[1:3].mean())  # two dimensions below lambda, two above
     assert (batch_kl < lam).sum() == 2
     expected = recon.mean() + 2.0 * torch.maximum(batch_kl, torch.tensor(lam)).sum()
-    torch.testing.assert_close(model(x, beta=2.0, free_bits=lam, generator=_gen(7)).loss, expected,
+    torch.testing.assert_close(model(x, beta=2.0, free_bits=lam, generator=_gen(7)).objective, expected,
                                rtol=1e-5, atol=1e-4)
 
 
@@ -150,7 +154,7 @@ def test_free_bits_give_no_kl_gradient_to_dimensions_below_lambda():
     below = batch_kl < lam
     assert below.sum() == 2
     beta = 1.5
-    loss = model(x, beta=beta, free_bits=lam, generator=_gen(7)).loss
+    loss = model(x, beta=beta, free_bits=lam, generator=_gen(7)).objective
     g_mean, g_logvar = torch.autograd.grad(loss, model.encoder.out)
     # the same loss, by hand: only the dimensions above lambda carry their KL
     mean, logvar = (t.detach().requires_grad_() for t in model.encoder.out)
@@ -172,7 +176,7 @@ def test_free_bits_above_every_dimension_leave_only_the_reconstruction_gradient(
     for objective in ("free_bits", "recon"):
         model = _model()
         terms = model(x, free_bits=50.0, generator=_gen(7))
-        (terms.loss if objective == "free_bits" else terms.recon.mean()).backward()
+        (terms.objective if objective == "free_bits" else terms.recon.mean()).backward()
         grads.append([p.grad.clone() for p in model.encoder.parameters()])
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
@@ -206,10 +210,10 @@ def test_iwae_loss_matches_torch_distributions_on_the_same_noise(k):
     x = _binary_batch()
     terms = model(x, iw_samples=k, generator=_gen(11))
     loss, recon, kl = _iwae_reference(model, x, torch.randn(16, k, D, generator=_gen(11)))
-    torch.testing.assert_close(terms.loss, loss, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(terms.objective, loss, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.recon, recon, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.kl, kl, rtol=1e-5, atol=1e-5)
-    terms.loss.backward()
+    terms.objective.backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
@@ -223,7 +227,7 @@ def test_iwae_loss_without_a_generator_draws_independent_noise_per_sample():
     torch.manual_seed(5)
     eps = torch.randn(16, 3, D)
     loss, recon, _ = _iwae_reference(model, x, eps)
-    torch.testing.assert_close(terms.loss, loss, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(terms.objective, loss, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.recon, recon, rtol=1e-5, atol=1e-4)
 
 
@@ -233,7 +237,7 @@ def test_iwae_loss_of_a_cvae_conditions_every_sample_on_its_own_image_class():
     labels = torch.tensor([2, 0, 1, 1, 2, 0])
     terms = model(x, labels=labels, iw_samples=3, generator=_gen(5))
     loss, recon, _ = _iwae_reference(model, x, torch.randn(6, 3, D, generator=_gen(5)), labels, 3)
-    torch.testing.assert_close(terms.loss, loss, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(terms.objective, loss, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(terms.recon, recon, rtol=1e-5, atol=1e-4)
 
 
@@ -246,17 +250,17 @@ def test_iwae_with_one_sample_is_the_elbo_in_expectation():
         one = model._iwae_loss(x, None, mean, logvar, 1, _gen(21))
         # the same noise: the same reconstruction; the KL is a one-sample estimate of the closed form
         torch.testing.assert_close(one.recon, elbo.recon, rtol=1e-6, atol=1e-4)
-        draws = torch.stack([model._iwae_loss(x, None, mean, logvar, 1, _gen(s)).loss for s in range(8)])
-        elbos = torch.stack([model(x, generator=_gen(s)).loss for s in range(8)])
+        draws = torch.stack([model._iwae_loss(x, None, mean, logvar, 1, _gen(s)).objective for s in range(8)])
+        elbos = torch.stack([model(x, generator=_gen(s)).objective for s in range(8)])
     assert abs(draws.mean() - elbos.mean()) < 0.15, (draws.mean(), elbos.mean())
-    assert torch.equal(model(x, iw_samples=1, generator=_gen(3)).loss, model(x, generator=_gen(3)).loss)
+    assert torch.equal(model(x, iw_samples=1, generator=_gen(3)).objective, model(x, generator=_gen(3)).objective)
 
 
 def test_the_iwae_bound_is_at_least_the_elbo_and_tightens_with_k():
     model = _model()
     x = _binary_batch().repeat(64, 1, 1, 1)
     with torch.no_grad():
-        losses = {k: model(x, iw_samples=k, generator=_gen(1)).loss.item() for k in (1, 2, 8)}
+        losses = {k: model(x, iw_samples=k, generator=_gen(1)).objective.item() for k in (1, 2, 8)}
     # -IWAE_k <= -ELBO on average; the gap is nats here, far above the noise (~0.05)
     assert losses[2] <= losses[1] - 0.2, losses
     assert losses[8] <= losses[2] - 0.2, losses
@@ -311,8 +315,8 @@ def test_evaluate_a_cvae_uses_the_labels():
     right = evaluate(model, images, labels=labels)
     again = evaluate(model, images, labels=labels)
     wrong = evaluate(model, images, labels=(labels + 1) % 3)
-    assert right["loss"] == again["loss"]
-    assert abs(right["loss"] - wrong["loss"]) > 1e-4
+    assert right["nelbo"] == again["nelbo"]
+    assert abs(right["nelbo"] - wrong["nelbo"]) > 1e-4
     # -k 1: the ELBO, reconstruction plus closed-form KL
     mean, logvar = model.encode(images, labels)
     assert right["kl"] == pytest.approx(kl_per_dim(mean, logvar).sum(1).mean().item(), rel=1e-5)
@@ -358,7 +362,7 @@ def test_make_optimizer_adam_and_adamw_with_their_weight_decay_defaults():
     params = [torch.nn.Parameter(torch.zeros(3))]
 
     def made(**kw):
-        opt = TrainConfig(lr=0.003, **kw).make_optimizer(params, torch.device("cpu"))
+        opt = training.make_optimizer(TrainConfig(lr=0.003, **kw), params, torch.device("cpu"))
         assert opt.param_groups[0]["fused"]  # one kernel for all parameters
         return type(opt), opt.param_groups[0]["weight_decay"], opt.param_groups[0]["lr"]
 
@@ -375,7 +379,7 @@ def test_fused_adam_takes_the_same_steps_as_the_reference_implementation():
     ours = [torch.nn.Parameter(p.detach().clone()) for p in ref]
     for name, decay in (("adam", 0.1), ("adamw", 0.01)):
         reference = (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(ref, lr=0.01, weight_decay=decay, foreach=False)
-        fused = TrainConfig(optimizer=name, lr=0.01, weight_decay=decay).make_optimizer(ours, torch.device("cpu"))
+        fused = training.make_optimizer(TrainConfig(optimizer=name, lr=0.01, weight_decay=decay), ours, torch.device("cpu"))
         for step in range(5):
             grads = [torch.randn_like(p) for p in ref]
             for params, opt in ((ref, reference), (ours, fused)):
@@ -520,7 +524,7 @@ def test_warmup_and_cosine_are_recorded_per_epoch(runs):
     assert [r["lr"] for r in m] == pytest.approx(expected_lr, rel=1e-9)
     assert 0 < m[-1]["lr"] < 1e-3 * 0.1
     for r in m:  # beta < 1 on some steps: the objective is below the negative ELBO
-        assert r["train_objective"] < r["train_loss"]
+        assert r["train_objective"] < r["train_nelbo"]
     training = checkpoint.read(runs["warmup"]).meta["training"]
     assert (training["kl_warmup"], training["lr_schedule"], training["optimizer"], training["grad_clip"]) == \
         (2, "cosine", "adamw", 1.0)
@@ -529,16 +533,16 @@ def test_warmup_and_cosine_are_recorded_per_epoch(runs):
 def test_the_objective_is_the_negative_elbo_with_beta_1(runs):
     for r in _metrics(runs["static"]) + _metrics(runs["dynamic"]):
         assert r["kl_weight"] == 1.0 and r["lr"] == 1e-3
-        assert r["train_objective"] == pytest.approx(r["train_loss"], rel=1e-6)
+        assert r["train_objective"] == pytest.approx(r["train_nelbo"], rel=1e-6)
 
 
 def test_free_bits_and_iwae_objectives_differ_from_the_negative_elbo(runs):
     (fb,) = _metrics(runs["free_bits"])
     # per batch: sum_j max(lambda, KL_j) - sum_j KL_j, between 0 and D * lambda
-    assert 0 < fb["train_objective"] - fb["train_loss"] <= 3 * 0.5 + 1e-9
+    assert 0 < fb["train_objective"] - fb["train_nelbo"] <= 3 * 0.5 + 1e-9
     for name in ("iwae", "cvae_iwae"):
         (iw,) = _metrics(runs[name])
-        assert iw["train_objective"] < iw["train_loss"] - 1e-3  # the IWAE bound is tighter
+        assert iw["train_objective"] < iw["train_nelbo"] - 1e-3  # the IWAE bound is tighter
     meta = checkpoint.read(runs["cvae_iwae"]).meta
     assert (meta["model"]["kind"], meta["model"]["num_classes"], meta["training"]["iw_samples"]) == ("cvae", 3, 2)
 
@@ -577,7 +581,7 @@ def test_binarize_is_recorded_and_evaluate_reproduces_the_test_loss(vae, runs):
         result = vae("evaluate", runs[mode], "-k", "1", "--json", "--device", "cpu")
         assert result.exit_code == 0, result.output
         numbers = json.loads(result.stdout)
-        assert numbers["loss"] == pytest.approx(ckpt.meta["metrics"][-1]["test_loss"], rel=1e-4)
+        assert numbers["nelbo"] == pytest.approx(ckpt.meta["metrics"][-1]["test_nelbo"], rel=1e-4)
         # the inputs of a binarized model are the fixed draw of the test split
         inputs = load_input("shapes:test", ckpt.meta)
         assert torch.equal(inputs.images, binarize(test_images, BINARIZE_SEEDS["test"]))
@@ -586,8 +590,8 @@ def test_binarize_is_recorded_and_evaluate_reproduces_the_test_loss(vae, runs):
             assert torch.equal(load_input("shapes:train", ckpt.meta).images,
                                binarize(train_images, BINARIZE_SEEDS["train"]))
         model = vaecli.load(runs[mode])
-        grey_loss = evaluate(model, test_images)["loss"]
-        assert abs(grey_loss - numbers["loss"]) > 1e-3
+        grey_loss = evaluate(model, test_images)["nelbo"]
+        assert abs(grey_loss - numbers["nelbo"]) > 1e-3
 
 
 def test_bits_per_dim_note_says_cross_entropy_or_binarized(vae, runs):
@@ -713,7 +717,7 @@ def test_cvae_evaluate_reproduces_the_test_loss_with_labels(vae, cvae_ckpt):
     result = vae("evaluate", cvae_ckpt, "-k", "1", "--json", "--device", "cpu")
     assert result.exit_code == 0, result.output
     last = checkpoint.read(cvae_ckpt).meta["metrics"][-1]
-    assert json.loads(result.stdout)["loss"] == pytest.approx(last["test_loss"], rel=1e-6)
+    assert json.loads(result.stdout)["nelbo"] == pytest.approx(last["test_nelbo"], rel=1e-6)
 
 
 def test_cvae_on_an_image_without_a_class_is_aone_line_error(vae, cvae_ckpt, tmp_path):
@@ -745,8 +749,8 @@ def test_forward_keeps_the_positional_beta_of_0_2_and_refuses_labels_without_cla
     model, x = _model(), _binary_batch()
     positional = model(x, 0.0, _gen(7))
     keyword = model(x, beta=0.0, generator=_gen(7))
-    torch.testing.assert_close(positional.loss, keyword.loss)
-    assert not torch.allclose(positional.loss, model(x, 1.0, _gen(7)).loss)  # beta 0 drops the KL
+    torch.testing.assert_close(positional.objective, keyword.objective)
+    assert not torch.allclose(positional.objective, model(x, 1.0, _gen(7)).objective)  # beta 0 drops the KL
     with pytest.raises(ValueError, match="not class-conditional"):
         model(x, labels=torch.zeros(len(x), dtype=torch.long))
 

@@ -441,7 +441,7 @@ def test_good_plugin_registers_its_parts(site):
 def test_good_plugin_through_process_registry_builds_a_working_model(site):
     import torch
 
-    from vaecli.model import from_config
+    from vaecli.factory import create_model as from_config
 
     install_good(site)
     assert "tiny" in plugins.registry().names("architecture")
@@ -845,7 +845,7 @@ def _model_config(arch: dict) -> dict:
 
 
 def test_missing_plugin_names_the_distribution_to_install(site):
-    from vaecli.model import from_config
+    from vaecli.factory import create_model as from_config
 
     config = _model_config({
         "name": "resnetx", "options": {},
@@ -871,7 +871,7 @@ def test_missing_plugin_with_unknown_version_has_no_pin(site):
 
 @pytest.mark.parametrize("provider", [None, {}, {"distribution": "vaecli", "version": "0.1.0"}])
 def test_unknown_name_without_a_plugin_provider_is_a_usage_error(site, provider):
-    from vaecli.model import from_config
+    from vaecli.factory import create_model as from_config
 
     arch = {"name": "resnetx", "options": {}}
     if provider is not None:

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import vaecli
+from vaecli.training import trainer
 from conftest import TINY_CLI, ends_in_error, one_line_error
 from vaecli import checkpoint, training
 from vaecli.data import to_unit
@@ -89,7 +90,7 @@ def test_resume_without_epochs_finishes_the_planned_run(vae):
 
 def _signal_at_batch(monkeypatch, number: int, signum: int) -> None:
     """Send ``signum`` to this process while the ``number``-th training batch is prepared."""
-    real = training.to_unit
+    real = trainer.to_unit
     seen = []
 
     def to_unit(images):
@@ -98,7 +99,7 @@ def _signal_at_batch(monkeypatch, number: int, signum: int) -> None:
             os.kill(os.getpid(), signum)
         return real(images)
 
-    monkeypatch.setattr(training, "to_unit", to_unit)
+    monkeypatch.setattr(trainer, "to_unit", to_unit)
 
 
 def test_save_every_writes_checkpoints_inside_epochs(vae, monkeypatch):
@@ -123,7 +124,7 @@ def test_ctrl_c_inside_an_epoch_saves_and_resume_is_exact(vae, monkeypatch):
                           130, "interrupted (Ctrl-C) in epoch 2 at step 2 of 3")
     assert line.endswith("m.safetensors holds epoch 2 up to step 2 of 3; resume with: vae train --resume "
                          "m.safetensors --epochs 3")
-    monkeypatch.setattr(training, "to_unit", to_unit)  # no more signals
+    monkeypatch.setattr(trainer, "to_unit", to_unit)  # no more signals
     meta = json.loads(_ok(vae("info", "m.safetensors", "--json")).stdout)
     assert meta["epoch"] == 1 and meta["progress"]["epoch"] == 2 and meta["progress"]["step"] == 2
     assert "epochs 1/3 and 2 steps of epoch 2" in " ".join(_ok(vae("info", "m.safetensors")).stdout.split())
@@ -140,13 +141,13 @@ def test_sigterm_saves_and_exits_143(vae, monkeypatch):
 
 
 def test_a_signal_during_the_last_epochs_test_pass_just_finishes(vae, monkeypatch):
-    real = training.evaluate_split
+    real = trainer.test_pass
 
     def evaluate(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(training, "evaluate_split", evaluate)
+    monkeypatch.setattr(trainer, "test_pass", evaluate)
     ends_in_error(vae("train", *TINY_CLI, "--epochs", "2", "-o", "a.safetensors"), 130,
                    "interrupted (Ctrl-C) after epoch 1", "a.safetensors holds 1 completed epoch")
     _ok(vae("train", *TINY_CLI, "--epochs", "1", "-o", "b.safetensors"))  # the last epoch: nothing to stop
@@ -205,15 +206,15 @@ KILL_RUN = ["train", "shapes", "--data-option", "n_train=4000", "--data-option",
 # do not change).
 SLOW = textwrap.dedent("""
     import sys, time
-    from vaecli import training
+    from vaecli.training import trainer
 
-    real_to_unit = training.to_unit
+    real_to_unit = trainer.to_unit
 
     def to_unit(images):
         time.sleep(0.004)
         return real_to_unit(images)
 
-    training.to_unit = to_unit
+    trainer.to_unit = to_unit
 """)
 RUN = "from vaecli.cli import main\nsys.argv = ['vae', *sys.argv[1:]]\nmain()\n"
 
@@ -280,7 +281,7 @@ def _saved(path: Path):
     return ckpt.epoch, (ckpt.meta.get("progress") or {}).get("step", 0)
 
 
-class _Warnings(training._Silent):
+class _Warnings(training.Silent):
     def __init__(self) -> None:
         self.said: list[str] = []
 

@@ -10,10 +10,14 @@ import pytest
 import torch
 
 import vaecli
+from vaecli import evaluation
+from vaecli import factory
 from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, ends_in_error, one_line_error
 from vaecli import checkpoint, training
-from vaecli.model import from_config
-from vaecli.training import MixedPrecision, TrainConfig, model_config
+from vaecli.training import precision
+from vaecli.factory import create_model as from_config
+from vaecli.factory import model_section as model_config
+from vaecli.training import MixedPrecision, TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,18 +50,18 @@ def test_mixed_precision_multiplies_in_16_bits_and_keeps_loss_terms_in_fp32(arch
         terms = model(x, 1.0, torch.Generator().manual_seed(1))
     assert set(seen) == {dtype}  # every layer ran in 16 bits
     assert mean.dtype == logvar.dtype == params.dtype == torch.float32  # what the loss sees
-    assert terms.loss.dtype == terms.recon.dtype == terms.kl.dtype == torch.float32
+    assert terms.objective.dtype == terms.recon.dtype == terms.kl.dtype == torch.float32
     with torch.no_grad():
         exact = model(x, 1.0, torch.Generator().manual_seed(1))
     # 16-bit products: close to the fp32 loss, not equal to it
-    assert terms.loss.item() != exact.loss.item()
-    assert terms.loss.item() == pytest.approx(exact.loss.item(), rel=0.02)
+    assert terms.objective.item() != exact.objective.item()
+    assert terms.objective.item() == pytest.approx(exact.objective.item(), rel=0.02)
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch, native, expected):
-    monkeypatch.setattr(training, "native_bf16", lambda device: native)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: native)
     result = _train(epochs=1)
     meta = checkpoint.read(result.path).meta
     assert meta["training"]["precision"] == expected  # the resolved choice is recorded, not "auto"
@@ -66,14 +70,14 @@ def test_auto_precision_is_bf16_only_where_the_hardware_has_it(monkeypatch, nati
 
 def test_precisions_train_to_similar_losses_and_the_test_pass_is_fp32():
     results = {p: _train(precision=p, epochs=3, out=f"{p}.safetensors") for p in ("fp32", "bf16", "fp16")}
-    losses = {p: r.metrics[-1]["test_loss"] for p, r in results.items()}
+    losses = {p: r.metrics[-1]["test_nelbo"] for p, r in results.items()}
     assert len(set(losses.values())) == 3  # three different runs
     for p in ("bf16", "fp16"):
         assert losses[p] == pytest.approx(losses["fp32"], rel=0.03)
     # the reported test -ELBO is the fp32 evaluation of the weights, as `vae evaluate -k 1` does it
     for p, r in results.items():
-        again = training.evaluate_split(checkpoint.load(r.path), *_test_split())
-        assert again["loss"] == r.metrics[-1]["test_loss"]
+        again = evaluation.test_pass(factory.load(r.path), *_test_split())
+        assert again["nelbo"] == r.metrics[-1]["test_nelbo"]
     fp16 = checkpoint.read("fp16.safetensors").tensors
     scale = float(fp16["amp.scale"])
     assert scale > 0 and scale == 2.0 ** round(torch.log2(torch.tensor(scale)).item())
@@ -91,18 +95,18 @@ def test_fp16_loss_scaling_skips_a_step_whose_gradients_overflow():
     torch.manual_seed(0)
     model = _tiny_model()
     amp = MixedPrecision("fp16", torch.device("cpu"))
-    opt = TrainConfig().make_optimizer(model.parameters(), torch.device("cpu"))
+    opt = training.make_optimizer(TrainConfig(), model.parameters(), torch.device("cpu"))
     before = [p.detach().clone() for p in model.parameters()]
     x = torch.rand(4, 1, 8, 8)
     with amp.autocast():
-        loss = model(x, 1.0, torch.Generator().manual_seed(1)).loss
+        loss = model(x, 1.0, torch.Generator().manual_seed(1)).objective
     amp.backward(loss * float("inf"))  # overflows at any scale
     amp.step(opt)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # skipped
     assert amp.state()["amp.scale"].item() == 2.0 ** 15  # halved from 2^16
     opt.zero_grad()
     with amp.autocast():
-        loss = model(x, 1.0, torch.Generator().manual_seed(1)).loss
+        loss = model(x, 1.0, torch.Generator().manual_seed(1)).objective
     amp.backward(loss)
     amp.step(opt)
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # this one is taken
@@ -128,8 +132,8 @@ def test_compiled_training_computes_what_eager_training_does():
     eager = _train(precision="fp32", epochs=1, out="eager.safetensors")
     compiled = _train(precision="fp32", epochs=1, compile=True, out="compiled.safetensors")
     a, b = eager.metrics[-1], compiled.metrics[-1]
-    assert b["test_loss"] == pytest.approx(a["test_loss"], rel=1e-3)
-    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    assert b["test_nelbo"] == pytest.approx(a["test_nelbo"], rel=1e-3)
+    assert b["train_nelbo"] == pytest.approx(a["train_nelbo"], rel=1e-3)
     # the checkpoint is an ordinary one: the parameter names are the model's own
     assert sorted(checkpoint.read("compiled.safetensors").tensors) == sorted(checkpoint.read("eager.safetensors").tensors)
     assert vaecli.metadata("compiled.safetensors")["training"]["compile"] is True

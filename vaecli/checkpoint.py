@@ -40,8 +40,8 @@ from typing import Any, Optional
 
 import torch
 
-from . import __version__
 from .errors import CheckpointError, UsageError, VaeError
+from .version import __version__
 
 FORMAT = "vaecli"
 FORMAT_VERSION = 2  # the newest this vaecli reads and writes
@@ -106,7 +106,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: "Checkpoint") -
     """Put the state that ``optimizer_tensors`` saved back into ``optimizer``."""
     groups = (ckpt.meta.get("optim") or {}).get("param_groups")
     if not groups:
-        raise _refuse(ckpt.path, "holds no optimizer state to resume from")
+        raise refuse(ckpt.path, "holds no optimizer state to resume from")
     state: dict[int, dict] = {}
     for name, value in ckpt.section("optim.state.").items():
         idx, _, key = name.partition(".")
@@ -114,7 +114,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: "Checkpoint") -
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-        raise _refuse(ckpt.path, f"its optimizer state does not fit the model ({exc})") from None
+        raise refuse(ckpt.path, f"its optimizer state does not fit the model ({exc})") from None
 
 
 def restore_rng(ckpt: "Checkpoint") -> None:
@@ -247,7 +247,7 @@ class Checkpoint:
         return int(self.meta.get("epoch", 0))
 
 
-def _refuse(path: Path, why: str) -> CheckpointError:
+def refuse(path: Path, why: str) -> CheckpointError:
     return CheckpointError(f"{path}: {why}")
 
 
@@ -275,38 +275,38 @@ def read(path: Path | str) -> Checkpoint:
 
     path = Path(path)
     if not path.exists():
-        raise _refuse(path, "no such file")
+        raise refuse(path, "no such file")
     if path.is_dir():
-        raise _refuse(path, "is a folder, not a checkpoint file")
+        raise refuse(path, "is a folder, not a checkpoint file")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise _refuse(path, f"cannot be read ({exc.strerror or exc})") from None
+        raise refuse(path, f"cannot be read ({exc.strerror or exc})") from None
     if not data:
-        raise _refuse(path, "is empty, not a checkpoint")
+        raise refuse(path, "is empty, not a checkpoint")
     try:
         header = safetensors_header(data)
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error type for any malformed file
         if _looks_pickled(data):
-            raise _refuse(path, "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
+            raise refuse(path, "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
                                 "checkpoints (pickles can run code, so they are never loaded)") from None
         reason = "truncated or corrupt" if len(data) >= 8 else "too short"
-        raise _refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})") from None
+        raise refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})") from None
     raw_meta = header.get("__metadata__") or {}
     if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
-        raise _refuse(path, "has malformed metadata (not a map of strings)")
+        raise refuse(path, "has malformed metadata (not a map of strings)")
     if raw_meta.get("format") != FORMAT:
-        raise _refuse(path, "is a safetensors file but not a vaecli checkpoint (no vaecli metadata)")
+        raise refuse(path, "is a safetensors file but not a vaecli checkpoint (no vaecli metadata)")
     try:
         version = int(raw_meta.get("format_version", "0"))
     except ValueError:
-        raise _refuse(path, "has a malformed format_version") from None
+        raise refuse(path, "has a malformed format_version") from None
     if version > FORMAT_VERSION:
-        raise _refuse(path, f"was written in checkpoint format {version} by a newer vaecli; "
+        raise refuse(path, f"was written in checkpoint format {version} by a newer vaecli; "
                             f"this is vaecli {__version__} (format {FORMAT_VERSION}): upgrade vaecli")
     if "meta_sha256" in raw_meta and meta_hash(raw_meta) != raw_meta["meta_sha256"]:
-        raise _refuse(path, "its metadata does not match the hash recorded when it was written: "
+        raise refuse(path, "its metadata does not match the hash recorded when it was written: "
                             "the file is damaged")
     meta: dict[str, Any] = {}
     for key, value in raw_meta.items():
@@ -314,47 +314,32 @@ def read(path: Path | str) -> Checkpoint:
             try:
                 meta[key] = json.loads(value)
             except (TypeError, ValueError, RecursionError):
-                raise _refuse(path, f"has malformed metadata under '{key}'") from None
+                raise refuse(path, f"has malformed metadata under '{key}'") from None
         else:
             meta[key] = value
     if tensor_hash(tensors) != meta.get("tensor_sha256"):
-        raise _refuse(path, "its tensor data does not match the hash recorded when it was "
+        raise refuse(path, "its tensor data does not match the hash recorded when it was "
                             "written: the file is damaged")
     for key in ("model", "data", "training"):
         if not isinstance(meta.get(key), dict):
-            raise _refuse(path, f"has no '{key}' metadata")
+            raise refuse(path, f"has no '{key}' metadata")
     if not str(meta.get("epoch", "0")).isdigit():
-        raise _refuse(path, f"has a malformed epoch count {str(meta.get('epoch'))[:40]!r}")
+        raise refuse(path, f"has a malformed epoch count {str(meta.get('epoch'))[:40]!r}")
+    if "metrics" in meta:
+        meta["metrics"] = upgrade_metrics(meta["metrics"])
     return Checkpoint(path, meta, tensors)
 
 
-def _check_sizes(path: Path, config: dict, state: dict[str, torch.Tensor]) -> None:
-    """Build the model the metadata describes on the meta device (no memory) and compare its
-    parameter shapes with the weights in the file, so that a damaged or hostile size (a latent
-    dim of 10**12) is refused before anything is allocated. An architecture that cannot be built
-    on the meta device is left to the real build."""
-    from .model import from_config
+# metric keys of vaecli 0.5 and earlier, and their names now (the negative ELBO is "nelbo")
+OLD_METRIC_KEYS = {"train_loss": "train_nelbo", "test_loss": "test_nelbo"}
 
-    try:
-        with torch.device("meta"):
-            model = from_config(config)
-    except CheckpointError as exc:
-        raise _refuse(path, f"has malformed model metadata ({exc})") from None
-    except VaeError:
-        raise
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        if isinstance(exc, RuntimeError) and "meta" in str(exc).lower():
-            return  # the architecture does something the meta device cannot: build it for real
-        raise _refuse(path, f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})") from None
-    except Exception:  # a plugin's build that needs real tensors
-        return
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != found:
-        differ = sorted(set(expected) ^ set(found)) or [k for k in sorted(expected) if expected[k] != found[k]]
-        key = differ[0]
-        raise _refuse(path, f"its weights do not fit the architecture it names ({key}: "
-                            f"{found.get(key, 'missing')} in the file, {expected.get(key, 'none')} expected)")
+
+def upgrade_metrics(metrics: Any) -> Any:
+    """Per-epoch metrics with the keys of this version: files written by vaecli 0.5 and earlier
+    called the negative ELBO ``train_loss`` and ``test_loss``."""
+    if not isinstance(metrics, list):
+        return metrics
+    return [{OLD_METRIC_KEYS.get(k, k): v for k, v in m.items()} if isinstance(m, dict) else m for m in metrics]
 
 
 def describe(path: Path | str) -> dict[str, Any]:
@@ -365,32 +350,3 @@ def describe(path: Path | str) -> dict[str, Any]:
     meta["epoch"] = ckpt.epoch
     meta["parameters"] = sum(t.numel() for t in ckpt.section("model.").values())
     return meta
-
-
-def model_of(ckpt: Checkpoint):
-    """The model a checkpoint holds, on the CPU, its weights loaded and ``.meta`` set. Sizes
-    are checked against the file before anything is allocated; weights that do not fit or are
-    not finite are refused."""
-    from .model import from_config
-
-    path, config, state = ckpt.path, ckpt.meta["model"], ckpt.section("model.")
-    _check_sizes(path, config, state)
-    try:
-        model = from_config(config)
-    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
-        raise _refuse(path, f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})") from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # only when the meta-device check could not run
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        reason = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
-        raise _refuse(path, f"its weights do not fit the architecture it names ({reason[:300]})") from None
-    if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
-        raise _refuse(path, "holds non-finite (NaN or infinite) weights")
-    model.meta = ckpt.meta
-    return model
-
-
-def load(path: Path | str, device: str | torch.device = "cpu"):
-    """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
-    return model_of(read(path)).to(device).eval()

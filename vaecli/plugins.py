@@ -22,7 +22,8 @@ from typing import Any, Callable, Optional
 
 import pluggy
 
-from . import __version__, hookspecs
+from . import hookspecs
+from .version import __version__
 from .errors import PluginMissingError, unknown_name
 from .hookspecs import ArchitectureSpec, DatasetSpec, LikelihoodSpec, RecipeSpec
 

@@ -24,7 +24,8 @@ from typing import Any, Optional
 import torch
 
 from .hookspecs import DatasetSplits
-from .model import VAE, from_config
+from .factory import create_model
+from .model import VAE
 from .plugins import registry
 
 __all__ = ["check_architecture", "check_likelihood", "check_dataset", "check_recipe", "invoke"]
@@ -52,7 +53,7 @@ def check_architecture(
 ) -> VAE:
     """Build architecture ``name`` into a VAE as ``vae train`` does and check the contract:
     the encoder gives ``(mean, logvar)`` of shape ``(B, latent_dim)``, the decoder gives
-    likelihood parameters ``(B, P * C, H, W)``, the loss is finite and every parameter gets a
+    likelihood parameters ``(B, P * C, H, W)``, the objective is finite and every parameter gets a
     gradient, and a second build has the same parameter names and shapes (so checkpoints load).
     With ``num_classes`` > 0 the class-conditional variant is checked. Returns the model."""
     spec = _registered("architecture", name).spec
@@ -67,7 +68,7 @@ def check_architecture(
         "num_classes": num_classes,
     }
     torch.manual_seed(0)
-    model = from_config(config)
+    model = create_model(config)
     c, h, w = input_shape
     x = torch.rand(batch, c, h, w)
     if registry().get("likelihood", likelihood).spec.data_range == "binary":
@@ -85,12 +86,12 @@ def check_architecture(
 
     model.train()
     terms = model(x, labels=y)
-    assert torch.isfinite(terms.loss).all(), "the loss is not finite"
-    terms.loss.mean().backward()
+    assert torch.isfinite(terms.objective).all(), "the objective is not finite"
+    terms.objective.mean().backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"parameters that get no gradient: {', '.join(missing)}"
 
-    again = from_config(config)
+    again = create_model(config)
     first = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     second = {k: tuple(v.shape) for k, v in again.state_dict().items()}
     assert first == second, "two builds with the same options differ in parameter names or shapes"
@@ -160,14 +161,15 @@ def check_recipe(name: str):
     from .data import split_dataset_name
     from .errors import VaeError
     from .recipes import Recipe, apply
-    from .training import TrainConfig, model_config
+    from .config import TrainConfig
+    from .factory import model_section
 
     found = _registered("recipe", name)
     recipe = Recipe(found.spec, provider=found.plugin.provider())
     try:
         config = apply(TrainConfig(), recipe, set())
         config.check()
-        model_config(config)
+        model_section(config)
         dataset, _ = split_dataset_name(config.dataset)
     except VaeError as exc:
         raise AssertionError(f"recipe '{name}': {exc}") from None

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from ..errors import DataUnavailableError
 from ..hookspecs import DataRequest, DatasetSpec, DatasetSplits, NoOptions, Split, hookimpl
-from .files import FolderOptions, TensorOptions, load_folder, load_tensor
+from .arrays import TensorOptions, load_tensor
+from .files import FolderOptions, load_folder
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..model import Likelihood, gaussian_log_prob
+from ..likelihood import Likelihood, gaussian_log_prob
 
 
 class Bernoulli(Likelihood):

@@ -70,7 +70,7 @@ def _best(meta, metric):
     return m[metric], m["epoch"]
 
 
-@pytest.mark.parametrize("metric", ["test_loss", "test_kl", "train_recon"])
+@pytest.mark.parametrize("metric", ["test_nelbo", "test_kl", "train_recon"])
 def test_json_rows_are_the_checkpoints_numbers(runs, metric):
     names = ["z3.safetensors", "z2.safetensors", "beta4.safetensors"]
     result = compare(*names, "--json", "--metric", metric)
@@ -81,8 +81,8 @@ def test_json_rows_are_the_checkpoints_numbers(runs, metric):
     for row, name in zip(rows, names):
         meta = vaecli.metadata(name)
         metrics = meta["metrics"]
-        assert row["final_test_loss"] == metrics[-1]["test_loss"]
-        assert row["final_train_loss"] == metrics[-1]["train_loss"]
+        assert row["final_test_loss"] == metrics[-1]["test_nelbo"]
+        assert row["final_train_loss"] == metrics[-1]["train_nelbo"]
         assert (row["best"], row["best_epoch"]) == _best(meta, metric)
         assert row["metric"] == metric
         assert row["epochs"] == meta["epoch"] == len(metrics)
@@ -97,7 +97,7 @@ def test_json_rows_are_the_checkpoints_numbers(runs, metric):
 def test_sort_orders_by_the_best_value(runs):
     names = ["z3.safetensors", "z2.safetensors", "beta4.safetensors"]
     rows = json.loads(compare(*names, "--json", "--sort").stdout)
-    bests = {n: _best(vaecli.metadata(n), "test_loss")[0] for n in names}
+    bests = {n: _best(vaecli.metadata(n), "test_nelbo")[0] for n in names}
     assert [r["file"] for r in rows] == sorted(names, key=bests.get)
 
 
@@ -113,8 +113,8 @@ def test_table_names_every_file(runs):
 
 def test_table_marks_only_the_lowest_best_value(runs):
     names = ["z3.safetensors", "z2.safetensors", "beta4.safetensors"]
-    rows = [vaecli_compare.summarize(n, vaecli.metadata(n), "test_loss") for n in names]
-    column = next(c for c in vaecli_compare.table(rows, "test_loss").columns if "best" in str(c.header))
+    rows = [vaecli_compare.summarize(n, vaecli.metadata(n), "test_nelbo") for n in names]
+    column = next(c for c in vaecli_compare.table(rows, "test_nelbo").columns if "best" in str(c.header))
     cells = list(column.cells)
     lowest = min(range(3), key=lambda i: rows[i]["best"])
     for i, cell in enumerate(cells):

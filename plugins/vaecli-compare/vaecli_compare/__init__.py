@@ -22,14 +22,14 @@ from vaecli.errors import UsageError, unknown_name
 __version__ = "0.1.0"
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
-DEFAULT_METRIC = "test_loss"
+DEFAULT_METRIC = "test_nelbo"
 LABELS = {  # per-epoch metric -> how the table and the plot name it
-    "train_loss": "train -ELBO", "test_loss": "test -ELBO",
+    "train_nelbo": "train -ELBO", "test_nelbo": "test -ELBO",
     "train_recon": "train recon", "test_recon": "test recon",
     "train_kl": "train KL", "test_kl": "test KL",
     "train_objective": "train objective", "kl_weight": "KL weight", "lr": "learning rate",
 }
-NATS = ("loss", "recon", "kl", "objective")  # metrics named *_<one of these> are nats per example
+NATS = ("nelbo", "loss", "recon", "kl", "objective")  # metrics named *_<one of these> are nats per example
 
 
 def label(metric: str) -> str:
@@ -110,8 +110,8 @@ def summarize(path, meta: dict, metric: str = DEFAULT_METRIC) -> dict:
         "input_shape": model.get("input_shape"),
         "epochs": meta.get("epoch", len(metrics)),
         "parameters": meta.get("parameters"),
-        "final_train_loss": _number(metrics[-1].get("train_loss")),
-        "final_test_loss": _number(metrics[-1].get("test_loss")),
+        "final_train_loss": _number(metrics[-1].get("train_nelbo")),
+        "final_test_loss": _number(metrics[-1].get("test_nelbo")),
         "metric": metric,
         "best": best.get(metric),
         "best_epoch": best.get("epoch"),
@@ -134,7 +134,7 @@ def not_comparable(rows: list[dict]) -> list[str]:
 # -- showing ------------------------------------------------------------------------------------
 
 
-def _fmt(value, metric: str = "test_loss") -> str:
+def _fmt(value, metric: str = "test_nelbo") -> str:
     if value is None:
         return "-"
     return f"{value:.2f}" if in_nats(metric) else f"{value:.4g}"
@@ -220,7 +220,7 @@ def run(ckpts: list, output: Optional[Path] = None, metric: str = DEFAULT_METRIC
     from rich.markup import escape
 
     from vaecli import viz
-    from vaecli.cli import err, out
+    from vaecli.console import err, out
 
     if output is not None:
         target = Path(output).expanduser().resolve()
@@ -256,7 +256,7 @@ def register_commands(app: typer.Typer) -> None:
     def compare(
         checkpoints: Annotated[List[Path], typer.Argument(metavar="CKPT", help="Checkpoints written by vae train, in the order to show them.", show_default=False)],
         output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also draw the learning curves into this picture: .png, .pdf or .svg.", show_default=False)] = None,
-        metric: Annotated[str, typer.Option("--metric", "-m", help="Per-epoch metric for the 'best' column and the plot: test_loss (the test -ELBO), test_recon, test_kl, train_loss, ...")] = DEFAULT_METRIC,
+        metric: Annotated[str, typer.Option("--metric", "-m", help="Per-epoch metric for the 'best' column and the plot: test_nelbo (the test -ELBO), test_recon, test_kl, train_nelbo, ...")] = DEFAULT_METRIC,
         sort: Annotated[bool, typer.Option("--sort", help="Order the runs by the best value of --metric, lowest first (default: as given).")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON (a list of objects, numbers as numbers) instead of the table.")] = False,
     ) -> None:

@@ -125,8 +125,8 @@ def test_train_sample_evaluate_through_the_cli(tmp_path, monkeypatch):
     # one sample and train's seed it repeats train's test -ELBO
     result = testing.invoke("evaluate", "d.safetensors", "-k", "1", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
-    test_loss = vaecli.metadata("d.safetensors")["metrics"][-1]["test_loss"]
-    assert json.loads(result.stdout)["loss"] == pytest.approx(test_loss, rel=1e-5)
+    test_nelbo = vaecli.metadata("d.safetensors")["metrics"][-1]["test_nelbo"]
+    assert json.loads(result.stdout)["nelbo"] == pytest.approx(test_nelbo, rel=1e-5)
 
 
 def test_a_cvae_trains_on_digits(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def launch(nproc: int, args: list[str]) -> int:
     env = dict(os.environ)
     # torchrun sets 1 thread per process and prints a banner about it; share the cores instead
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    proc = subprocess.Popen([sys.executable, "-m", "vaecli.distributed", str(nproc), *args], start_new_session=True,
+    proc = subprocess.Popen([sys.executable, "-m", "vaecli.training.distributed", str(nproc), *args], start_new_session=True,
                             env=env)
 
     def forward(number, frame):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from . import viz
-from .errors import UsageError
+from .. import viz
+from ..errors import UsageError
 
 PICTURES = ("recon", "samples", "latent")
 MAX_FRAMES = 200  # training.gif keeps every k-th epoch beyond this, k doubling as needed
@@ -137,7 +137,7 @@ class TrainingPictures:
     def epoch_end(self, epoch: int, model, record: dict) -> None:
         from PIL import Image
 
-        from .latents import pca
+        from ..latents import pca
 
         recon_grid, samples_grid, mean = self.fixed.pictures(epoch, model)
         paths = [self.folder / f"{kind}-{epoch:03d}.png" for kind in PICTURES]
@@ -157,7 +157,7 @@ class TrainingPictures:
             with Image.open(paths[2]) as img:
                 pictures.append(img.convert("RGB"))
             captions.append("latent space")
-        header = f"epoch {epoch}   test -ELBO {record['test_loss']:.2f} nats (recon {record['test_recon']:.2f} + KL {record['test_kl']:.2f})"
+        header = f"epoch {epoch}   test -ELBO {record['test_nelbo']:.2f} nats (recon {record['test_recon']:.2f} + KL {record['test_kl']:.2f})"
         frame = viz.panels(pictures, captions, header)
         self.last = (epoch, frame)
         if (epoch - 1) % self.stride == 0:
@@ -185,7 +185,7 @@ class TensorBoardLog:
     def epoch_end(self, epoch: int, model, record: dict) -> None:
         for key, value in record.items():
             if key != "epoch":
-                group, _, name = key.partition("_")  # train_loss -> train/loss
+                group, _, name = key.partition("_")  # train_nelbo -> train/nelbo
                 self.writer.add_scalar(f"{group}/{name}" if name else f"epoch/{key}", value, epoch)
         recon_grid, samples_grid, _ = self.fixed.pictures(epoch, model)
         self.writer.add_image("reconstructions", recon_grid, epoch)

@@ -1,0 +1,268 @@
+"""``vae train``: its options are generated from the settings declared in ``vaecli.config``."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from ..config import PANELS, TrainConfig, settings
+from ..console import err, escape, out, warn
+from ..errors import UsageError
+from ..options import parse_pairs
+from .app import ParameterSource, app
+from .text import fmt_objective
+
+# options of the command that are not settings of a run
+COMMAND_OPTIONS = {
+    "recipe": (Optional[str], None, typer.Option("--recipe", help="Start from a recipe: a name from `vae recipes` (pythae-vae, burda-iwae, ...) or a NAME.toml file of the same form; the options you give win over it.", show_default=False)),
+    "resume": (Optional[Path], None, typer.Option("--resume", help="Continue the run in this checkpoint up to --epochs in total, writing to it; its dataset and settings are used (--data-dir, --no-download, --device and --save-every may be given again).", rich_help_panel=PANELS["run"], show_default=False)),
+    "nproc": (int, 1, typer.Option("--nproc", help="Train on N processes of this machine with DistributedDataParallel (torchrun; NCCL on GPUs, gloo on the CPU); each process takes its share of every batch.", rich_help_panel=PANELS["run"])),
+    "image_size": (Optional[int], None, typer.Option("--image-size", help="folder: resize the shorter side to N and centre-crop N x N (the dataset option image_size).", rich_help_panel=PANELS["data"], show_default=False)),
+    "grayscale": (bool, False, typer.Option("--grayscale", help="folder: convert the images to grey (the dataset option grayscale).", rich_help_panel=PANELS["data"])),
+}
+RESUME_ALLOWED = {"resume", "epochs", "data_dir", "download", "device", "save_every"}
+
+
+def _parameter(s) -> inspect.Parameter:
+    """The typer parameter of a declared setting."""
+    default = getattr(TrainConfig(), s.name)
+    panel = PANELS[s.group]
+    if s.flag == "DATASET":
+        info: Any = typer.Argument(help=s.help, rich_help_panel=panel, metavar="[DATASET]")
+        kind: Any = str
+    else:
+        decls = [s.flag, *s.aliases]
+        show_default = default not in (None, {}, [])
+        info = typer.Option(*decls, help=s.help, rich_help_panel=panel, show_default=show_default,
+                            metavar=s.metavar)
+        hint = TrainConfig.__dataclass_fields__[s.name].type
+        if s.options:
+            kind, default = Optional[List[str]], None
+        elif isinstance(default, list):
+            kind, default = Optional[str], None
+        else:
+            kind = {"str": str, "int": int, "float": float, "bool": bool, "Optional[float]": Optional[float],
+                    "Optional[str]": Optional[str]}[hint]
+    return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
+
+
+def _int_list(text: Optional[str], flag: str) -> list:
+    """``"200,350"`` -> ``[200, 350]``; anything else is a one-line error."""
+    if text is None:
+        return []
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.lstrip("-").isdigit() for p in parts):
+        raise UsageError(f"{flag} takes whole numbers separated by commas (e.g. 200,350), got {text!r}")
+    return [int(p) for p in parts]
+
+
+def config_from(values: dict) -> TrainConfig:
+    """The ``TrainConfig`` of the command line's values."""
+    fields = {}
+    for s in settings():
+        if not s.flag:
+            continue
+        value = values[s.name]
+        if s.options:
+            value = parse_pairs(value, s.flag)
+        elif isinstance(getattr(TrainConfig(), s.name), list):
+            value = _int_list(value, s.flag)
+        fields[s.name] = value
+    for key, value, given in (("image_size", values["image_size"], values["image_size"] is not None),
+                              ("grayscale", "true", values["grayscale"])):
+        if given:
+            if key in fields["dataset_options"]:
+                raise UsageError(f"--{key.replace('_', '-')} and --dataset-option {key}= both given; use one")
+            fields["dataset_options"][key] = str(value)
+    return TrainConfig(**fields)
+
+
+def train(ctx: typer.Context, **values: Any) -> None:
+    """Train a VAE and write a checkpoint after every epoch.
+
+    Prints the test negative ELBO (nats per example) after each epoch, and appends it to
+    CKPT.metrics.jsonl beside the checkpoint. The checkpoint is replaced atomically, so a crash
+    or a kill leaves the last one intact; Ctrl-C saves the run where it is and says how to
+    continue it: vae train --resume CKPT --epochs N.
+    """
+    from ..training import resume as resume_run
+    from ..training import run
+
+    if values["nproc"] != 1:
+        _launch_processes(ctx, values["nproc"])
+        return
+    explicit = {p for p in ctx.params if ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)}
+    resume, recipe = values["resume"], values["recipe"]
+    if resume is not None and recipe is not None:
+        raise UsageError("--recipe and --resume do not combine: a resumed run keeps the settings and the recipe "
+                         "recorded in its checkpoint; drop --recipe")
+    reporter = ProgressReporter()
+    try:
+        if resume is not None:
+            given = [p for p in ctx.params if p in explicit and p not in RESUME_ALLOWED]
+            if given:
+                spelled = {p.name: p.opts[0] if p.opts[0].startswith("-") else p.name.upper() for p in ctx.command.params}
+                flags = ", ".join(spelled.get(p, p) for p in given)
+                raise UsageError(f"--resume continues a run with the settings in its checkpoint; {flags} "
+                                 f"cannot change them (only --epochs, --data-dir, --no-download, --device "
+                                 f"and --save-every can be given)")
+            result = resume_run(resume, **{k: values[k] for k in ("epochs", "device", "save_every") if k in explicit},
+                                data_dir=values["data_dir"], download=values["download"], reporter=reporter)
+            viz_dir = None
+        else:
+            config = config_from(values)
+            if recipe is not None:
+                from .. import recipes
+
+                fields = {"dataset_options" if p in ("image_size", "grayscale") else p for p in explicit}
+                recipes.apply(config, recipes.resolve(recipe), fields)
+            result = run(config, reporter=reporter)
+            viz_dir = config.viz_dir
+    finally:
+        reporter.close()
+    _trained(result, result.model.kind, viz_dir)
+
+
+train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    + [_parameter(s) for s in settings() if s.flag]
+    + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
+       for name, (kind, default, info) in COMMAND_OPTIONS.items()])
+app.command()(train)
+
+
+def _launch_processes(ctx: typer.Context, nproc: int) -> None:
+    """``--nproc N``: the same command line, less --nproc, under torchrun with N processes."""
+    from ..training import distributed
+
+    if nproc < 1:
+        raise UsageError(f"--nproc must be at least 1, got {nproc}")
+    if distributed.from_environment().distributed:
+        raise UsageError("--nproc launches torchrun; this process already runs under it (give the number of "
+                         "processes to torchrun's --nproc-per-node)")
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or ctx.get_parameter_source(param.name) in (ParameterSource.DEFAULT, None):
+            continue
+        if isinstance(param, typer.core.TyperArgument):
+            args.insert(0, str(value))
+        elif getattr(param, "is_flag", False):
+            if value:
+                args.append(param.opts[0])
+            elif param.secondary_opts:
+                args.append(param.secondary_opts[0])
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                args += [param.opts[0], str(v)]
+        else:
+            args += [param.opts[0], str(value)]
+    code = distributed.launch(nproc, args)
+    if code:
+        raise typer.Exit(code)
+
+
+def _trained(result, kind: str, viz_dir: Optional[str]) -> None:
+    if not result.main:
+        return  # rank 0 says it
+    last = result.metrics[-1]
+    score = (f"test reconstruction {last['test_recon']:.2f}" if kind == "ae"
+             else f"test -ELBO {last['test_nelbo']:.2f}")
+    out.print(f"Saved {result.path} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}: "
+              f"{score} nats per example.")
+    if viz_dir:
+        out.print(f"Pictures of each epoch and the animation: {Path(viz_dir) / 'training.gif'}")
+    out.print(f"Next: vae sample {result.path} -o samples.png   |   vae info {result.path}")
+
+
+class ProgressReporter:
+    """Draws a Rich progress bar during each epoch and a summary line after it."""
+
+    REFRESH_S = 0.25  # how often the running loss is read back from the device
+
+    def __init__(self) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("objective {task.fields[objective]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,  # no bar (nor its blank line) in logs and pipes
+        )
+        self.task = None
+        self.started = False
+        self.kind = "vae"
+        self._last = 0.0
+
+    def start(self, config, path, device, data) -> None:
+        import torch
+
+        self.kind = config.model
+        objective = fmt_objective(dataclasses.asdict(config)) if config.model != "ae" else ""
+        extras = [x for x in (objective if objective != "ELBO" else "",
+                              f"binarized {config.binarize}" if config.binarize != "none" else "") if x]
+        err.print(
+            f"Training {'an' if config.model == 'ae' else 'a'} {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}"
+            f"{'; ' + ', '.join(extras) if extras else ''}) "
+            f"on {config.dataset} ({len(data.splits.train)} train / {len(data.splits.test)} test images of "
+            f"{'x'.join(map(str, data.input_shape))}) on {device}"
+            f"{'' if config.precision == 'fp32' else f' in {config.precision} mixed precision'}"
+            f"{', compiled' if config.compile else ''}, torch {torch.__version__}",
+        )
+        if config.recipe:
+            from ..recipes import changes
+
+            rec = config.recipe
+            changed = [k for k in changes(dataclasses.asdict(config)) if k in rec["settings"]]
+            err.print(escape(f"Recipe: {rec['name']}" + (f" ({rec['file']})" if rec.get("file") else "")
+                             + (f"; changed by your options: {', '.join(changed)}" if changed else "")))
+        err.print(f"Checkpoint: {path}")
+        self.progress.start()
+        self.started = True
+
+    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        import time
+
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task("train", total=batches, epoch=f"{epoch}/{epochs}", objective="…")
+        self._last = time.perf_counter()
+
+    def step(self, done: int, objective) -> None:
+        import time
+
+        now = time.perf_counter()
+        fields = {}
+        if now - self._last >= self.REFRESH_S:
+            fields["objective"] = f"{objective.item():.2f}"
+            self._last = now
+        self.progress.update(self.task, completed=done, **fields)
+
+    def epoch_end(self, m: dict) -> None:
+        if self.kind == "ae":
+            summary = f"test recon [bold]{m['test_recon']:.2f}[/] nats"
+        else:
+            summary = (f"test -ELBO [bold]{m['test_nelbo']:.2f}[/] nats "
+                       f"(recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})")
+        self.progress.console.print(
+            f"epoch {m['epoch']:>3}  train {m['train_nelbo']:.2f}  {summary}  {m['seconds']:.1f} s"
+        )
+
+    def warn(self, message: str) -> None:
+        warn(message, self.progress.console)
+
+    def close(self) -> None:
+        if self.started:
+            self.progress.stop()

@@ -1,0 +1,224 @@
+"""The settings of a training run, each declared once.
+
+A setting is one field of ``TrainConfig``, declared with ``setting(default, help, group, ...)``.
+Everything else is generated from that declaration: the ``vae train`` option (its flag, help,
+help panel and type), the checks of its value, the keys a recipe or a TOML recipe file may set,
+and whether the line that repeats a run (``vae info``) shows it. Adding a setting is one field
+here; the trainer then reads it from the config. The groups say who uses a setting:
+
+- ``model``: what is built (dataset-independent parts and their sizes);
+- ``objective``: what is minimised;
+- ``optimiser``: how it is minimised;
+- ``data``: what it is trained on;
+- ``run``: the machine and the files of one run; never set by a recipe.
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import schedules
+from .errors import UsageError, unknown_name
+
+__all__ = ["TrainConfig", "setting", "settings", "flag_of", "GROUPS", "Setting"]
+
+GROUPS = ("model", "objective", "optimiser", "data", "run")
+PANELS = {"model": "Model", "objective": "Objective", "optimiser": "Optimisation", "data": "Data",
+          "run": "Run"}
+MAX_IW_SAMPLES = 10_000  # samples per training example of the IWAE bound
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a field's declaration says beyond its type and default."""
+
+    name: str
+    help: str
+    group: str
+    flag: str  # the vae train option ("--lr"), or DATASET for the argument; "" when there is none
+    aliases: tuple = ()  # more names of the option ("-e", an old spelling)
+    choices: tuple = ()  # the allowed values, checked with ``kind`` naming them in the error
+    kind: str = ""
+    minimum: Optional[float] = None  # ints: at least this; floats: >= 0 (0) or > 0 (a positive minimum)
+    maximum: Optional[float] = None
+    repeat: bool = True  # shown in the line that repeats a run (not where its files went)
+    metavar: Optional[str] = None
+    parent: str = ""  # the setting this one belongs to: a recipe's value is dropped when the user changes that one
+
+    @property
+    def recipe(self) -> bool:
+        """Whether a recipe may set it (the run's machine and files are not a recipe's)."""
+        return self.group != "run"
+
+    @property
+    def options(self) -> bool:
+        """A table of a part's options (``--arch-option KEY=VALUE``, repeatable)."""
+        return self.name.endswith("_options")
+
+
+def setting(default: Any, help: str, group: str, *, flag: Optional[str] = None, aliases: tuple = (),
+            choices: tuple = (), kind: str = "", minimum: Optional[float] = None,
+            maximum: Optional[float] = None, repeat: bool = True, metavar: Optional[str] = None,
+            parent: str = "") -> Any:
+    """A field of ``TrainConfig`` with what the command line, the checks and recipes need.
+    ``flag`` defaults to ``--name-with-dashes`` (``--arch-option`` for ``arch_options``); ``""``
+    declares a setting that has no option (it is recorded, not typed)."""
+    assert group in GROUPS, group
+    meta = {"help": help, "group": group, "flag": flag, "aliases": tuple(aliases), "choices": tuple(choices),
+            "kind": kind, "minimum": minimum, "maximum": maximum, "repeat": repeat, "metavar": metavar,
+            "parent": parent}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=type(default), metadata={"vaecli": meta})
+    return field(default=default, metadata={"vaecli": meta})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; the options of ``vae train``."""
+
+    # -- data --
+    dataset: str = setting("shapes", "Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, "
+                           "cifar10, folder:PATH (a tree of images), tensor:PATH (.npy/.npz/.safetensors), or one "
+                           "from a plugin.", "data", flag="DATASET")
+    dataset_options: dict = setting({}, "Dataset option KEY=VALUE (repeatable); `vae plugins --details` lists each "
+                                    "part's options. E.g. n_train=5000.", "data", aliases=("--data-option",),
+                                    parent="dataset")
+    binarize: str = setting("none", "For bernoulli: none (grey levels), static (one fixed draw) or dynamic (a new "
+                            "draw every batch, the standard for NLLs).", "data",
+                            choices=("none", "static", "dynamic"), kind="binarization")
+    # -- model --
+    model: str = setting("vae", "vae; cvae, conditioned on the class (sample --label draws one); ae, a plain "
+                         "deterministic auto-encoder.", "model", choices=("vae", "ae", "cvae"), kind="model kind")
+    arch: str = setting("mlp", "Encoder/decoder architecture: mlp, conv, ...", "model", aliases=("-a",))
+    arch_options: dict = setting({}, "Architecture option KEY=VALUE (repeatable); `vae plugins --details` lists "
+                                 "each part's options. E.g. hidden=512,256 activation=tanh.", "model",
+                                 parent="arch")
+    likelihood: str = setting("bernoulli", "Decoder likelihood: bernoulli, continuous-bernoulli, gaussian, "
+                              "logistic, ...", "model", aliases=("-l",))
+    likelihood_options: dict = setting({}, "Likelihood option KEY=VALUE (repeatable); `vae plugins --details` "
+                                       "lists each part's options. E.g. learn_sigma=shared.", "model",
+                                       parent="likelihood")
+    latent_dim: int = setting(20, "Latent dimensions.", "model", aliases=("-z",), minimum=1)
+    # -- objective --
+    beta: float = setting(1.0, "Weight of the KL term (1 is the ELBO; >1 a beta-VAE).", "objective", minimum=0)
+    kl_warmup: float = setting(0.0, "Raise the KL weight linearly from 0 to --beta over this many epochs.",
+                               "objective", minimum=0)
+    free_bits: float = setting(0.0, "Free bits: nats of KL per latent dimension that cost nothing (Kingma et al. "
+                               "2016).", "objective", minimum=0)
+    iw_samples: int = setting(1, "Train on the importance-weighted bound with K samples (IWAE, Burda et al. "
+                              "2015); 1 is the ELBO.", "objective", aliases=("-k",), minimum=1,
+                              maximum=MAX_IW_SAMPLES)
+    # -- optimiser --
+    epochs: int = setting(10, "Epochs to train.", "optimiser", aliases=("-e",), minimum=1)
+    batch_size: int = setting(128, "Examples per batch.", "optimiser", aliases=("-b",), minimum=1)
+    lr: float = setting(1e-3, "Learning rate.", "optimiser", minimum=1e-300)
+    optimizer: str = setting("adam", "adam, or adamw (decoupled weight decay).", "optimiser",
+                             choices=("adam", "adamw"), kind="optimizer")
+    weight_decay: Optional[float] = setting(None, "Weight decay. Default: 0 for adam, 0.01 for adamw.",
+                                            "optimiser", minimum=0)
+    lr_schedule: str = setting("constant", "constant; cosine (to 0 over the run); step (times --lr-gamma every "
+                               "--lr-step epochs); multistep (times --lr-gamma after each of --lr-milestones); "
+                               "burda (3^i epochs at --lr times 10^(-i/7), i=0..7: 3280 epochs, Burda et al. "
+                               "2015).", "optimiser", choices=schedules.LR_SCHEDULES, kind="learning-rate schedule")
+    lr_step: int = setting(0, "Epochs between the steps of --lr-schedule step.", "optimiser", minimum=0,
+                           parent="lr_schedule")
+    lr_gamma: float = setting(0.1, "Factor of each step of --lr-schedule step or multistep.", "optimiser",
+                              parent="lr_schedule")
+    lr_milestones: list = setting([], "Epochs after which --lr-schedule multistep multiplies the rate by "
+                                  "--lr-gamma, e.g. 200,350.", "optimiser", metavar="EPOCHS", parent="lr_schedule")
+    grad_clip: float = setting(0.0, "Clip the gradient norm to this (0: no clipping).", "optimiser", minimum=0)
+    seed: int = setting(0, "Seed of initialisation, batching and noise.", "optimiser")
+    # -- run --
+    device: str = setting("auto", "auto, cpu, cuda or mps.", "run")
+    precision: str = setting("auto", "Arithmetic of the training steps: fp32; bf16 or fp16 mixed precision "
+                             "(weights, optimizer and loss stay fp32; fp16 with loss scaling); auto: bf16 where "
+                             "the GPU or CPU has it natively, else fp32.", "run",
+                             choices=("auto", "fp32", "bf16", "fp16"), kind="precision")
+    compile: bool = setting(False, "Compile the model's objective with torch.compile (a C++ compiler on the CPU, "
+                            "Triton on GPUs); pays off on long runs.", "run")
+    save_every: int = setting(0, "Also write the checkpoint every this many optimisation steps inside an epoch "
+                              "(0: after each epoch only).", "run", minimum=0, repeat=False)
+    data_dir: Optional[str] = setting(None, "Where datasets live (MNIST in DIR/MNIST/raw). Default: "
+                                      "~/.cache/vaecli/data or $VAECLI_DATA_DIR.", "run", repeat=False)
+    download: bool = setting(True, "Download a dataset whose files are missing (--no-download: fail instead).",
+                             "run", flag="--download/--no-download", repeat=False)
+    out: Optional[str] = setting(None, "Checkpoint file (.safetensors). Default: DATASET-ARCH.safetensors here, "
+                                 "numbered rather than overwritten.", "run", aliases=("-o",), repeat=False)
+    force: bool = setting(False, "Overwrite an existing -o checkpoint.", "run", repeat=False)
+    viz_dir: Optional[str] = setting(None, "Write pictures of every epoch here (reconstructions, prior samples, "
+                                     "latent scatter) and training.gif at the end.", "run", repeat=False)
+    tensorboard: Optional[str] = setting(None, "Log metrics and pictures for TensorBoard into this folder (pip "
+                                         "install tensorboard).", "run", repeat=False)
+    recipe: Optional[dict] = setting(None, "The recipe the settings came from, as recorded (--recipe chooses it).",
+                                     "run", flag="", repeat=False)
+
+    def check(self) -> None:
+        """Each setting on its own (from its declaration) and in combination; the names of parts
+        are checked against the registry when the model is built (``vaecli.factory``)."""
+        for s in settings():
+            check_value(s, getattr(self, s.name))
+        if self.iw_samples > 1 and (self.beta != 1 or self.kl_warmup or self.free_bits):
+            raise UsageError("--iw-samples trains on the importance-weighted bound, which has no separate "
+                             "KL term: it does not combine with --beta, --kl-warmup or --free-bits")
+        if self.model == "ae" and (self.beta != 1 or self.kl_warmup or self.free_bits or self.iw_samples > 1):
+            raise UsageError("--model ae has no KL term: --beta, --kl-warmup, --free-bits and --iw-samples "
+                             "are for vae and cvae")
+        schedules.check(self.lr_schedule, self.lr_step, self.lr_gamma, self.lr_milestones)
+
+    def kl_weight(self, step: int, batches: int) -> float:
+        """beta after ``step`` optimisation steps (see ``schedules.kl_weight``)."""
+        return schedules.kl_weight(self.beta, self.kl_warmup, step, batches)
+
+    def learning_rate(self, step: int, batches: int) -> float:
+        """The learning rate of step ``step`` (see ``schedules.learning_rate``)."""
+        return schedules.learning_rate(self.lr_schedule, self.lr, step, batches, epochs=self.epochs,
+                                       gamma=self.lr_gamma, every=self.lr_step, milestones=self.lr_milestones)
+
+
+def settings() -> list[Setting]:
+    """Every declared setting, in declaration order."""
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        meta = dict(f.metadata["vaecli"])
+        flag = meta.pop("flag")
+        if flag is None:
+            flag = "--" + (f.name[:-1] if f.name.endswith("_options") else f.name).replace("_", "-")
+        out.append(Setting(name=f.name, flag=flag, **meta))
+    return out
+
+
+def by_name() -> dict[str, Setting]:
+    return {s.name: s for s in settings()}
+
+
+def flag_of(name: str) -> str:
+    """How the command line spells a setting: ``--lr``, ``--no-download``, ``DATASET``."""
+    s = by_name()[name]
+    if s.flag.startswith("--") and "/" in s.flag:
+        on, off = s.flag.split("/")
+        return off if getattr(TrainConfig(), name) else on  # the switch a user types to change it
+    return s.flag or name
+
+
+def check_value(s: Setting, value: Any) -> None:
+    """One setting's value against its declaration (choices, bounds)."""
+    flag = flag_of(s.name)
+    if s.choices and value not in s.choices:
+        raise unknown_name(s.kind or s.name, value, list(s.choices))
+    if s.minimum is None or value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int) and isinstance(getattr(TrainConfig(), s.name), int):
+        if value < s.minimum:
+            raise UsageError(f"{flag} must be at least {int(s.minimum)}, got {value}")
+        if s.maximum is not None and value > s.maximum:
+            raise UsageError(f"{flag} must be at most {int(s.maximum)}, got {value}")
+        return
+    if s.minimum > 0 and not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{flag} must be a positive number, got {value}")
+    if not (math.isfinite(value) and value >= s.minimum):
+        raise UsageError(f"{flag} must be a number >= {s.minimum:g}, got {value}")

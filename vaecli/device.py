@@ -1,0 +1,30 @@
+"""Which device a command runs on."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import UsageError, unknown_name
+
+__all__ = ["resolve_device", "DEVICES"]
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable device is an error."""
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise unknown_name("device", name, list(DEVICES))
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA"
+        raise UsageError(f"--device {name}: no CUDA GPU is available here (torch {torch.__version__}, "
+                         f"built with {build}); use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
+    return torch.device(name)

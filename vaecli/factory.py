@@ -1,0 +1,159 @@
+"""The one factory of models: from the names of their parts (and options) to a built model.
+
+``model_section`` turns the settings of a run into the ``model`` section a checkpoint records
+(names and options checked against the registry); ``create_model`` builds a model from such a
+section, for training, for loading a checkpoint and for plugins' tests alike; ``load`` reads a
+checkpoint and returns its trained model. ``vaecli.checkpoint`` only reads and writes the format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint
+from . import options as opts
+from .errors import CheckpointError, UsageError, VaeError
+from .hookspecs import ModelShape
+from .model import VAE
+from .plugins import Registered, registry
+
+__all__ = ["create_model", "model_section", "model_of", "load", "check_data_range"]
+
+
+def check_kind(kind: str, arch: Registered) -> None:
+    """A cvae needs an architecture registered with ``conditional=True``."""
+    if kind == "cvae" and not arch.spec.conditional:
+        reg = registry()
+        able = [n for n in reg.names("architecture") if reg.get("architecture", n).spec.conditional]
+        raise UsageError(f"architecture '{arch.spec.name}' cannot build a class-conditional model; "
+                         f"--model cvae works with: {', '.join(able) or 'none installed'}")
+
+
+def check_data_range(name: str, data_range: str, binarize_mode: str) -> None:
+    """Refuse preprocessing outside the values a likelihood models (see ``LikelihoodSpec``)."""
+    if binarize_mode != "none" and data_range != "binary":
+        what = {"unit": "a density over [0, 1], unbounded on binary pixels",
+                "8bit": "a distribution over the 256 levels of 8-bit pixels",
+                "real": "a density over real values"}.get(data_range, f"data range {data_range!r}")
+        raise UsageError(f"--binarize {binarize_mode} is for likelihoods over {{0, 1}} such as bernoulli; "
+                         f"'{name}' is {what}")
+
+
+def model_section(config: Any) -> dict:
+    """The ``model`` section of the checkpoint metadata of a run (a ``TrainConfig``), options
+    checked against their specs; ``input_shape`` is filled in once the data is loaded."""
+    reg = registry()
+    arch = reg.get("architecture", config.arch)
+    lik = reg.get("likelihood", config.likelihood)
+    arch_opts = opts.build(arch.spec.options, config.arch_options, f"architecture '{config.arch}'")
+    lik_opts = opts.build(lik.spec.options, config.likelihood_options, f"likelihood '{config.likelihood}'")
+    check_kind(config.model, arch)
+    check_data_range(lik.spec.name, lik.spec.data_range, config.binarize)
+    return {
+        "kind": config.model,
+        "latent_dim": int(config.latent_dim),
+        "input_shape": None,
+        "architecture": {"name": config.arch, "options": opts.to_json(arch_opts),
+                         "provider": arch.plugin.provider()},
+        "likelihood": {"name": config.likelihood, "options": opts.to_json(lik_opts),
+                       "provider": lik.plugin.provider()},
+    }
+
+
+def _sizes(values: Any, what: str, count: int, low: int) -> tuple:
+    """``count`` whole numbers >= ``low`` (a model's recorded sizes), or a CheckpointError."""
+    ok = (isinstance(values, (list, tuple)) and len(values) == count
+          and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values))
+    if not ok:
+        raise CheckpointError(f"the model's {what} must be {count} whole number(s) of at least {low}, "
+                              f"got {values!r}"[:300])
+    return tuple(values)
+
+
+def create_model(section: dict, cls: type = VAE) -> VAE:
+    """Build an (untrained) model from a ``model`` section (``model_section``, or a checkpoint's
+    metadata) through the plugin registry, as ``cls`` (``VAE`` or a subclass). A part whose
+    plugin is missing names the distribution to install."""
+    reg = registry()
+    arch_cfg, lik_cfg = section["architecture"], section["likelihood"]
+    for what, part in (("architecture", arch_cfg), ("likelihood", lik_cfg)):
+        if not isinstance(part, dict) or not isinstance(part.get("name"), str):
+            raise CheckpointError(f"the model's {what} must be a map with a name")
+    input_shape = _sizes(section["input_shape"], "input_shape", 3, low=1)
+    latent_dim = _sizes([section["latent_dim"]], "latent_dim", 1, low=1)[0]
+    num_classes = _sizes([section.get("num_classes", 0)], "num_classes", 1, low=0)[0]
+    arch = reg.get("architecture", arch_cfg["name"], arch_cfg.get("provider"))
+    lik = reg.get("likelihood", lik_cfg["name"], lik_cfg.get("provider"))
+    arch_opts = opts.build(arch.spec.options, arch_cfg.get("options", {}), f"architecture '{arch.spec.name}'")
+    lik_opts = opts.build(lik.spec.options, lik_cfg.get("options", {}), f"likelihood '{lik.spec.name}'")
+    kind = section.get("kind", "vae")
+    check_kind(kind, arch)
+    likelihood = lik.spec.build(lik_opts)
+    shape = ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes)
+    try:
+        encoder, decoder = arch.spec.build(shape, arch_opts)
+    except ValueError as exc:
+        raise UsageError(f"architecture '{arch.spec.name}': {exc}") from None
+    return cls(encoder, decoder, likelihood, latent_dim, input_shape, kind=kind, num_classes=num_classes)
+
+
+def _malformed(path: Path, exc: BaseException) -> CheckpointError:
+    return checkpoint.refuse(path, f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def check_sizes(path: Path, section: dict, state: dict[str, torch.Tensor]) -> None:
+    """Build the model the metadata describes on the meta device (no memory) and compare its
+    parameter shapes with the weights in the file, so that a damaged or hostile size (a latent
+    dim of 10**12) is refused before anything is allocated. An architecture that cannot be built
+    on the meta device is left to the real build."""
+    try:
+        with torch.device("meta"):
+            model = create_model(section)
+    except CheckpointError as exc:
+        raise checkpoint.refuse(path, f"has malformed model metadata ({exc})") from None
+    except VaeError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        if isinstance(exc, RuntimeError) and "meta" in str(exc).lower():
+            return  # the architecture does something the meta device cannot: build it for real
+        raise _malformed(path, exc) from None
+    except Exception:  # a plugin's build that needs real tensors
+        return
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        differ = sorted(set(expected) ^ set(found)) or [k for k in sorted(expected) if expected[k] != found[k]]
+        key = differ[0]
+        raise checkpoint.refuse(path, f"its weights do not fit the architecture it names ({key}: "
+                                      f"{found.get(key, 'missing')} in the file, {expected.get(key, 'none')} expected)")
+
+
+def model_of(ckpt: checkpoint.Checkpoint, cls: type = VAE) -> VAE:
+    """The model a checkpoint holds, on the CPU, its weights loaded and ``.meta`` set. Sizes
+    are checked against the file before anything is allocated; weights that do not fit or are
+    not finite are refused."""
+    path, section, state = ckpt.path, ckpt.meta["model"], ckpt.section("model.")
+    check_sizes(path, section, state)
+    try:
+        model = create_model(section, cls)
+    except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
+        raise _malformed(path, exc) from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # only when the meta-device check could not run
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[1] if len(lines) > 1 else (lines[0] if lines else type(exc).__name__)
+        raise checkpoint.refuse(path, f"its weights do not fit the architecture it names ({reason[:300]})") from None
+    if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
+        raise checkpoint.refuse(path, "holds non-finite (NaN or infinite) weights")
+    model.meta = ckpt.meta
+    return model
+
+
+def load(path: Path | str, device: str | torch.device = "cpu", cls: type = VAE) -> VAE:
+    """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
+    return model_of(checkpoint.read(path), cls).to(device).eval()
+

@@ -1,0 +1,380 @@
+"""One training run: the data and the model on the device, the epochs, the checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .. import checkpoint
+from ..config import TrainConfig
+from ..data import LoadedDataset, load_dataset
+from ..device import resolve_device
+from ..errors import Interrupted, Terminated, TrainingError, UsageError, VaeError
+from ..evaluation import test_pass
+from ..factory import create_model, model_of, model_section
+from ..images import BINARIZE_SEEDS, binarize, to_unit
+from ..model import accumulator_dtype
+from . import distributed, monitor
+from .optim import make_optimizer
+from .precision import Compiled, MixedPrecision
+from .report import Quiet, Reporter, Silent, StopSignal, TrainResult
+
+CHECK_STEPS = 200  # steps between looks at the running objective for non-finite values (a host sync)
+
+
+class Trainer:
+    """One run, fresh or resumed from a checkpoint: the data and the model on the device, the
+    epochs, and the checkpoints (after every epoch, every ``save_every`` steps, and when stopped
+    by Ctrl-C). All randomness of training (batch order, the reparameterisation noise, dynamic
+    binarization) comes from one generator on the device, saved with every checkpoint."""
+
+    def __init__(self, config: TrainConfig, path: Path, reporter: Reporter,
+                 ckpt: Optional[checkpoint.Checkpoint] = None) -> None:
+        self.config, self.path, self.reporter, self.ckpt = config, path, reporter, ckpt
+        self.saved = ""  # what the checkpoint on disk holds, for messages ("" when none yet)
+        self.epoch = 0  # the epoch being trained
+
+    # -- setting up ---------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        """Join the other processes when torchrun started several (``distributed``), train, leave."""
+        self.world, self.device = distributed.start(distributed.from_environment(), resolve_device(self.config.device))
+        if not self.world.main:
+            self.reporter = Quiet()
+        try:
+            result = self._fit()
+            self.world.barrier()  # every rank done before the group is taken down
+            return result
+        finally:
+            self.objective = None  # DistributedDataParallel holds the process group: let go of it first
+            distributed.stop(self.world)
+
+    def _fit(self) -> TrainResult:
+        config, ckpt, world = self.config, self.ckpt, self.world
+        if config.viz_dir:
+            monitor.check_viz_dir(Path(config.viz_dir), config.force or ckpt is not None)
+        if config.tensorboard:
+            monitor.check_folder(Path(config.tensorboard), "--tensorboard")
+            monitor.summary_writer()
+        # unknown names and bad options fail before the data loads
+        section = model_section(config) if ckpt is None else dict(ckpt.meta["model"])
+        data = self._load_data(section)
+        self._build(section)
+        self._place_data(data)
+        self._start_metadata(section, data)
+        monitors = self._monitors(data)
+        self.reporter.start(config, self.path, self.device, data)
+        try:
+            self._epochs(monitors)
+        finally:
+            self.model.noise_rows = None
+            for m in monitors:
+                _guarded(m.close, m, self.reporter)
+        self.model.eval()
+        self.model.meta = self.meta
+        return TrainResult(self.path, self.model, self.metrics, world.main)
+
+    def _load_data(self, section: dict) -> LoadedDataset:
+        """The dataset (rank 0 downloads what is missing; the others read it after), checked
+        against the checkpoint when resuming; its notes and the run's warnings said once."""
+        config, ckpt, world, reporter = self.config, self.ckpt, self.world, self.reporter
+        provider = None if ckpt is None else ckpt.meta["data"].get("dataset", {}).get("provider")
+        if not world.main:
+            world.barrier()
+        data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download, provider)
+        if world.main:
+            world.barrier()
+        if ckpt is None:
+            section["input_shape"] = list(data.input_shape)
+        else:
+            self._check_same_data(data)
+        self.labels = _class_labels(config, data, section)
+        for note in data.splits.notes:
+            reporter.warn(note)
+        if ckpt is None and config.kl_warmup > config.epochs:
+            reporter.warn(f"--kl-warmup {config.kl_warmup:g} is longer than the run ({config.epochs} epochs): "
+                          f"the KL weight ends at {config.kl_weight(config.epochs, 1):g}, not {config.beta:g}")
+        stale = checkpoint.remove_stale_temps(self.path) if world.main else []
+        if stale:
+            reporter.warn(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
+                          f"run left beside {self.path}: {', '.join(stale)}")
+        return data
+
+    def _build(self, section: dict) -> None:
+        """The model, the optimizer, the arithmetic and the training generator, fresh or as the
+        checkpoint left them."""
+        config, ckpt, device = self.config, self.ckpt, self.device
+        torch.manual_seed(config.seed)
+        model = (create_model(section) if ckpt is None else model_of(ckpt)).to(device)
+        optimizer = make_optimizer(config, model.parameters(), device)
+        self.amp = MixedPrecision(config.precision, device)
+        config.precision = self.amp.name  # auto resolved: what the run uses and records
+        gen = torch.Generator(device=device)
+        gen.manual_seed(config.seed + 1)  # the training draws; the initialisation used torch.manual_seed(seed)
+        if ckpt is not None:
+            self._restore(optimizer, gen)
+        model.train()
+        self.model, self.optimizer, self.gen = model, optimizer, gen
+        model.noise_rows = None
+        self.objective = distributed.wrap(model, self.world, device)
+        if config.compile:
+            self.objective = Compiled(self.objective)
+
+    def _place_data(self, data: LoadedDataset) -> None:
+        """Both splits on the device, binarized once where the run says so."""
+        config, device = self.config, self.device
+        (train_labels, test_labels) = self.labels
+        train_images, test_images = data.splits.train.images, data.splits.test.images
+        if config.binarize == "static":  # one fixed draw of the training set
+            train_images = binarize(train_images, BINARIZE_SEEDS["train"])
+        if config.binarize != "none":  # the test set: one fixed draw, as `vae evaluate` makes it
+            test_images = binarize(test_images, BINARIZE_SEEDS["test"])
+        self.train = (train_images.to(device), None if train_labels is None else train_labels.to(device))
+        self.test = (test_images.to(device), None if test_labels is None else test_labels.to(device))
+        self.batches = math.ceil(len(train_images) / config.batch_size)
+
+    def _start_metadata(self, section: dict, data: LoadedDataset) -> None:
+        """What every checkpoint of the run records: the model, the data, the settings, the
+        metrics so far."""
+        config, ckpt = self.config, self.ckpt
+        settings = dataclasses.asdict(config)
+        settings.update(device=str(self.device), out=str(self.path), distributed=self.world.describe())
+        settings.pop("force")
+        if ckpt is None:
+            self.meta: dict[str, Any] = {"model": section, "data": data.describe(config.binarize),
+                                         "training": settings, "metrics": [], "epoch": 0,
+                                         "created": checkpoint.now()}
+        else:
+            self.meta = {key: ckpt.meta[key] for key in ("model", "data", "metrics", "epoch", "created")
+                         if key in ckpt.meta}
+            self.meta["training"] = settings
+            self.meta["epoch"] = ckpt.epoch
+            self.saved = self._describe_saved(ckpt.epoch, (ckpt.meta.get("progress") or {}).get("step"))
+        self.metrics: list[dict] = list(self.meta["metrics"])
+
+    def _monitors(self, data: LoadedDataset) -> list:
+        """The metrics log and, where asked for, the pictures of every epoch (rank 0 only)."""
+        config = self.config
+        if not self.world.main:
+            return []
+        monitors: list = [monitor.MetricsLog(self.path, earlier=self.metrics)]
+        if config.viz_dir or config.tensorboard:
+            test_labels = self.labels[1]
+            pictures = monitor.EpochPictures(self.model, self.test[0], test_labels if test_labels is not None
+                                             else data.splits.test.labels, data.splits.class_names,
+                                             config.seed, conditional=config.model == "cvae")
+            if config.viz_dir:
+                monitors.append(monitor.TrainingPictures(Path(config.viz_dir), pictures, self.model.latent_dim))
+            if config.tensorboard:
+                monitors.append(monitor.TensorBoardLog(Path(config.tensorboard), pictures))
+        return monitors
+
+    def _epochs(self, monitors: list) -> None:
+        """Every epoch left, each told to the monitors; a stop request saves and ends the run."""
+        config, world, reporter = self.config, self.world, self.reporter
+        first = len(self.metrics) + 1
+        partial = None if self.ckpt is None else self.ckpt.meta.get("progress")
+        try:
+            with StopSignal() as self.stop:
+                for epoch in range(first, config.epochs + 1):
+                    record = self._epoch(epoch, partial if epoch == first else None)
+                    for m in list(monitors):
+                        if not _guarded(m.epoch_end, m, reporter, epoch, self.model, record):
+                            monitors.remove(m)  # a picture or log that fails never stops training
+                            _guarded(m.close, m, reporter)
+                    if world.any(self.stop.received is not None, self.device) and epoch < config.epochs:
+                        raise self._stopped(f"after epoch {epoch}")
+        except KeyboardInterrupt:  # a second Ctrl-C: no time to save
+            raise Interrupted(f"interrupted in epoch {self.epoch}, before it could be saved; {self._kept()}"
+                              + (f"; resume with: {self._resume_line()}" if self.saved else "")) from None
+
+    def _check_same_data(self, data: LoadedDataset) -> None:
+        recorded = self.ckpt.meta["data"]
+        then = (recorded.get("n_train"), recorded.get("n_test"), list(self.ckpt.meta["model"]["input_shape"]))
+        now = (len(data.splits.train), len(data.splits.test), list(data.input_shape))
+        if then != now:
+            raise UsageError(f"--resume {self.path}: the dataset is not the one it was trained on "
+                             f"({then[0]} train / {then[1]} test images of {'x'.join(map(str, then[2]))} then, "
+                             f"{now[0]} / {now[1]} of {'x'.join(map(str, now[2]))} now)")
+
+    def _restore(self, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
+        """Optimizer and random states as the checkpoint left them (its weights are loaded)."""
+        ckpt = self.ckpt
+        checkpoint.load_optimizer_state(optimizer, ckpt)
+        checkpoint.restore_rng(ckpt)
+        self.amp.restore(ckpt.tensors)
+        state = ckpt.tensors.get("rng.train")
+        trained_on = str(ckpt.meta["training"].get("device", ""))
+        if state is not None and torch.device(trained_on).type == self.device.type:
+            gen.set_state(state)
+        else:
+            self.reporter.warn(f"resuming on {self.device}, not {trained_on or 'the device it was trained on'}: "
+                               f"the random draws from here on differ from those of an uninterrupted run")
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def _describe_saved(self, epochs: int, step: Optional[int] = None) -> str:
+        if step:
+            return f"epoch {epochs + 1} up to step {step} of {self.batches}"
+        return f"{epochs} completed epoch{'s' if epochs != 1 else ''}" if epochs else ""
+
+    def _kept(self) -> str:
+        return f"{self.path} holds {self.saved}" if self.saved else "no checkpoint was written"
+
+    def _resume_line(self) -> str:
+        return f"vae train --resume {shlex.quote(str(self.path))} --epochs {self.config.epochs}"
+
+    def _stopped(self, when: str) -> Interrupted:
+        signal_name = self.stop.received or "SIGINT"
+        why = "interrupted (Ctrl-C)" if signal_name == "SIGINT" else f"stopped by {signal_name}"
+        kind = Interrupted if signal_name == "SIGINT" else Terminated
+        return kind(f"{why} {when}; {self._kept()}; resume with: {self._resume_line()}")
+
+    # -- one epoch ----------------------------------------------------------------------------
+
+    def _epoch(self, epoch: int, partial: Optional[dict]) -> dict:
+        """The batches (from step ``partial["step"]`` of a checkpoint written inside this
+        epoch), the test pass, the metrics and the checkpoint."""
+        config, model, optimizer, gen = self.config, self.model, self.optimizer, self.gen
+        self.epoch = epoch
+        train_images, train_labels = self.train
+        device, batches, n = self.device, self.batches, len(train_images)
+        acc = accumulator_dtype(device)
+        world = self.world
+        if partial:
+            order = self.ckpt.tensors["progress.order"].to(device)
+            sums = self.ckpt.tensors["progress.sums"].to(device=device, dtype=acc)
+            if not world.main:
+                sums.zero_()  # the sums of all ranks so far; rank 0 carries them
+            done, elapsed = int(partial["step"]), float(partial["seconds"])
+        else:
+            order = torch.randperm(n, device=device, generator=gen)  # this epoch's batches
+            sums = torch.zeros(3, device=device, dtype=acc)  # recon, KL, objective, summed over examples
+            done, elapsed = 0, 0.0
+        objectives = torch.zeros(batches, device=device)  # each step's: names the first non-finite one
+        self.reporter.epoch_start(epoch, config.epochs, batches)
+        started = time.perf_counter() - elapsed
+        step = (epoch - 1) * batches + done
+        amp, objective_of = self.amp, self.objective
+        for i, idx in enumerate(order.split(config.batch_size)[done:], start=done + 1):
+            local, offset = world.shard(idx)  # this rank's part of the batch (all of it in one process)
+            x = to_unit(train_images.index_select(0, idx))  # (B, C, H, W) in [0, 1]
+            if config.binarize == "dynamic":  # a new draw every batch
+                x = torch.bernoulli(x, generator=gen)
+            if world.distributed:  # the whole batch was drawn, as one process draws it
+                x = x[offset:offset + len(local)]
+                model.noise_rows = (offset, len(idx))
+            lr = config.learning_rate(step, batches)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            beta = config.kl_weight(step + 1, batches)
+            with amp.autocast():
+                terms = objective_of(x, beta, gen, labels=None if train_labels is None else train_labels.index_select(0, local),
+                                free_bits=config.free_bits, iw_samples=config.iw_samples)
+            optimizer.zero_grad(set_to_none=True)
+            # the gradient of the batch's mean: ranks' shards may differ by one example
+            amp.backward(terms.objective if not world.distributed else terms.objective * (world.size * len(local) / len(idx)))
+            if config.grad_clip:
+                amp.unscale(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            amp.step(optimizer)
+            step += 1
+            objective = terms.objective.detach()
+            objectives[i - 1] = objective
+            sums += torch.stack((terms.recon.detach().sum(), terms.kl.detach().sum(), objective * len(local)))
+            self.reporter.step(i, objective)
+            if i % CHECK_STEPS == 0:
+                self._check_finite(epoch, i, objectives, sums)
+            stop = self.stop.received is not None
+            if world.distributed:  # all ranks stop at the same step: they agree every CHECK_STEPS
+                stop = i % CHECK_STEPS == 0 and world.any(stop, device)
+            if stop or (config.save_every and step % config.save_every == 0 and i < batches):
+                self._save(epoch, (i, order, sums, time.perf_counter() - started), objectives)
+                if stop:
+                    raise self._stopped(f"in epoch {epoch} at step {i} of {batches}")
+        self._check_finite(epoch, batches, objectives, sums)
+        train_seconds = time.perf_counter() - started
+        train_recon, train_kl, objective = (world.sum_(sums.clone()) / n).tolist()
+        test = test_pass(model, *self.test)
+        record = {
+            "epoch": epoch,
+            "train_nelbo": train_recon + train_kl,  # the negative ELBO, whatever the objective
+            "train_objective": objective,  # what was minimised (beta, free bits, IWAE)
+            "kl_weight": beta,  # the weight of the KL term at the end of the epoch (below --beta during warm-up)
+            "lr": lr,  # the learning rate of the last step
+            "train_recon": train_recon,
+            "train_kl": train_kl,
+            "test_nelbo": test["nelbo"],
+            "test_recon": test["recon"],
+            "test_kl": test["kl"],
+            "seconds": train_seconds,
+        }
+        if not math.isfinite(test["nelbo"]):
+            raise TrainingError(f"the test loss became non-finite after epoch {epoch}; {self._kept()}; "
+                                f"try a smaller --lr or --grad-clip")
+        self.meta["metrics"] = self.metrics + [record]
+        self.meta["epoch"] = epoch
+        self._save(epoch, None, objectives)
+        self.metrics.append(record)  # only once it is on disk
+        self.reporter.epoch_end(record)
+        return record
+
+    def _check_finite(self, epoch: int, steps: int, objectives: torch.Tensor, sums: torch.Tensor) -> None:
+        """Stop with the first non-finite step named; a host synchronisation, so only every
+        ``CHECK_STEPS`` steps and before each checkpoint."""
+        if bool(torch.isfinite(self.world.sum_(sums.clone())).all()):  # the same answer on every rank
+            return
+        bad = (~torch.isfinite(objectives[:steps])).nonzero()
+        where = f"at step {int(bad[0]) + 1} of {self.batches}" if len(bad) else f"by step {steps} of {self.batches}"
+        raise TrainingError(f"the training loss or its gradients became non-finite in epoch {epoch} {where}; "
+                            f"{self._kept()}; try a smaller --lr or --grad-clip")
+
+    def _save(self, epoch: int, partial: Optional[tuple], objectives: torch.Tensor) -> None:
+        """Write the checkpoint: after an epoch (``partial`` None, ``self.meta`` already holds its
+        metrics) or inside one (``partial``: steps done, the epoch's order, running sums,
+        seconds). Never over a good checkpoint with non-finite weights."""
+        meta, extra = self.meta, {"rng.train": self.gen.get_state(), **self.amp.state()}
+        if partial is not None:
+            i, order, sums, seconds = partial
+            self._check_finite(epoch, i, objectives, sums)
+            meta = {**meta, "progress": {"epoch": epoch, "step": i, "seconds": seconds}}
+            extra.update({"progress.order": order, "progress.sums": self.world.sum_(sums.clone()).double()})
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise TrainingError(f"the weights became non-finite in epoch {epoch}; nothing of it was saved; "
+                                f"{self._kept()}; try a smaller --lr or --grad-clip")
+        if self.world.main:  # one writer
+            checkpoint.save(self.path, self.model, meta, optimizer=self.optimizer, rng=True, extra=extra)
+        self.saved = self._describe_saved(meta["epoch"], None if partial is None else partial[0])
+
+
+def _guarded(call, m, reporter, *args) -> bool:
+    """Run a monitor's method; a failure to write is a warning, not the end of training."""
+    try:
+        call(*args)
+        return True
+    except (OSError, VaeError) as exc:
+        warn = getattr(reporter, "warn", Silent().warn)
+        warn(f"could not write the {m.label}: {getattr(exc, 'strerror', None) or exc}; training goes on without it")
+        return False
+
+
+def _class_labels(config: TrainConfig, data: LoadedDataset, section: dict):
+    """The labels a cvae is conditioned on (train, test), with ``num_classes`` recorded in
+    ``section``; (None, None) for other models."""
+    if config.model != "cvae":
+        return None, None
+    train, test = data.splits.train.labels, data.splits.test.labels
+    if train is None or test is None:
+        raise UsageError(f"--model cvae needs class labels, and dataset '{config.dataset}' has none")
+    names = data.splits.class_names
+    k = len(names) if names else int(max(train.max(), test.max())) + 1
+    if min(int(train.min()), int(test.min())) < 0 or max(int(train.max()), int(test.max())) >= k:
+        raise VaeError(f"dataset '{config.dataset}' has labels outside 0..{k - 1}")
+    section["num_classes"] = k
+    return train.long(), test.long()

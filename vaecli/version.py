@@ -1,0 +1,3 @@
+"""The version of vaecli (read by the build and recorded in every checkpoint)."""
+
+__version__ = "0.6.0"
