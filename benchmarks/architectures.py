@@ -20,8 +20,22 @@ from pathlib import Path
 
 
 def train(arch: str, args: argparse.Namespace, out: Path) -> tuple[str, dict]:
-    command = ["vae", "train", "mnist", "--arch", arch, "--epochs", str(args.epochs), "--seed", str(args.seed),
-               "--device", args.device, "--data-dir", args.data_dir, "--no-download"]
+    command = [
+        "vae",
+        "train",
+        "mnist",
+        "--arch",
+        arch,
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+        "--data-dir",
+        args.data_dir,
+        "--no-download",
+    ]
     shown = shlex.join(command)
     subprocess.run(command + ["-o", str(out)], check=True, stdout=subprocess.DEVNULL)
     from vaecli.checkpoint import read
@@ -52,21 +66,32 @@ def main() -> None:
             last = result["metrics"][-1]
             seconds = statistics.mean(m["seconds"] for m in result["metrics"])
             rows.append((arch, command, last, result["parameters"], seconds))
-            print(f"{arch}: test -ELBO {last['test_nelbo']:.2f} after {last['epoch']} epochs, {seconds:.1f} s/epoch",
-                  flush=True)
+            print(
+                f"{arch}: test -ELBO {last['test_nelbo']:.2f} after {last['epoch']} epochs, {seconds:.1f} s/epoch",
+                flush=True,
+            )
 
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-               if args.device == "cpu" else args.device) + f", torch {torch.__version__}"
-    lines = [f"\n## Architectures on MNIST, {args.epochs} epochs, seed {args.seed} ({machine})\n",
-             "| arch | test -ELBO (nats) | recon | KL | parameters | s/epoch | command |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        if args.device == "cpu"
+        else args.device
+    ) + f", torch {torch.__version__}"
+    lines = [
+        f"\n## Architectures on MNIST, {args.epochs} epochs, seed {args.seed} ({machine})\n",
+        "| arch | test -ELBO (nats) | recon | KL | parameters | s/epoch | command |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for arch, command, last, parameters, seconds in rows:
-        lines.append(f"| {arch} | {last['test_nelbo']:.2f} | {last['test_recon']:.2f} | {last['test_kl']:.2f} | "
-                     f"{parameters:,} | {seconds:.1f} | `{command}` |")
-    lines.append(f"\nCommand: `python benchmarks/architectures.py --data-dir {args.data_dir} --epochs {args.epochs}"
-                 f" --device {args.device}`. Default options of each architecture (mlp: one hidden layer of 400;"
-                 f" conv: channels 32,64 and a hidden layer of 256), Bernoulli likelihood on grey levels,"
-                 f" latent 20, batch 128, Adam 1e-3; the test -ELBO uses one posterior sample, as in training.")
+        lines.append(
+            f"| {arch} | {last['test_nelbo']:.2f} | {last['test_recon']:.2f} | {last['test_kl']:.2f} | "
+            f"{parameters:,} | {seconds:.1f} | `{command}` |"
+        )
+    lines.append(
+        f"\nCommand: `python benchmarks/architectures.py --data-dir {args.data_dir} --epochs {args.epochs}"
+        f" --device {args.device}`. Default options of each architecture (mlp: one hidden layer of 400;"
+        f" conv: channels 32,64 and a hidden layer of 256), Bernoulli likelihood on grey levels,"
+        f" latent 20, batch 128, Adam 1e-3; the test -ELBO uses one posterior sample, as in training."
+    )
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:

@@ -52,9 +52,12 @@ def run_classic(data_dir: str, epochs: int, seed: int) -> tuple[float, float]:
     torch.manual_seed(seed)
     train_loader = torch.utils.data.DataLoader(
         datasets.MNIST(data_dir, train=True, download=False, transform=transforms.ToTensor()),
-        batch_size=128, shuffle=True)
+        batch_size=128,
+        shuffle=True,
+    )
     test_loader = torch.utils.data.DataLoader(
-        datasets.MNIST(data_dir, train=False, transform=transforms.ToTensor()), batch_size=128, shuffle=False)
+        datasets.MNIST(data_dir, train=False, transform=transforms.ToTensor()), batch_size=128, shuffle=False
+    )
     model = ClassicVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     seconds = []
@@ -82,8 +85,15 @@ def run_vae(data_dir: str, epochs: int, seed: int) -> tuple[float, float]:
     import vaecli
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = vaecli.train(dataset="mnist", data_dir=data_dir, download=False, epochs=epochs, seed=seed,
-                              device="cpu", out=str(Path(tmp) / "m.safetensors"))
+        result = vaecli.train(
+            dataset="mnist",
+            data_dir=data_dir,
+            download=False,
+            epochs=epochs,
+            seed=seed,
+            device="cpu",
+            out=str(Path(tmp) / "m.safetensors"),
+        )
     return result.metrics[-1]["test_nelbo"], statistics.mean(m["seconds"] for m in result.metrics)
 
 
@@ -105,9 +115,14 @@ def main() -> None:
             rows.append(("PyTorch example", seed, c_loss, c_sec))
             print(f"classic  seed {seed}: test -ELBO {c_loss:.2f}  {c_sec:.2f} s/epoch", flush=True)
 
-    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    lines = [f"\n## Default model vs the PyTorch example, MNIST, {args.epochs} epochs, CPU ({machine})\n",
-             "| run | seed | test -ELBO (nats) | s/epoch |", "| --- | --- | --- | --- |"]
+    machine = (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    lines = [
+        f"\n## Default model vs the PyTorch example, MNIST, {args.epochs} epochs, CPU ({machine})\n",
+        "| run | seed | test -ELBO (nats) | s/epoch |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [f"| {name} | {seed} | {loss:.2f} | {sec:.2f} |" for name, seed, loss, sec in rows]
     for name in ("vae train mnist", "PyTorch example"):
         losses = [r[2] for r in rows if r[0] == name]

@@ -38,9 +38,11 @@ def startup(repeats: int) -> list[str]:
     rows = []
     for args in (["--help"], ["plugins"]):
         times = sorted(timed(["vae", *args])[0] for _ in range(repeats))
-        code = ("import sys, io, contextlib\nfrom vaecli.cli import app\nwith contextlib.redirect_stdout(io.StringIO()):\n"
-                f"    try: app({args!r})\n    except SystemExit: pass\n"
-                "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib', 'numpy') if m in sys.modules))")
+        code = (
+            "import sys, io, contextlib\nfrom vaecli.cli import app\nwith contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    try: app({args!r})\n    except SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib', 'numpy') if m in sys.modules))"
+        )
         loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
         rows.append(f"| `vae {' '.join(args)}` | {statistics.median(times):.3f} | {times[0]:.3f} | {loaded} |")
     return rows
@@ -63,20 +65,33 @@ def main() -> None:
             seconds, _ = timed(["vae", "train", "mnist", "--epochs", "5", "-o", ckpt, *data])
             print(f"trained the default model, 5 epochs, in {seconds:.1f} s", flush=True)
         rows = []
-        wall, stdout = timed(["vae", "evaluate", ckpt, "mnist:test", "--iw-samples", str(args.iw_samples), "--json", *data])
+        wall, stdout = timed(
+            ["vae", "evaluate", ckpt, "mnist:test", "--iw-samples", str(args.iw_samples), "--json", *data]
+        )
         result = json.loads(stdout)
-        rows.append(f"| `vae evaluate CKPT mnist:test --iw-samples {args.iw_samples}` | {result['examples']:,} images "
-                    f"x {args.iw_samples} samples | {wall:.1f} | {result['seconds']:.1f} | NLL {result['nll']:.2f} nats |")
+        rows.append(
+            f"| `vae evaluate CKPT mnist:test --iw-samples {args.iw_samples}` | {result['examples']:,} images "
+            f"x {args.iw_samples} samples | {wall:.1f} | {result['seconds']:.1f} | NLL {result['nll']:.2f} nats |"
+        )
         print(rows[-1], flush=True)
         wall, stdout = timed(["vae", "encode", ckpt, "mnist:train", "-o", str(Path(tmp) / "z.npy"), *data])
         rows.append(f"| `vae encode CKPT mnist:train -o z.npy` | 60,000 images | {wall:.1f} | | {stdout.strip()} |")
         print(rows[-1], flush=True)
-    lines = [f"Machine: {machine(args.device)}.", "",
-             "| command | work | wall s (whole process) | s of the work itself | result |", "| --- | --- | --- | --- | --- |",
-             *rows, "", f"Start-up, {args.repeats} runs each (the console script, as a user types it):", "",
-             "| command | median s | fastest s | heavy modules imported |", "| --- | --- | --- | --- |",
-             *startup(args.repeats), "",
-             f"Command: `python benchmarks/inference.py --data-dir DIR --device {args.device}`."]
+    lines = [
+        f"Machine: {machine(args.device)}.",
+        "",
+        "| command | work | wall s (whole process) | s of the work itself | result |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+        f"Start-up, {args.repeats} runs each (the console script, as a user types it):",
+        "",
+        "| command | median s | fastest s | heavy modules imported |",
+        "| --- | --- | --- | --- |",
+        *startup(args.repeats),
+        "",
+        f"Command: `python benchmarks/inference.py --data-dir DIR --device {args.device}`.",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:

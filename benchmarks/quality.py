@@ -84,8 +84,9 @@ def run_recipe(name: str, args, epochs: dict, folder: Path) -> dict:
     vae = vae_command()
     ckpt = folder / f"{name}.safetensors"
     where = ["--data-dir", args.data_dir, "--no-download", "--device", args.device]
-    extra = (["--epochs", str(epochs[name])] if name in epochs else []) + \
-            (["--precision", args.precision] if args.precision else [])
+    extra = (["--epochs", str(epochs[name])] if name in epochs else []) + (
+        ["--precision", args.precision] if args.precision else []
+    )
     train_s, _ = timed([vae, "train", "--recipe", name, "-o", ckpt, "--force", *where, *extra])
     meta = json.loads(timed([vae, "info", ckpt, "--json"])[1])
     training, recipe = meta["training"], meta["training"]["recipe"]
@@ -129,9 +130,14 @@ def note(row: dict) -> str:
     pub = row["published"]
     if row["epochs"] < (row["published_epochs"] or 0):
         n, drop = row["falling"]
-        parts.append(f"shortened to {row['epochs']} of {row['published_epochs']} epochs"
-                     + (f"; the test -ELBO still fell {drop:.2f} nats over the last {n} epoch{'s' if n != 1 else ''}"
-                        if n else ""))
+        parts.append(
+            f"shortened to {row['epochs']} of {row['published_epochs']} epochs"
+            + (
+                f"; the test -ELBO still fell {drop:.2f} nats over the last {n} epoch{'s' if n != 1 else ''}"
+                if n
+                else ""
+            )
+        )
     if row["likelihood"] == "bernoulli" and row["binarize"] == "none":
         parts.append("Bernoulli on grey levels: a cross-entropy, not comparable with NLLs of binarized MNIST")
     if pub.get("nll") is None:
@@ -144,13 +150,17 @@ def note(row: dict) -> str:
 def table(rows: list) -> str:
     ks = sorted({r["iw_samples"] for r in rows})
     ours = f"our NLL, k={ks[0]} (-ELBO)" if len(ks) == 1 else "our NLL (-ELBO)"
-    head = ("| recipe | epochs run / published | train wall | evaluate wall | machine | precision | "
-            f"{ours} | ours at the published k | published NLL (k) | gap | note |")
+    head = (
+        "| recipe | epochs run / published | train wall | evaluate wall | machine | precision | "
+        f"{ours} | ours at the published k | published NLL (k) | gap | note |"
+    )
     lines = [head, "| " + " | ".join(["---"] * 11) + " |"]
     for r in rows:
         pub = r["published"]
         nll_k = f"{r['nll']:.2f} ({r['elbo']:.2f})" + (f", k={r['iw_samples']}" if len(ks) > 1 else "")
-        at_k = f"{r['nll_at_published_k']:.2f} (k={pub['iw_samples']})" if r["nll_at_published_k"] is not None else "same"
+        at_k = (
+            f"{r['nll_at_published_k']:.2f} (k={pub['iw_samples']})" if r["nll_at_published_k"] is not None else "same"
+        )
         published = f"{pub['nll']:.2f} (k={pub.get('iw_samples', '?')})" if pub.get("nll") is not None else "-"
         if pub.get("nll") is not None:
             ours = r["nll_at_published_k"] if r["nll_at_published_k"] is not None else r["nll"]
@@ -160,7 +170,8 @@ def table(rows: list) -> str:
         lines.append(
             f"| {r['recipe']} | {r['epochs']} / {r['published_epochs']} | {r['train_s'] / 60:.1f} min "
             f"({r['train_epoch_s']:.1f} s/epoch) | {r['evaluate_s'] / 60:.1f} min | {r['machine']} | {r['precision']} | "
-            f"{nll_k} | {at_k} | {published} | {gap} | {note(r)} |")
+            f"{nll_k} | {at_k} | {published} | {gap} | {note(r)} |"
+        )
     return "\n".join(lines)
 
 
@@ -207,19 +218,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--recipes", nargs="+", default=["pytorch-example", "pythae-vae"])
-    parser.add_argument("--epochs", nargs="*", default=[], metavar="NAME=N",
-                        help="shorten (or lengthen) a recipe's run: pythae-vae=40")
+    parser.add_argument(
+        "--epochs", nargs="*", default=[], metavar="NAME=N", help="shorten (or lengthen) a recipe's run: pythae-vae=40"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", help="vae train --precision (default: the vae train default, auto)")
     parser.add_argument("--iw-samples", type=int, default=5000)
-    parser.add_argument("--threads", type=int,
-                        help="CPU threads of each vae process (OMP_NUM_THREADS); on a machine shared with other "
-                             "work, fewer threads than cores avoids oversubscription, which slows PyTorch manyfold")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads of each vae process (OMP_NUM_THREADS); on a machine shared with other "
+        "work, fewer threads than cores avoids oversubscription, which slows PyTorch manyfold",
+    )
     parser.add_argument("--keep", help="keep the checkpoints in this folder (default: a temporary one)")
-    parser.add_argument("--write", action="store_true",
-                        help="keep the rows in benchmarks/quality.json and rewrite the section of benchmarks/RESULTS.md")
-    parser.add_argument("--render", action="store_true",
-                        help="run nothing: rewrite the section of benchmarks/RESULTS.md from benchmarks/quality.json")
+    parser.add_argument(
+        "--write",
+        action="store_true",
+        help="keep the rows in benchmarks/quality.json and rewrite the section of benchmarks/RESULTS.md",
+    )
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="run nothing: rewrite the section of benchmarks/RESULTS.md from benchmarks/quality.json",
+    )
     args = parser.parse_args()
     if args.render:
         write_section(TITLE, table(json.loads(STORE.read_text())) + "\n\n" + NOTES)

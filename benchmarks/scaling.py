@@ -52,13 +52,29 @@ def worker(data_dir: str, epochs: int, batch: int, device: str, precision: str) 
     """One run (train_speed's): the median training seconds of its epochs but the first."""
     r = vae(data_dir, epochs, seed=0, device=device, precision=precision, batch_size=batch)
     train_s = [e["train_s"] for e in r["epochs"]]
-    return {"train_s": statistics.median(train_s[1:] or train_s), "test_nelbo": r["epochs"][-1]["test_nelbo"],
-            **{k: v for k, v in r.items() if k != "epochs"}}
+    return {
+        "train_s": statistics.median(train_s[1:] or train_s),
+        "test_nelbo": r["epochs"][-1]["test_nelbo"],
+        **{k: v for k, v in r.items() if k != "epochs"},
+    }
 
 
 def launch(args, data_dir: str, batch: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", "--data-dir", data_dir, "--epochs", str(args.epochs),
-           "--batch", str(batch), "--device", args.device, "--precision", args.precision]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        "--data-dir",
+        data_dir,
+        "--epochs",
+        str(args.epochs),
+        "--batch",
+        str(batch),
+        "--device",
+        args.device,
+        "--precision",
+        args.precision,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:
@@ -90,12 +106,16 @@ def main() -> None:
         raise SystemExit(f"no MNIST in {source}; pass --data-dir")
     gpu = args.device.startswith("cuda")
     unit = "GPU peak (MB)" if gpu else "peak memory over import (MB)"
-    lines = [f"Machine: {machine(args.device)}; --precision {args.precision}; {args.epochs} epochs per run, "
-             f"the first left out of the time. Training time only (the test pass is the same 10,000 images "
-             f"for every size).", "",
-             "### Against dataset size (batch 128)", "",
-             f"| training images | dataset (MB, uint8) | s/epoch | microseconds per image | {unit} | memory less dataset (MB) |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"Machine: {machine(args.device)}; --precision {args.precision}; {args.epochs} epochs per run, "
+        f"the first left out of the time. Training time only (the test pass is the same 10,000 images "
+        f"for every size).",
+        "",
+        "### Against dataset size (batch 128)",
+        "",
+        f"| training images | dataset (MB, uint8) | s/epoch | microseconds per image | {unit} | memory less dataset (MB) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
@@ -105,12 +125,16 @@ def main() -> None:
             data_mb = (n + 10000) * 784 / 2**20
             rows.append((n, r))
             mem = float(memory(r, gpu))
-            lines.append(f"| {n:,} | {data_mb:.1f} | {r['train_s']:.2f} | {r['train_s'] / n * 1e6:.1f} | {mem:.0f} | {mem - data_mb:.0f} |")
+            lines.append(
+                f"| {n:,} | {data_mb:.1f} | {r['train_s']:.2f} | {r['train_s'] / n * 1e6:.1f} | {mem:.0f} | {mem - data_mb:.0f} |"
+            )
             print(lines[-1], flush=True)
         if len(rows) > 1:  # least-squares slope of time and memory per image
             xs = [n for n, _ in rows]
-            for what, ys in (("seconds", [r["train_s"] for _, r in rows]),
-                             ("MB", [float(memory(r, gpu)) for _, r in rows])):
+            for what, ys in (
+                ("seconds", [r["train_s"] for _, r in rows]),
+                ("MB", [float(memory(r, gpu)) for _, r in rows]),
+            ):
                 mx, my = statistics.mean(xs), statistics.mean(ys)
                 slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
                 fit = [my + slope * (x - mx) for x in xs]
@@ -118,16 +142,28 @@ def main() -> None:
                 r2 = 1 - ss[0] / ss[1] if ss[1] else 1.0
                 per = f"{slope * 1e6:.1f} microseconds" if what == "seconds" else f"{slope * 2**20:.0f} bytes"
                 lines.append("")
-                lines.append(f"Fitted line, {what}: {per} per training image, intercept {my - slope * mx:.2f}, R² {r2:.4f}.")
-        lines += ["", "### Against batch size (60,000 images)", "",
-                  f"| batch | s/epoch | images/s | test -ELBO after {args.epochs} epochs | {unit} |", "| --- | --- | --- | --- | --- |"]
+                lines.append(
+                    f"Fitted line, {what}: {per} per training image, intercept {my - slope * mx:.2f}, R² {r2:.4f}."
+                )
+        lines += [
+            "",
+            "### Against batch size (60,000 images)",
+            "",
+            f"| batch | s/epoch | images/s | test -ELBO after {args.epochs} epochs | {unit} |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         folder = Path(tmp) / "batches"
         make_data(source, 60000, folder)
         for b in args.batch_sizes:
             r = launch(args, str(folder), b)
-            lines.append(f"| {b} | {r['train_s']:.2f} | {60000 / r['train_s']:,.0f} | {r['test_nelbo']:.2f} | {memory(r, gpu)} |")
+            lines.append(
+                f"| {b} | {r['train_s']:.2f} | {60000 / r['train_s']:,.0f} | {r['test_nelbo']:.2f} | {memory(r, gpu)} |"
+            )
             print(lines[-1], flush=True)
-    lines += ["", f"Command: `python benchmarks/scaling.py --data-dir DIR --device {args.device} --precision {args.precision}`."]
+    lines += [
+        "",
+        f"Command: `python benchmarks/scaling.py --data-dir DIR --device {args.device} --precision {args.precision}`.",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.write:

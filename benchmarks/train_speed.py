@@ -59,9 +59,8 @@ def baseline_mb() -> float:
 
 def conventional(data_dir: str, epochs: int, seed: int, device: str) -> dict:
     import torch
-    from torchvision import datasets, transforms
-
     from classic_mnist import ClassicVAE, classic_loss
+    from torchvision import datasets, transforms
 
     baseline = baseline_mb()
     torch.manual_seed(seed)
@@ -69,10 +68,13 @@ def conventional(data_dir: str, epochs: int, seed: int, device: str) -> dict:
     kwargs = {"num_workers": 1, "pin_memory": True} if dev.type == "cuda" else {}
     train_loader = torch.utils.data.DataLoader(
         datasets.MNIST(data_dir, train=True, download=False, transform=transforms.ToTensor()),
-        batch_size=128, shuffle=True, **kwargs)
+        batch_size=128,
+        shuffle=True,
+        **kwargs,
+    )
     test_loader = torch.utils.data.DataLoader(
-        datasets.MNIST(data_dir, train=False, transform=transforms.ToTensor()),
-        batch_size=128, shuffle=False, **kwargs)
+        datasets.MNIST(data_dir, train=False, transform=transforms.ToTensor()), batch_size=128, shuffle=False, **kwargs
+    )
     model = ClassicVAE().to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     epochs_out = []
@@ -98,13 +100,19 @@ def conventional(data_dir: str, epochs: int, seed: int, device: str) -> dict:
                 data = data.to(dev)
                 recon, mu, logvar = model(data)
                 test_nelbo += classic_loss(recon, data, mu, logvar).item()
-        epochs_out.append({"train_s": trained - start, "epoch_s": time.perf_counter() - start,
-                           "test_nelbo": test_nelbo / len(test_loader.dataset)})
+        epochs_out.append(
+            {
+                "train_s": trained - start,
+                "epoch_s": time.perf_counter() - start,
+                "test_nelbo": test_nelbo / len(test_loader.dataset),
+            }
+        )
     return {"epochs": epochs_out, "baseline_mb": baseline, "peak_mb": peak_rss_mb(), **gpu_memory(dev)}
 
 
-def vae(data_dir: str, epochs: int, seed: int, device: str, precision: str, compile: bool = False,
-        batch_size: int = 128) -> dict:
+def vae(
+    data_dir: str, epochs: int, seed: int, device: str, precision: str, compile: bool = False, batch_size: int = 128
+) -> dict:
     """One `vae train mnist` run in this process: each epoch's seconds (training; training, test
     pass and checkpoint) and test loss, and the process's memory."""
     import torch
@@ -131,13 +139,24 @@ def vae(data_dir: str, epochs: int, seed: int, device: str, precision: str, comp
             print(message, file=sys.stderr)
 
     with tempfile.TemporaryDirectory() as tmp:
-        vaecli.train(dataset="mnist", data_dir=data_dir, download=False, epochs=epochs, seed=seed, device=device,
-                     precision=precision, compile=compile, batch_size=batch_size, out=str(Path(tmp) / "m.safetensors"),
-                     reporter=Clock())
-    epochs_out = [{"train_s": m["seconds"], "epoch_s": s, "test_nelbo": m["test_nelbo"]}
-                  for s, m in (times[e] for e in sorted(times))]
-    return {"epochs": epochs_out, "baseline_mb": baseline, "peak_mb": peak_rss_mb(),
-            **gpu_memory(torch.device(device))}
+        vaecli.train(
+            dataset="mnist",
+            data_dir=data_dir,
+            download=False,
+            epochs=epochs,
+            seed=seed,
+            device=device,
+            precision=precision,
+            compile=compile,
+            batch_size=batch_size,
+            out=str(Path(tmp) / "m.safetensors"),
+            reporter=Clock(),
+        )
+    epochs_out = [
+        {"train_s": m["seconds"], "epoch_s": s, "test_nelbo": m["test_nelbo"]}
+        for s, m in (times[e] for e in sorted(times))
+    ]
+    return {"epochs": epochs_out, "baseline_mb": baseline, "peak_mb": peak_rss_mb(), **gpu_memory(torch.device(device))}
 
 
 def sync(device) -> None:
@@ -159,14 +178,32 @@ def worker(args) -> None:
     if args.worker == "conventional":
         result = conventional(args.data_dir, args.epochs, args.seed, args.device)
     else:
-        result = vae(args.data_dir, args.epochs, args.seed, args.device, args.worker.split(":")[1],
-                     args.worker.endswith(":compile"))
+        result = vae(
+            args.data_dir,
+            args.epochs,
+            args.seed,
+            args.device,
+            args.worker.split(":")[1],
+            args.worker.endswith(":compile"),
+        )
     print("RESULT " + json.dumps(result))
 
 
 def launch(kind: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", kind, "--data-dir", args.data_dir, "--epochs", str(args.epochs),
-           "--seed", str(args.seed), "--device", args.device]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        kind,
+        "--data-dir",
+        args.data_dir,
+        "--epochs",
+        str(args.epochs),
+        "--seed",
+        str(args.seed),
+        "--device",
+        args.device,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode or not lines:
@@ -182,7 +219,9 @@ def machine(device: str) -> str:
     else:
         what = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         try:
-            model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+            model = next(
+                line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")
+            )
             what = f"{model}, {torch.get_num_threads()} threads"
         except (OSError, StopIteration):
             pass
@@ -196,8 +235,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of the two")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", nargs="+", default=["fp32", "auto"],
-                        help="vae --precision values to run (each alternates with the conventional script)")
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        default=["fp32", "auto"],
+        help="vae --precision values to run (each alternates with the conventional script)",
+    )
     parser.add_argument("--compile", action="store_true", help="also run vae with --compile")
     parser.add_argument("--write", action="store_true", help="put the table into benchmarks/RESULTS.md")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -207,15 +250,21 @@ def main() -> None:
     if not (Path(args.data_dir) / "MNIST" / "raw").is_dir():
         raise SystemExit(f"no MNIST in {args.data_dir}/MNIST/raw; pass --data-dir")
 
-    kinds = [f"vae:{p}" for p in args.precision] + ([f"vae:{p}:compile" for p in args.precision] if args.compile else [])
+    kinds = [f"vae:{p}" for p in args.precision] + (
+        [f"vae:{p}:compile" for p in args.precision] if args.compile else []
+    )
     runs: dict[str, list] = {k: [] for k in ["conventional", *kinds]}
     for r in range(args.rounds):
         for kind in ["conventional", *kinds] if r % 2 == 0 else [*kinds, "conventional"]:
             result = launch(kind, args)
             runs[kind].append(result)
             last = result["epochs"][-1]
-            print(f"round {r + 1} {kind:24s} " + " ".join(f"{e['epoch_s']:.2f}" for e in result["epochs"])
-                  + f" s/epoch, test loss {last['test_nelbo']:.2f}", flush=True)
+            print(
+                f"round {r + 1} {kind:24s} "
+                + " ".join(f"{e['epoch_s']:.2f}" for e in result["epochs"])
+                + f" s/epoch, test loss {last['test_nelbo']:.2f}",
+                flush=True,
+            )
     text = table(runs, args)
     print(text)
     if args.write:
@@ -239,29 +288,50 @@ def table(runs: dict, args) -> str:
 
     base = summary(runs["conventional"])
     gpu = args.device.startswith("cuda")
-    head = "| run | s/epoch | train images/s | speed-up | test loss after {} epochs | peak memory (MB) |".format(args.epochs)
-    lines = [f"Machine: {machine(args.device)}. {args.rounds} alternating rounds of {args.epochs} epochs each; "
-             f"s/epoch is the median epoch (training and test pass) over all rounds, first epoch of each run left out.",
-             "", head, "| --- | --- | --- | --- | --- | --- |"]
+    head = f"| run | s/epoch | train images/s | speed-up | test loss after {args.epochs} epochs | peak memory (MB) |"
+    lines = [
+        f"Machine: {machine(args.device)}. {args.rounds} alternating rounds of {args.epochs} epochs each; "
+        f"s/epoch is the median epoch (training and test pass) over all rounds, first epoch of each run left out.",
+        "",
+        head,
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for kind, results in runs.items():
         s = summary(results)
-        name = "conventional DataLoader script" if kind == "conventional" else "vae train mnist --precision " + \
-            kind.split(":")[1] + (" --compile" if kind.endswith(":compile") else "")
+        name = (
+            "conventional DataLoader script"
+            if kind == "conventional"
+            else "vae train mnist --precision "
+            + kind.split(":")[1]
+            + (" --compile" if kind.endswith(":compile") else "")
+        )
         ratio = base["epoch_s"] / s["epoch_s"]
-        memory = f"{s['gpu_peak_mb']:.0f} GPU" if gpu else f"{s['peak_mb']:.0f} ({s['peak_mb'] - s['baseline_mb']:+.0f} over import)"
-        lines.append(f"| {name} | {s['epoch_s']:.3f} | {60000 / s['train_s']:,.0f} | {ratio:.2f}x | {s['test_nelbo']:.2f} | {memory} |")
+        memory = (
+            f"{s['gpu_peak_mb']:.0f} GPU"
+            if gpu
+            else f"{s['peak_mb']:.0f} ({s['peak_mb'] - s['baseline_mb']:+.0f} over import)"
+        )
+        lines.append(
+            f"| {name} | {s['epoch_s']:.3f} | {60000 / s['train_s']:,.0f} | {ratio:.2f}x | {s['test_nelbo']:.2f} | {memory} |"
+        )
     per_round = []
     for kind in runs:
         if kind == "conventional":
             continue
-        ratios = [statistics.median(e["epoch_s"] for e in c["epochs"][1:] or c["epochs"]) /
-                  statistics.median(e["epoch_s"] for e in v["epochs"][1:] or v["epochs"])
-                  for c, v in zip(runs["conventional"], runs[kind])]
+        ratios = [
+            statistics.median(e["epoch_s"] for e in c["epochs"][1:] or c["epochs"])
+            / statistics.median(e["epoch_s"] for e in v["epochs"][1:] or v["epochs"])
+            for c, v in zip(runs["conventional"], runs[kind])
+        ]
         per_round.append(f"{kind.removeprefix('vae:')}: " + ", ".join(f"{x:.2f}" for x in ratios))
-    lines += ["", "Speed-up of each round (conventional / vae): " + "; ".join(per_round) + ".",
-              "", f"Command: `python benchmarks/train_speed.py --data-dir DIR --device {args.device} --epochs {args.epochs} "
-              f"--rounds {args.rounds} --precision {' '.join(args.precision)}{' --compile' if args.compile else ''}`"
-              f" (torch {torch.__version__})."]
+    lines += [
+        "",
+        "Speed-up of each round (conventional / vae): " + "; ".join(per_round) + ".",
+        "",
+        f"Command: `python benchmarks/train_speed.py --data-dir DIR --device {args.device} --epochs {args.epochs} "
+        f"--rounds {args.rounds} --precision {' '.join(args.precision)}{' --compile' if args.compile else ''}`"
+        f" (torch {torch.__version__}).",
+    ]
     return "\n".join(lines) + "\n"
 
 

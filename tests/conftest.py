@@ -18,8 +18,22 @@ os.environ["VAECLI_LOAD_PLUGINS"] = ""
 # A few dozen 8x8 shapes: trains in well under a second.
 TINY_DATA = {"n_train": 96, "n_test": 48, "size": 8}
 TINY_ARCH = {"hidden": (32,)}
-TINY_CLI = ["--data-option", "n_train=96", "--data-option", "n_test=48", "--data-option", "size=8",
-            "--arch-option", "hidden=32", "--latent-dim", "3", "--batch-size", "32", "--device", "cpu"]
+TINY_CLI = [
+    "--data-option",
+    "n_train=96",
+    "--data-option",
+    "n_test=48",
+    "--data-option",
+    "size=8",
+    "--arch-option",
+    "hidden=32",
+    "--latent-dim",
+    "3",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +61,16 @@ def one_thread():
 def tiny_ckpt(tmp_path_factory):
     """A checkpoint trained for 2 epochs on tiny shapes (latent 3, one hidden layer of 32)."""
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    vaecli.train(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH),
-                 latent_dim=3, epochs=2, batch_size=32, device="cpu", out=str(path))
+    vaecli.train(
+        dataset="shapes",
+        dataset_options=dict(TINY_DATA),
+        arch_options=dict(TINY_ARCH),
+        latent_dim=3,
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+        out=str(path),
+    )
     return path
 
 

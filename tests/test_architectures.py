@@ -190,23 +190,33 @@ def test_unconditional_mlp_state_dict_is_unchanged():
     """The keys and shapes the MLP had before conditioning existed (checkpoints store them)."""
     encoder, decoder = _build("mlp", (1, 28, 28), latent=20, hidden="400")
     assert _shapes(encoder) == {
-        "body.1.weight": (400, 784), "body.1.bias": (400,),
-        "head.weight": (40, 400), "head.bias": (40,),
+        "body.1.weight": (400, 784),
+        "body.1.bias": (400,),
+        "head.weight": (40, 400),
+        "head.bias": (40,),
     }
     assert _shapes(decoder) == {
-        "body.0.weight": (400, 20), "body.0.bias": (400,),
-        "head.weight": (784, 400), "head.bias": (784,),
+        "body.0.weight": (400, 20),
+        "body.0.bias": (400,),
+        "head.weight": (784, 400),
+        "head.bias": (784,),
     }
     encoder, decoder = _build("mlp", (3, 8, 8), params_per_pixel=2, latent=5, hidden="32,16")
     assert _shapes(encoder) == {
-        "body.1.weight": (32, 192), "body.1.bias": (32,),
-        "body.3.weight": (16, 32), "body.3.bias": (16,),
-        "head.weight": (10, 16), "head.bias": (10,),
+        "body.1.weight": (32, 192),
+        "body.1.bias": (32,),
+        "body.3.weight": (16, 32),
+        "body.3.bias": (16,),
+        "head.weight": (10, 16),
+        "head.bias": (10,),
     }
     assert _shapes(decoder) == {
-        "body.0.weight": (16, 5), "body.0.bias": (16,),
-        "body.2.weight": (32, 16), "body.2.bias": (32,),
-        "head.weight": (384, 32), "head.bias": (384,),
+        "body.0.weight": (16, 5),
+        "body.0.bias": (16,),
+        "body.2.weight": (32, 16),
+        "body.2.bias": (32,),
+        "head.weight": (384, 32),
+        "head.bias": (384,),
     }
     encoder, decoder = _build("mlp", (1, 4, 4), latent=2, hidden="")  # no hidden layer
     assert _shapes(encoder) == {"head.weight": (4, 16), "head.bias": (4,)}
@@ -235,8 +245,24 @@ def test_conv_default_parameter_count_on_mnist():
     encoder, decoder = _build("conv", (1, 28, 28), latent=20, channels="32,64", hidden="256")
     count = sum(q.numel() for m in (encoder, decoder) for q in m.parameters())
     # convs 1->32->64 (544 + 32832), 64*7*7 -> 256 -> 40, 20 -> 256 -> 3136, transposed 64->32->1
-    assert count == 544 + 32832 + 3136 * 256 + 256 + 256 * 40 + 40 \
-        + 20 * 256 + 256 + 256 * 3136 + 3136 + 64 * 32 * 16 + 32 + 32 * 16 + 1 == 1_691_369
+    assert (
+        count
+        == 544
+        + 32832
+        + 3136 * 256
+        + 256
+        + 256 * 40
+        + 40
+        + 20 * 256
+        + 256
+        + 256 * 3136
+        + 3136
+        + 64 * 32 * 16
+        + 32
+        + 32 * 16
+        + 1
+        == 1_691_369
+    )
 
 
 def _max_layers(h, w):
@@ -254,8 +280,9 @@ def test_conv_restores_every_size_with_the_most_layers_it_allows(hidden):
     torch.manual_seed(0)
     for h, w in SIZES:
         layers = _max_layers(h, w)
-        encoder, decoder = _build("conv", (2, h, w), params_per_pixel=2, latent=2,
-                                  channels=",".join(["3"] * layers), hidden=hidden)
+        encoder, decoder = _build(
+            "conv", (2, h, w), params_per_pixel=2, latent=2, channels=",".join(["3"] * layers), hidden=hidden
+        )
         sides, side = [], (h, w)
         for _ in range(layers):
             side = (side[0] // 2, side[1] // 2)
@@ -273,14 +300,20 @@ def test_conv_without_hidden_layers():
     assert decoder.body[0].in_features == LATENT and decoder.body[0].out_features == 8 * 2 * 2
 
 
-@pytest.mark.parametrize("shape,channels,message", [
-    ((1, 8, 8), "4,4,4,4", "8x8 images allow at most 3 stride-2 layers; channels has 4 "
-                           "(for example channels=4,4,4)"),
-    ((1, 7, 7), "4,8,16", "7x7 images allow at most 2 stride-2 layers; channels has 3"),
-    ((3, 28, 20), "1,2,3,4,5", "28x20 images allow at most 4 stride-2 layers; channels has 5"),
-    ((1, 3, 9), "4,8", "3x9 images allow at most 1 stride-2 layer; channels has 2"),
-    ((1, 1, 9), "4", "1x9 images are too small for a stride-2 layer"),
-])
+@pytest.mark.parametrize(
+    "shape,channels,message",
+    [
+        (
+            (1, 8, 8),
+            "4,4,4,4",
+            "8x8 images allow at most 3 stride-2 layers; channels has 4 (for example channels=4,4,4)",
+        ),
+        ((1, 7, 7), "4,8,16", "7x7 images allow at most 2 stride-2 layers; channels has 3"),
+        ((3, 28, 20), "1,2,3,4,5", "28x20 images allow at most 4 stride-2 layers; channels has 5"),
+        ((1, 3, 9), "4,8", "3x9 images allow at most 1 stride-2 layer; channels has 2"),
+        ((1, 1, 9), "4", "1x9 images are too small for a stride-2 layer"),
+    ],
+)
 def test_conv_refuses_images_too_small_for_its_layers(shape, channels, message):
     with pytest.raises(ValueError) as info:
         _build("conv", shape, channels=channels)
@@ -291,27 +324,37 @@ def test_conv_refuses_images_too_small_for_its_layers(shape, channels, message):
 def test_too_small_is_one_user_error_naming_the_architecture():
     from vaecli.factory import create_model as from_config
 
-    config = {"kind": "vae", "latent_dim": 2, "input_shape": [1, 8, 8],
-              "architecture": {"name": "conv", "options": {"channels": [4, 4, 4, 4]}},
-              "likelihood": {"name": "bernoulli", "options": {}}}
-    with pytest.raises(UsageError, match=r"^architecture 'conv': 8x8 images allow at most 3 "
-                                         r"stride-2 layers; channels has 4 \(for example channels=4,4,4\)$"):
+    config = {
+        "kind": "vae",
+        "latent_dim": 2,
+        "input_shape": [1, 8, 8],
+        "architecture": {"name": "conv", "options": {"channels": [4, 4, 4, 4]}},
+        "likelihood": {"name": "bernoulli", "options": {}},
+    }
+    with pytest.raises(
+        UsageError,
+        match=r"^architecture 'conv': 8x8 images allow at most 3 "
+        r"stride-2 layers; channels has 4 \(for example channels=4,4,4\)$",
+    ):
         from_config(config)
 
 
 # -- options -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch,values,message", [
-    ("conv", {"channels": ""}, "channels needs at least one entry"),
-    ("conv", {"channels": "32,0"}, "channels must be positive, got 32,0"),
-    ("conv", {"hidden": "-1"}, r"hidden sizes must be positive \(hidden= for none\)"),
-    ("conv", {"activation": "sigmoid"}, "activation must be one of relu, tanh"),
-    ("conv", {"hidden": "1.5"}, "option hidden"),
-    ("conv", {"kernel": "3"}, "has no option kernel"),
-    ("mlp", {"hidden": "64,0"}, "hidden sizes must be positive"),
-    ("mlp", {"activation": "swish"}, "activation must be one of"),
-])
+@pytest.mark.parametrize(
+    "arch,values,message",
+    [
+        ("conv", {"channels": ""}, "channels needs at least one entry"),
+        ("conv", {"channels": "32,0"}, "channels must be positive, got 32,0"),
+        ("conv", {"hidden": "-1"}, r"hidden sizes must be positive \(hidden= for none\)"),
+        ("conv", {"activation": "sigmoid"}, "activation must be one of relu, tanh"),
+        ("conv", {"hidden": "1.5"}, "option hidden"),
+        ("conv", {"kernel": "3"}, "has no option kernel"),
+        ("mlp", {"hidden": "64,0"}, "hidden sizes must be positive"),
+        ("mlp", {"activation": "swish"}, "activation must be one of"),
+    ],
+)
 def test_option_errors_say_what_is_wrong(arch, values, message):
     spec = registry().get("architecture", arch).spec
     with pytest.raises(UsageError, match=f"^architecture '{arch}'.*{message}"):

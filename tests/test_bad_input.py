@@ -133,24 +133,51 @@ def case(id_: str, *args, **kwargs) -> None:
 BAD_CHECKPOINTS = [
     ("missing", "gone.safetensors", None, ["no such file"]),
     ("empty", "empty.safetensors", lambda src, p: p.write_bytes(b""), ["is empty"]),
-    ("truncated", "cut.safetensors", lambda src, p: p.write_bytes(src.read_bytes()[: src.stat().st_size // 2]),
-     ["truncated"]),
-    ("random-bytes", "noise.safetensors", lambda src, p: p.write_bytes(random.Random(0).randbytes(4096)),
-     ["not a readable safetensors"]),
+    (
+        "truncated",
+        "cut.safetensors",
+        lambda src, p: p.write_bytes(src.read_bytes()[: src.stat().st_size // 2]),
+        ["truncated"],
+    ),
+    (
+        "random-bytes",
+        "noise.safetensors",
+        lambda src, p: p.write_bytes(random.Random(0).randbytes(4096)),
+        ["not a readable safetensors"],
+    ),
     ("pickle", "evil.pkl", lambda src, p: p.write_bytes(_pickle_bytes()), ["pickle", "never loaded"]),
-    ("pickle-named-safetensors", "evil.safetensors", lambda src, p: p.write_bytes(_pickle_bytes()),
-     ["pickle", "never loaded"]),
-    ("pickle-protocol-0", "old.pkl", lambda src, p: p.write_bytes(_pickle_bytes(protocol=0)),
-     ["not a readable safetensors"]),
+    (
+        "pickle-named-safetensors",
+        "evil.safetensors",
+        lambda src, p: p.write_bytes(_pickle_bytes()),
+        ["pickle", "never loaded"],
+    ),
+    (
+        "pickle-protocol-0",
+        "old.pkl",
+        lambda src, p: p.write_bytes(_pickle_bytes(protocol=0)),
+        ["not a readable safetensors"],
+    ),
     ("torch-pt", "model.pt", lambda src, p: p.write_bytes(_pt_bytes()), ["PyTorch .pt", "never loaded"]),
     ("a-folder", "dir.safetensors", lambda src, p: p.mkdir(), ["is a folder"]),
-    ("safetensors-not-vaecli", "other.safetensors",
-     lambda src, p: _latents_safetensors(str(p), x=torch.zeros(2, 3)), ["not a vaecli checkpoint"]),
-    ("tensor-bytes-damaged", "flipped.safetensors",
-     lambda src, p: p.write_bytes(src.read_bytes()[:-1] + bytes([src.read_bytes()[-1] ^ 0xFF])), ["damaged"]),
-    ("newer-format", "future.safetensors",
-     lambda src, p: _rewrite_metadata(src, str(p), lambda m: m.update(format_version="99")),
-     ["newer vaecli", "upgrade"]),
+    (
+        "safetensors-not-vaecli",
+        "other.safetensors",
+        lambda src, p: _latents_safetensors(str(p), x=torch.zeros(2, 3)),
+        ["not a vaecli checkpoint"],
+    ),
+    (
+        "tensor-bytes-damaged",
+        "flipped.safetensors",
+        lambda src, p: p.write_bytes(src.read_bytes()[:-1] + bytes([src.read_bytes()[-1] ^ 0xFF])),
+        ["damaged"],
+    ),
+    (
+        "newer-format",
+        "future.safetensors",
+        lambda src, p: _rewrite_metadata(src, str(p), lambda m: m.update(format_version="99")),
+        ["newer vaecli", "upgrade"],
+    ),
 ]
 
 # "A checkpoint of another architecture than asked": no command takes an expected architecture,
@@ -158,16 +185,35 @@ BAD_CHECKPOINTS = [
 # architecture than its weights have. Only commands that build the model can see it (`vae info`
 # reads the metadata alone). Each: (id, file, edit, exit code, needles).
 OTHER_ARCHITECTURES = [
-    ("wider-mlp", "wider.safetensors", _arch(options={"hidden": [64], "activation": "relu"}), 2,
-     ["wider.safetensors", "do not fit the architecture"]),
-    ("conv-named-mlp-weights", "conv.safetensors", _arch(name="conv", options={}), 2,
-     ["conv.safetensors", "do not fit the architecture"]),
-    ("other-latent-dim", "latent5.safetensors", lambda m: m["model"].update(latent_dim=5), 2,
-     ["latent5.safetensors", "do not fit the architecture"]),
+    (
+        "wider-mlp",
+        "wider.safetensors",
+        _arch(options={"hidden": [64], "activation": "relu"}),
+        2,
+        ["wider.safetensors", "do not fit the architecture"],
+    ),
+    (
+        "conv-named-mlp-weights",
+        "conv.safetensors",
+        _arch(name="conv", options={}),
+        2,
+        ["conv.safetensors", "do not fit the architecture"],
+    ),
+    (
+        "other-latent-dim",
+        "latent5.safetensors",
+        lambda m: m["model"].update(latent_dim=5),
+        2,
+        ["latent5.safetensors", "do not fit the architecture"],
+    ),
     # an architecture from a plugin that is not installed: the environment lacks it (run time)
-    ("plugin-architecture-missing", "plugin.safetensors",
-     _arch(name="nosuch-arch", options={}, provider={"distribution": "vaecli-nosuch", "version": "1.0"}), 1,
-     ["nosuch-arch", "vaecli-nosuch", "pip install"]),
+    (
+        "plugin-architecture-missing",
+        "plugin.safetensors",
+        _arch(name="nosuch-arch", options={}, provider={"distribution": "vaecli-nosuch", "version": "1.0"}),
+        1,
+        ["nosuch-arch", "vaecli-nosuch", "pip install"],
+    ),
 ]
 
 CKPT_COMMANDS = {
@@ -185,14 +231,24 @@ def _write_at(write, name):
 
 for command, template in CKPT_COMMANDS.items():
     for what, name, write, needles in BAD_CHECKPOINTS:
-        case(f"{command}-checkpoint-{what}", [a.format(bad=name) for a in template], [name, *needles],
-             make=_write_at(write, name), needs_valid_ckpt=False)
+        case(
+            f"{command}-checkpoint-{what}",
+            [a.format(bad=name) for a in template],
+            [name, *needles],
+            make=_write_at(write, name),
+            needs_valid_ckpt=False,
+        )
     if command == "info":
         continue
     for what, name, edit, code, needles in OTHER_ARCHITECTURES:
-        case(f"{command}-checkpoint-{what}", [a.format(bad=name) for a in template], needles,
-             make=lambda src, name=name, edit=edit: _rewrite_metadata(src, name, edit), code=code,
-             needs_valid_ckpt=False)
+        case(
+            f"{command}-checkpoint-{what}",
+            [a.format(bad=name) for a in template],
+            needles,
+            make=lambda src, name=name, edit=edit: _rewrite_metadata(src, name, edit),
+            code=code,
+            needs_valid_ckpt=False,
+        )
 
 # Latent files given to `vae decode` (the model's latent space has 3 dimensions).
 BAD_LATENTS = [
@@ -205,34 +261,69 @@ BAD_LATENTS = [
     ("npy-complex", "z.npy", lambda: _npy("z.npy", np.ones((2, 3), np.complex64)), ["complex64", "numbers"]),
     ("npy-bool", "z.npy", lambda: _npy("z.npy", np.ones((2, 3), bool)), ["bool", "numbers"]),
     ("npy-strings", "z.npy", lambda: _npy("z.npy", np.array([["a", "b", "c"]])), ["dtype", "numbers"]),
-    ("npy-pickled-objects", "z.npy",
-     lambda: np.save("z.npy", np.array([[_Touch(_marker())] * 3], dtype=object), allow_pickle=True),
-     ["pickle", "never unpickled"]),
+    (
+        "npy-pickled-objects",
+        "z.npy",
+        lambda: np.save("z.npy", np.array([[_Touch(_marker())] * 3], dtype=object), allow_pickle=True),
+        ["pickle", "never unpickled"],
+    ),
     ("npy-garbage", "z.npy", lambda: Path("z.npy").write_bytes(b"\x93NUMPY garbage"), ["not a readable .npy"]),
     ("npy-empty-file", "z.npy", lambda: Path("z.npy").write_bytes(b""), ["is empty"]),
-    ("csv-strings", "z.csv", lambda: Path("z.csv").write_text("z0,z1,z2\n0.1,abc,0.3\n"), ["row 2", "not all values are numbers"]),
+    (
+        "csv-strings",
+        "z.csv",
+        lambda: Path("z.csv").write_text("z0,z1,z2\n0.1,abc,0.3\n"),
+        ["row 2", "not all values are numbers"],
+    ),
     ("csv-wrong-dimension", "z.csv", lambda: Path("z.csv").write_text("0.1,0.2\n0.3,0.4\n"), ["2 dimensions", "has 3"]),
-    ("csv-ragged", "z.csv", lambda: Path("z.csv").write_text("0.1,0.2,0.3\n0.4,0.5\n"), ["different numbers of values"]),
+    (
+        "csv-ragged",
+        "z.csv",
+        lambda: Path("z.csv").write_text("0.1,0.2,0.3\n0.4,0.5\n"),
+        ["different numbers of values"],
+    ),
     ("csv-nan", "z.csv", lambda: Path("z.csv").write_text("0.1,nan,0.3\n"), ["NaN"]),
     ("csv-header-only", "z.csv", lambda: Path("z.csv").write_text("index,z0,z1,z2\n"), ["no rows"]),
     ("csv-binary", "z.csv", lambda: Path("z.csv").write_bytes(b"\xff\xfe\x00\x81" * 8), ["not a text CSV"]),
-    ("safetensors-wrong-dimension", "z.safetensors",
-     lambda: _latents_safetensors("z.safetensors", mean=torch.zeros(2, 4)), ["4 dimensions", "has 3"]),
-    ("safetensors-bool", "z.safetensors",
-     lambda: _latents_safetensors("z.safetensors", mean=torch.ones(2, 3, dtype=torch.bool)), ["torch.bool", "numbers"]),
-    ("safetensors-nan", "z.safetensors",
-     lambda: _latents_safetensors("z.safetensors", mean=torch.tensor([[0.0, float("nan"), 0.0]])), ["NaN"]),
-    ("safetensors-garbage", "z.safetensors", lambda: Path("z.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{oops"),
-     ["not a readable safetensors"]),
+    (
+        "safetensors-wrong-dimension",
+        "z.safetensors",
+        lambda: _latents_safetensors("z.safetensors", mean=torch.zeros(2, 4)),
+        ["4 dimensions", "has 3"],
+    ),
+    (
+        "safetensors-bool",
+        "z.safetensors",
+        lambda: _latents_safetensors("z.safetensors", mean=torch.ones(2, 3, dtype=torch.bool)),
+        ["torch.bool", "numbers"],
+    ),
+    (
+        "safetensors-nan",
+        "z.safetensors",
+        lambda: _latents_safetensors("z.safetensors", mean=torch.tensor([[0.0, float("nan"), 0.0]])),
+        ["NaN"],
+    ),
+    (
+        "safetensors-garbage",
+        "z.safetensors",
+        lambda: Path("z.safetensors").write_bytes(b"\x08" + b"\x00" * 7 + b"{oops"),
+        ["not a readable safetensors"],
+    ),
     ("a-checkpoint", CKPT, lambda: None, ["is a model checkpoint, not latents"]),
     ("missing", "gone.npy", lambda: None, ["no such file"]),
     ("wrong-suffix", "z.txt", lambda: Path("z.txt").write_text("0,0,0\n"), ["must end in one of", ".npy"]),
 ]
 for what, name, make, needles in BAD_LATENTS:
-    case(f"decode-latents-{what}", ["decode", "{ckpt}", name, "-o", "d.png"], [name, *needles],
-         make=lambda src, make=make: make())
+    case(
+        f"decode-latents-{what}",
+        ["decode", "{ckpt}", name, "-o", "d.png"],
+        [name, *needles],
+        make=lambda src, make=make: make(),
+    )
 case("decode-z-not-numbers", ["decode", "{ckpt}", "--z", "0.1,x,0", "-o", "d.png"], ["--z", "'0.1,x,0'", "numbers"])
-case("decode-z-wrong-dimension", ["decode", "{ckpt}", "--z", "0.1,0.2", "-o", "d.png"], ["--z", "2 dimensions", "has 3"])
+case(
+    "decode-z-wrong-dimension", ["decode", "{ckpt}", "--z", "0.1,0.2", "-o", "d.png"], ["--z", "2 dimensions", "has 3"]
+)
 case("decode-z-nan", ["decode", "{ckpt}", "--z", "0,nan,0", "-o", "d.png"], ["--z", "NaN"])
 
 
@@ -255,14 +346,24 @@ BAD_IMAGES = [
     ("empty-png", "empty.png", lambda: Path("empty.png").write_bytes(b""), ["not an image"]),
     ("missing-png", "gone.png", lambda: None, ["no such file"]),
     ("empty-folder", "imgs", lambda: Path("imgs").mkdir(), ["no readable images"]),
-    ("folder-of-non-images", "imgs",
-     lambda: [Path("imgs").mkdir(), Path("imgs/a.txt").write_text("text"), Path("imgs/b.png").write_text("text")],
-     ["no readable images", "2 other file(s)", "imgs/a.txt", "not an image"]),
-    ("folder-of-16-bit-images", "imgs", lambda: _png("imgs/deep.png", np.full((8, 8), 1000, np.uint16)),
-     ["no readable images", "1 other file(s)", "imgs/deep.png", "16-bit"]),
-    ("folder-with-other-aspect", "imgs",
-     lambda: [_png("imgs/a.png", np.zeros((8, 8), np.uint8)), _png("imgs/b.png", np.zeros((8, 12), np.uint8))],
-     ["b.png", "aspect"]),
+    (
+        "folder-of-non-images",
+        "imgs",
+        lambda: [Path("imgs").mkdir(), Path("imgs/a.txt").write_text("text"), Path("imgs/b.png").write_text("text")],
+        ["no readable images", "2 other file(s)", "imgs/a.txt", "not an image"],
+    ),
+    (
+        "folder-of-16-bit-images",
+        "imgs",
+        lambda: _png("imgs/deep.png", np.full((8, 8), 1000, np.uint16)),
+        ["no readable images", "1 other file(s)", "imgs/deep.png", "16-bit"],
+    ),
+    (
+        "folder-with-other-aspect",
+        "imgs",
+        lambda: [_png("imgs/a.png", np.zeros((8, 8), np.uint8)), _png("imgs/b.png", np.zeros((8, 12), np.uint8))],
+        ["b.png", "aspect"],
+    ),
 ]
 IMAGE_COMMANDS = {
     "encode": ["encode", "{ckpt}", "{input}", "-o", "z.npy"],
@@ -270,12 +371,20 @@ IMAGE_COMMANDS = {
 }
 for command, template in IMAGE_COMMANDS.items():
     for what, name, make, needles in BAD_IMAGES:
-        case(f"{command}-image-{what}", [a.replace("{input}", name) for a in template], [name, *needles],
-             make=lambda src, make=make: make())
+        case(
+            f"{command}-image-{what}",
+            [a.replace("{input}", name) for a in template],
+            [name, *needles],
+            make=lambda src, make=make: make(),
+        )
 
 # -n: zero, negative, not a number, absurdly large.
-for value, needles in [("0", ["-n must be at least 1", "got 0"]), ("-1", ["-n must be at least 1", "got -1"]),
-                       ("abc", ["'-n'", "valid integer"]), (str(10**9), ["-n must be at most 10000"])]:
+for value, needles in [
+    ("0", ["-n must be at least 1", "got 0"]),
+    ("-1", ["-n must be at least 1", "got -1"]),
+    ("abc", ["'-n'", "valid integer"]),
+    (str(10**9), ["-n must be at most 10000"]),
+]:
     case(f"sample-n-{value}", ["sample", "{ckpt}", "-n", value], needles)
 case("reconstruct-n-absurd", ["reconstruct", "{ckpt}", "-n", str(10**9)], ["-n must be at most 10000"])
 case("decode-n-absurd", ["decode", "{ckpt}", "--z", "0,0,0", "-n", str(10**9)], ["-n must be at most 10000"])
@@ -289,38 +398,89 @@ OUTPUTS = {
     "train": (["train", *TINY_CLI, "--epochs", "1", "-o"], "m.safetensors"),
 }
 for command, (template, name) in OUTPUTS.items():
-    case(f"{command}-out-folder-missing", [*template, f"nope/{name}"], [f"nope/{name}", "folder nope does not exist"],
-         needs_valid_ckpt=command != "train")
-    case(f"{command}-out-folder-read-only", [*template, f"ro/{name}"], [f"ro/{name}", "not writable"],
-         make=lambda src: Path("ro").mkdir(), read_only=["ro"], needs_valid_ckpt=command != "train")
-case("sample-out-is-a-folder", ["sample", "{ckpt}", "-o", "grid.png"], ["grid.png", "is a folder"],
-     make=lambda src: Path("grid.png").mkdir())
-case("train-out-existing-checkpoint", ["train", *TINY_CLI, "--epochs", "1", "-o", CKPT],
-     [CKPT, "already exists", "--force"])
-case("encode-out-existing-file", ["encode", "{ckpt}", "shapes:test", "-o", "z.npy"], ["z.npy", "already exists", "--force"],
-     make=lambda src: Path("z.npy").write_bytes(b"precious"))
-case("encode-out-is-the-checkpoint", ["encode", "{ckpt}", "shapes:test", "-o", CKPT, "--force"],
-     [CKPT, "is the checkpoint itself"])
+    case(
+        f"{command}-out-folder-missing",
+        [*template, f"nope/{name}"],
+        [f"nope/{name}", "folder nope does not exist"],
+        needs_valid_ckpt=command != "train",
+    )
+    case(
+        f"{command}-out-folder-read-only",
+        [*template, f"ro/{name}"],
+        [f"ro/{name}", "not writable"],
+        make=lambda src: Path("ro").mkdir(),
+        read_only=["ro"],
+        needs_valid_ckpt=command != "train",
+    )
+case(
+    "sample-out-is-a-folder",
+    ["sample", "{ckpt}", "-o", "grid.png"],
+    ["grid.png", "is a folder"],
+    make=lambda src: Path("grid.png").mkdir(),
+)
+case(
+    "train-out-existing-checkpoint",
+    ["train", *TINY_CLI, "--epochs", "1", "-o", CKPT],
+    [CKPT, "already exists", "--force"],
+)
+case(
+    "encode-out-existing-file",
+    ["encode", "{ckpt}", "shapes:test", "-o", "z.npy"],
+    ["z.npy", "already exists", "--force"],
+    make=lambda src: Path("z.npy").write_bytes(b"precious"),
+)
+case(
+    "encode-out-is-the-checkpoint",
+    ["encode", "{ckpt}", "shapes:test", "-o", CKPT, "--force"],
+    [CKPT, "is the checkpoint itself"],
+)
 
 # Unknown names: the message lists the known ones.
-case("train-unknown-dataset", ["train", "nosuch", *TINY_CLI], ["unknown dataset 'nosuch'", "mnist", "shapes"],
-     needs_valid_ckpt=False)
-case("train-unknown-architecture", ["train", "--arch", "nosuch", *TINY_CLI], ["unknown architecture 'nosuch'", "conv", "mlp"],
-     needs_valid_ckpt=False)
-case("train-unknown-likelihood", ["train", "--likelihood", "poisson", *TINY_CLI],
-     ["unknown likelihood 'poisson'", "bernoulli", "gaussian"], needs_valid_ckpt=False)
-case("train-unknown-model-kind", ["train", "--model", "gan", *TINY_CLI], ["unknown model kind 'gan'", "vae", "cvae"],
-     needs_valid_ckpt=False)
-case("encode-unknown-dataset", ["encode", "{ckpt}", "nosuch:test", "-o", "z.npy"], ["unknown dataset 'nosuch'", "mnist"])
+case(
+    "train-unknown-dataset",
+    ["train", "nosuch", *TINY_CLI],
+    ["unknown dataset 'nosuch'", "mnist", "shapes"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-unknown-architecture",
+    ["train", "--arch", "nosuch", *TINY_CLI],
+    ["unknown architecture 'nosuch'", "conv", "mlp"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-unknown-likelihood",
+    ["train", "--likelihood", "poisson", *TINY_CLI],
+    ["unknown likelihood 'poisson'", "bernoulli", "gaussian"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-unknown-model-kind",
+    ["train", "--model", "gan", *TINY_CLI],
+    ["unknown model kind 'gan'", "vae", "cvae"],
+    needs_valid_ckpt=False,
+)
+case(
+    "encode-unknown-dataset", ["encode", "{ckpt}", "nosuch:test", "-o", "z.npy"], ["unknown dataset 'nosuch'", "mnist"]
+)
 
 # A dataset missing offline: a failure at run time (DataUnavailableError, exit 1), nothing created in
 # the data folder.
-case("train-mnist-missing-offline", ["train", "mnist", "--no-download", "--data-dir", "data", "--epochs", "1",
-                                     "--device", "cpu"],
-     ["MNIST files not found", "data", "--no-download"], make=lambda src: Path("data").mkdir(), code=1,
-     needs_valid_ckpt=False)
-case("evaluate-mnist-missing-offline", ["evaluate", "{ckpt}", "mnist:test", "--no-download", "--data-dir", "data"],
-     ["MNIST files not found", "data", "--no-download"], make=lambda src: Path("data").mkdir(), code=1)
+case(
+    "train-mnist-missing-offline",
+    ["train", "mnist", "--no-download", "--data-dir", "data", "--epochs", "1", "--device", "cpu"],
+    ["MNIST files not found", "data", "--no-download"],
+    make=lambda src: Path("data").mkdir(),
+    code=1,
+    needs_valid_ckpt=False,
+)
+case(
+    "evaluate-mnist-missing-offline",
+    ["evaluate", "{ckpt}", "mnist:test", "--no-download", "--data-dir", "data"],
+    ["MNIST files not found", "data", "--no-download"],
+    make=lambda src: Path("data").mkdir(),
+    code=1,
+)
 
 
 # -- the matrix --------------------------------------------------------------------------------

@@ -10,15 +10,21 @@ import torch
 from safetensors.torch import save_file
 
 import vaecli
-from vaecli import factory
-from vaecli import checkpoint
+from vaecli import checkpoint, factory
 from vaecli.errors import CheckpointError
 
 
 def test_round_trip_gives_identical_outputs(tmp_path):
-    result = vaecli.train(dataset="shapes", dataset_options={"n_train": 64, "n_test": 32, "size": 8},
-                          arch_options={"hidden": (16,)}, latent_dim=2, epochs=1, batch_size=16,
-                          device="cpu", out=str(tmp_path / "a.safetensors"))
+    result = vaecli.train(
+        dataset="shapes",
+        dataset_options={"n_train": 64, "n_test": 32, "size": 8},
+        arch_options={"hidden": (16,)},
+        latent_dim=2,
+        epochs=1,
+        batch_size=16,
+        device="cpu",
+        out=str(tmp_path / "a.safetensors"),
+    )
     loaded = vaecli.load(result.path)
     x = torch.randint(0, 256, (7, 1, 8, 8), dtype=torch.uint8)
     for a, b in zip(result.model.encode(x), loaded.encode(x)):
@@ -36,7 +42,8 @@ def test_metadata_describes_the_model(tiny_ckpt):
     meta = ckpt.meta
     assert meta["format"] == "vaecli" and meta["format_version"] == "1"
     assert meta["model"]["architecture"] == {
-        "name": "mlp", "options": {"hidden": [32], "activation": "relu"},
+        "name": "mlp",
+        "options": {"hidden": [32], "activation": "relu"},
         "provider": {"distribution": "vaecli", "version": vaecli.__version__, "plugin": "architectures"},
     }
     assert meta["model"]["likelihood"]["name"] == "bernoulli"
@@ -66,13 +73,16 @@ def test_a_flipped_byte_is_detected(tiny_ckpt, tmp_path):
         checkpoint.read(bad)
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "is empty"),
-    (b"\x80\x04\x95\x10\x00\x00\x00", "pickle"),
-    (b"PK\x03\x04" + b"\x00" * 40, "pickle"),
-    (os.urandom(256), "not a readable safetensors"),
-    (b"\x05\x00", "not a readable safetensors"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "is empty"),
+        (b"\x80\x04\x95\x10\x00\x00\x00", "pickle"),
+        (b"PK\x03\x04" + b"\x00" * 40, "pickle"),
+        (os.urandom(256), "not a readable safetensors"),
+        (b"\x05\x00", "not a readable safetensors"),
+    ],
+)
 def test_files_that_are_not_checkpoints_are_refused(tmp_path, content, message):
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
@@ -153,22 +163,46 @@ def test_nothing_in_the_package_loads_or_writes_pickles():
     repo = Path(__file__).resolve().parents[1]  # the sources, not an installed copy
     root, plugins = repo / "vaecli", repo / "plugins"
     assert (root / "checkpoint.py").exists() and (plugins / "vaecli-resnet").is_dir()
-    pattern = re.compile(r"\bimport (cloud)?pickle\b|\bfrom (cloud)?pickle\b|\b(cloud)?pickle\.\w|torch\.load\b"
-                         r"|allow_pickle\s*=\s*True")
-    found = [f"{path}:{n}" for path in [*root.rglob("*.py"), *(plugins.rglob("*.py") if plugins.is_dir() else [])]
-             for n, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    pattern = re.compile(
+        r"\bimport (cloud)?pickle\b|\bfrom (cloud)?pickle\b|\b(cloud)?pickle\.\w|torch\.load\b"
+        r"|allow_pickle\s*=\s*True"
+    )
+    found = [
+        f"{path}:{n}"
+        for path in [*root.rglob("*.py"), *(plugins.rglob("*.py") if plugins.is_dir() else [])]
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert found == []
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda t, h: h.update(training=h["training"].replace('"batch_size": 32', '"batch_size": 64')), "metadata does not match"),
-    (lambda t, h: h.update(metrics=h["metrics"].replace('"epoch": 2', '"epoch": 3')), "metadata does not match"),
-    (lambda t, h: h.pop("created"), "metadata does not match"),
-    (lambda t, h: t.update({k: t[k].double() for k in sorted(t)[:1]}), "tensor data does not match"),
-    (lambda t, h: t.pop(sorted(t)[-1]), "tensor data does not match"),
-    (lambda t, h: t.update(extra=torch.zeros(3)), "tensor data does not match"),
-    (lambda t, h: t.update({k: t[k].flip(0) for k in sorted(t) if k.startswith("model.")}), "tensor data does not match"),
-], ids=["a-setting", "a-metric", "a-missing-entry", "a-dtype", "a-missing-tensor", "an-extra-tensor", "reordered-weights"])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda t, h: h.update(training=h["training"].replace('"batch_size": 32', '"batch_size": 64')),
+            "metadata does not match",
+        ),
+        (lambda t, h: h.update(metrics=h["metrics"].replace('"epoch": 2', '"epoch": 3')), "metadata does not match"),
+        (lambda t, h: h.pop("created"), "metadata does not match"),
+        (lambda t, h: t.update({k: t[k].double() for k in sorted(t)[:1]}), "tensor data does not match"),
+        (lambda t, h: t.pop(sorted(t)[-1]), "tensor data does not match"),
+        (lambda t, h: t.update(extra=torch.zeros(3)), "tensor data does not match"),
+        (
+            lambda t, h: t.update({k: t[k].flip(0) for k in sorted(t) if k.startswith("model.")}),
+            "tensor data does not match",
+        ),
+    ],
+    ids=[
+        "a-setting",
+        "a-metric",
+        "a-missing-entry",
+        "a-dtype",
+        "a-missing-tensor",
+        "an-extra-tensor",
+        "reordered-weights",
+    ],
+)
 def test_any_change_after_writing_is_detected(tiny_ckpt, tmp_path, change, message):
     """The file is rewritten whole and valid, with the hashes recorded when it was written."""
     ckpt = checkpoint.read(tiny_ckpt)

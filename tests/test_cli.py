@@ -12,10 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_CLI, ends_in_error as _one_line_error
-
-
-
+from conftest import TINY_CLI
+from conftest import ends_in_error as _one_line_error
 
 # -- train ------------------------------------------------------------------------------------
 
@@ -36,8 +34,7 @@ def test_train_writes_a_checkpoint_and_reports_the_test_elbo(vae):
 def test_train_refuses_to_overwrite_without_force(vae):
     assert vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors").exit_code == 0
     before = Path("m.safetensors").read_bytes()
-    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors"), 2,
-                    "already exists", "--force")
+    _one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors"), 2, "already exists", "--force")
     assert Path("m.safetensors").read_bytes() == before
     assert vae("train", *TINY_CLI, "--epochs", "1", "--seed", "5", "-o", "m.safetensors", "--force").exit_code == 0
     assert Path("m.safetensors").read_bytes() != before
@@ -46,7 +43,10 @@ def test_train_refuses_to_overwrite_without_force(vae):
 def test_default_output_names_are_numbered_not_overwritten(vae):
     for _ in range(2):
         assert vae("train", *TINY_CLI, "--epochs", "1").exit_code == 0
-    assert sorted(p.name for p in Path(".").glob("*.safetensors")) == ["shapes-mlp-2.safetensors", "shapes-mlp.safetensors"]
+    assert sorted(p.name for p in Path(".").glob("*.safetensors")) == [
+        "shapes-mlp-2.safetensors",
+        "shapes-mlp.safetensors",
+    ]
 
 
 def test_plain_autoencoder_trains_with_zero_kl(vae):
@@ -57,8 +57,20 @@ def test_plain_autoencoder_trains_with_zero_kl(vae):
 
 
 def test_train_options_reach_the_model(vae):
-    result = vae("train", *TINY_CLI, "--epochs", "1", "--arch-option", "activation=tanh",
-                 "--likelihood", "gaussian", "--likelihood-option", "learn_sigma=shared", "-o", "g.safetensors")
+    result = vae(
+        "train",
+        *TINY_CLI,
+        "--epochs",
+        "1",
+        "--arch-option",
+        "activation=tanh",
+        "--likelihood",
+        "gaussian",
+        "--likelihood-option",
+        "learn_sigma=shared",
+        "-o",
+        "g.safetensors",
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(vae("info", "g.safetensors", "--json").stdout)
     assert info["model"]["architecture"]["options"] == {"hidden": [32], "activation": "tanh"}
@@ -66,22 +78,31 @@ def test_train_options_reach_the_model(vae):
     assert info["data"]["dataset"]["options"]["size"] == 8
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["train", "nosuchdata"], ["unknown dataset 'nosuchdata'", "cifar10, emnist, fashion-mnist, folder, kmnist, mnist, shapes, tensor"]),
-    (["train", "--arch", "nosuch"], ["unknown architecture 'nosuch'", "mlp"]),
-    (["train", "--likelihood", "poisson"], ["unknown likelihood 'poisson'", "bernoulli, continuous-bernoulli, gaussian, logistic"]),
-    (["train", "--model", "gan"], ["unknown model kind 'gan'", "ae, cvae, vae"]),
-    (["train", "--epochs", "0"], ["--epochs must be at least 1"]),
-    (["train", "--lr", "-1"], ["--lr must be a positive number"]),
-    (["train", "--batch-size", "0"], ["--batch-size must be at least 1"]),
-    (["train", "--arch-option", "depth=3"], ["no option depth", "hidden=400"]),
-    (["train", "--arch-option", "hidden=abc"], ["hidden"]),
-    (["train", "--arch-option", "activation=swish"], ["activation must be one of"]),
-    (["train", "--arch-option", "oops"], ["KEY=VALUE"]),
-    (["train", "-o", "model.pt"], ["must end in .safetensors"]),
-    (["train", "-o", "no/such/folder/m.safetensors"], ["does not exist"]),
-    (["train", "--device", "tpu"], ["unknown device 'tpu'"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (
+            ["train", "nosuchdata"],
+            ["unknown dataset 'nosuchdata'", "cifar10, emnist, fashion-mnist, folder, kmnist, mnist, shapes, tensor"],
+        ),
+        (["train", "--arch", "nosuch"], ["unknown architecture 'nosuch'", "mlp"]),
+        (
+            ["train", "--likelihood", "poisson"],
+            ["unknown likelihood 'poisson'", "bernoulli, continuous-bernoulli, gaussian, logistic"],
+        ),
+        (["train", "--model", "gan"], ["unknown model kind 'gan'", "ae, cvae, vae"]),
+        (["train", "--epochs", "0"], ["--epochs must be at least 1"]),
+        (["train", "--lr", "-1"], ["--lr must be a positive number"]),
+        (["train", "--batch-size", "0"], ["--batch-size must be at least 1"]),
+        (["train", "--arch-option", "depth=3"], ["no option depth", "hidden=400"]),
+        (["train", "--arch-option", "hidden=abc"], ["hidden"]),
+        (["train", "--arch-option", "activation=swish"], ["activation must be one of"]),
+        (["train", "--arch-option", "oops"], ["KEY=VALUE"]),
+        (["train", "-o", "model.pt"], ["must end in .safetensors"]),
+        (["train", "-o", "no/such/folder/m.safetensors"], ["does not exist"]),
+        (["train", "--device", "tpu"], ["unknown device 'tpu'"]),
+    ],
+)
 def test_train_usage_errors(vae, args, needles):
     _one_line_error(vae(*args), 2, *needles)
     assert not list(Path(".").iterdir())  # nothing written
@@ -93,8 +114,12 @@ def test_train_on_cuda_without_a_gpu_is_a_clear_error(vae):
 
 
 def test_mnist_missing_offline_says_where_it_looked(vae, tmp_path):
-    line = _one_line_error(vae("train", "mnist", "--data-dir", tmp_path / "empty", "--no-download"), 1,
-                           "MNIST files not found", "--no-download")
+    line = _one_line_error(
+        vae("train", "mnist", "--data-dir", tmp_path / "empty", "--no-download"),
+        1,
+        "MNIST files not found",
+        "--no-download",
+    )
     assert str(tmp_path / "empty" / "MNIST" / "raw") in line
 
 
@@ -132,15 +157,18 @@ def test_sample_default_output_sits_beside_the_checkpoint(vae, tiny_ckpt):
     expected.unlink()
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["-n", "0"], ["-n must be at least 1"]),
-    (["-n", "-3"], ["-n must be at least 1"]),
-    (["-n", "100000000"], ["-n must be at most"]),
-    (["--temperature", "0"], ["--temperature must be a positive number"]),
-    (["--mode", "median"], ["--mode must be"]),
-    (["-o", "grid.txt"], ["must end in one of .png"]),
-    (["-o", "missing/grid.png"], ["does not exist"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["-n", "0"], ["-n must be at least 1"]),
+        (["-n", "-3"], ["-n must be at least 1"]),
+        (["-n", "100000000"], ["-n must be at most"]),
+        (["--temperature", "0"], ["--temperature must be a positive number"]),
+        (["--mode", "median"], ["--mode must be"]),
+        (["-o", "grid.txt"], ["must end in one of .png"]),
+        (["-o", "missing/grid.png"], ["does not exist"]),
+    ],
+)
 def test_sample_usage_errors(vae, tiny_ckpt, args, needles):
     _one_line_error(vae("sample", tiny_ckpt, *args), 2, *needles)
     assert not list(Path(".").iterdir())
@@ -152,12 +180,15 @@ def test_non_numeric_n_is_a_usage_error(vae, tiny_ckpt):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("content,needle", [
-    (None, "no such file"),
-    (b"", "is empty"),
-    (b"\x80\x04\x95garbage", "pickle"),
-    (b"\x00\x01\x02 random bytes \xff" * 20, "not a readable safetensors"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        (None, "no such file"),
+        (b"", "is empty"),
+        (b"\x80\x04\x95garbage", "pickle"),
+        (b"\x00\x01\x02 random bytes \xff" * 20, "not a readable safetensors"),
+    ],
+)
 @pytest.mark.parametrize("command", ["sample", "info"])
 def test_commands_refuse_what_is_not_a_checkpoint(vae, command, content, needle):
     path = Path("bad.safetensors")
@@ -180,8 +211,16 @@ def test_debug_shows_the_traceback(vae, monkeypatch):
 def test_info_prints_a_readable_table(vae, tiny_ckpt):
     result = vae("info", tiny_ckpt)
     assert result.exit_code == 0, result.output
-    for needle in ("VAE, latent dim 3", "mlp", "hidden=32", "bernoulli", "shapes", "square, ellipse, heart",
-                   "epochs 2/2", "test -ELBO"):
+    for needle in (
+        "VAE, latent dim 3",
+        "mlp",
+        "hidden=32",
+        "bernoulli",
+        "shapes",
+        "square, ellipse, heart",
+        "epochs 2/2",
+        "test -ELBO",
+    ):
         assert needle in result.stdout, needle
 
 
@@ -200,7 +239,9 @@ def test_plugins_lists_the_built_ins(vae):
         assert needle in result.stdout
     data = json.loads(vae("plugins", "--json").stdout)
     builtins = {p["name"]: p for p in data["plugins"] if p["builtin"]}
-    assert builtins["likelihoods"]["registers"] == {"likelihood": ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]}
+    assert builtins["likelihoods"]["registers"] == {
+        "likelihood": ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
+    }
     assert all(p["distribution"] == "vaecli" and p["error"] is None for p in builtins.values())
     assert data["parts"]["architecture"]["mlp"]["options"] == "hidden=400, activation=relu"
 
@@ -237,8 +278,9 @@ def test_ctrl_c_keeps_the_last_checkpoint_and_exits_130(vae, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "test_pass", interrupt_in_epoch_two)
-    line = _one_line_error(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 130,
-                           "interrupted in epoch 2")
+    line = _one_line_error(
+        vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 130, "interrupted in epoch 2"
+    )
     assert "m.safetensors holds 1 completed epoch; resume with: vae train --resume m.safetensors --epochs 3" in line
     assert json.loads(vae("info", "m.safetensors", "--json").stdout)["epoch"] == 1
 
@@ -255,8 +297,9 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(vae
         return x * float("nan") if len(batches) == 5 else x  # 3 train batches per epoch: step 2 of epoch 2
 
     monkeypatch.setattr(trainer, "to_unit", poison_the_second_epoch)
-    line = _one_line_error(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 1,
-                           "non-finite in epoch 2 at step 2 of 3")
+    line = _one_line_error(
+        vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors"), 1, "non-finite in epoch 2 at step 2 of 3"
+    )
     assert "m.safetensors holds 1 completed epoch" in line
     assert json.loads(vae("info", "m.safetensors", "--json").stdout)["epoch"] == 1
 

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import vaecli
-from vaecli.plugins import registry
-
 from conftest import TINY_DATA
+from vaecli.plugins import registry
 
 TINY_OPTIONS = {"mlp": {"hidden": (16,)}, "conv": {"channels": (4, 8), "hidden": (16,)}}
 KINDS = ("vae", "cvae", "ae")
@@ -28,9 +27,20 @@ def _combinations():
 def test_trains_and_every_command_works(arch, likelihood, kind, vae, tmp_path, one_thread):
     path = tmp_path / "m.safetensors"
     binarize = "dynamic" if registry().get("likelihood", likelihood).spec.data_range == "binary" else "none"
-    result = vaecli.train(dataset="shapes", dataset_options=dict(TINY_DATA), arch=arch,
-                          arch_options=TINY_OPTIONS.get(arch, {}), likelihood=likelihood, model=kind,
-                          latent_dim=2, epochs=1, batch_size=32, device="cpu", out=str(path), binarize=binarize)
+    result = vaecli.train(
+        dataset="shapes",
+        dataset_options=dict(TINY_DATA),
+        arch=arch,
+        arch_options=TINY_OPTIONS.get(arch, {}),
+        likelihood=likelihood,
+        model=kind,
+        latent_dim=2,
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+        out=str(path),
+        binarize=binarize,
+    )
     assert np.isfinite(result.metrics[-1]["test_nelbo"])
 
     meta = json.loads(vae("info", path, "--json").stdout)

@@ -21,12 +21,11 @@ import torch
 from PIL import Image
 
 import vaecli
-from vaecli.training import trainer
-from vaecli import checkpoint
-from vaecli.errors import VaeError
-from vaecli.data import load_dataset
-
 from conftest import TINY_CLI, TINY_DATA, one_line_error
+from vaecli import checkpoint
+from vaecli.data import load_dataset
+from vaecli.errors import VaeError
+from vaecli.training import trainer
 
 # A latent-2 model trained a little longer than tiny_ckpt (whose latents are nearly unused), for
 # the tests whose pictures or estimates must depend on z.
@@ -45,14 +44,34 @@ def _train(folder: Path, name: str, **settings) -> Path:
 
 @pytest.fixture(scope="module")
 def ckpt2d(tmp_path_factory, one_thread):
-    return _train(tmp_path_factory.mktemp("ckpt2d"), "wide", dataset="shapes", dataset_options=dict(WIDE_DATA),
-                  arch_options={"hidden": (32,)}, latent_dim=2, epochs=3, batch_size=32, lr=3e-3, device="cpu")
+    return _train(
+        tmp_path_factory.mktemp("ckpt2d"),
+        "wide",
+        dataset="shapes",
+        dataset_options=dict(WIDE_DATA),
+        arch_options={"hidden": (32,)},
+        latent_dim=2,
+        epochs=3,
+        batch_size=32,
+        lr=3e-3,
+        device="cpu",
+    )
 
 
 @pytest.fixture(scope="module")
 def ae_ckpt(tmp_path_factory, one_thread):
-    return _train(tmp_path_factory.mktemp("ae"), "ae", dataset="shapes", dataset_options=dict(TINY_DATA),
-                  arch_options={"hidden": (32,)}, latent_dim=3, epochs=1, batch_size=32, device="cpu", model="ae")
+    return _train(
+        tmp_path_factory.mktemp("ae"),
+        "ae",
+        dataset="shapes",
+        dataset_options=dict(TINY_DATA),
+        arch_options={"hidden": (32,)},
+        latent_dim=3,
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+        model="ae",
+    )
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -92,7 +111,7 @@ def _cell(picture: np.ndarray, row: int, col: int, h: int = 8, w: int = 8) -> np
     s = _scale(h, w)
     pad = 2 * s
     y, x = pad + row * (h * s + pad), pad + col * (w * s + pad)
-    return picture[y:y + h * s, x:x + w * s]
+    return picture[y : y + h * s, x : x + w * s]
 
 
 def _up(image) -> np.ndarray:
@@ -277,14 +296,28 @@ def test_interpolate_png_has_one_row_per_pair_from_a_to_b(vae, ckpt2d):
     omega = torch.arccos(torch.nn.functional.cosine_similarity(a64, b64, dim=-1)).unsqueeze(1)
     middle = (a64 + b64) / (2 * torch.cos(omega / 2))  # slerp at t = 1/2
     for k in range(3):
-        assert _close(_cell(picture, k, 0), _up(model.decode(a[k:k + 1])[0]))
-        assert _close(_cell(picture, k, 4), _up(model.decode(b[k:k + 1])[0]))
-        assert _close(_cell(picture, k, 2), _up(model.decode(middle[k:k + 1])[0]))
-    _ok(vae("interpolate", ckpt2d, "shapes:test", "shapes:train", "--pairs", "3", "--steps", "5",
-            "--method", "lerp", "-o", "l.png"))
+        assert _close(_cell(picture, k, 0), _up(model.decode(a[k : k + 1])[0]))
+        assert _close(_cell(picture, k, 4), _up(model.decode(b[k : k + 1])[0]))
+        assert _close(_cell(picture, k, 2), _up(model.decode(middle[k : k + 1])[0]))
+    _ok(
+        vae(
+            "interpolate",
+            ckpt2d,
+            "shapes:test",
+            "shapes:train",
+            "--pairs",
+            "3",
+            "--steps",
+            "5",
+            "--method",
+            "lerp",
+            "-o",
+            "l.png",
+        )
+    )
     lerp = _picture("l.png")
     for k in range(3):
-        assert _close(_cell(lerp, k, 2), _up(model.decode((a[k:k + 1] + b[k:k + 1]) / 2)[0]))
+        assert _close(_cell(lerp, k, 2), _up(model.decode((a[k : k + 1] + b[k : k + 1]) / 2)[0]))
 
 
 def test_interpolate_between_prior_draws_is_seeded(vae, ckpt2d):
@@ -307,8 +340,22 @@ def _frames(path) -> list:
 
 def test_interpolate_gif_goes_there_and_back(vae, ckpt2d):
     steps, pairs = 6, 2
-    result = _ok(vae("interpolate", ckpt2d, "shapes:test", "shapes:train", "--pairs", pairs, "--steps", steps,
-                     "--frame-ms", "50", "-o", "x.gif"))
+    result = _ok(
+        vae(
+            "interpolate",
+            ckpt2d,
+            "shapes:test",
+            "shapes:train",
+            "--pairs",
+            pairs,
+            "--steps",
+            steps,
+            "--frame-ms",
+            "50",
+            "-o",
+            "x.gif",
+        )
+    )
     with Image.open("x.gif") as gif:
         assert gif.n_frames == 2 * steps - 2
         assert gif.size == _grid_size(pairs, pairs)  # each frame: one step of every path, side by side
@@ -375,8 +422,9 @@ def test_plot_latent_scatter_of_a_3d_model_is_its_pca_coloured_by_label(vae, tin
 
 
 def test_plot_latent_colours_by_a_shapes_factor(vae, tiny_ckpt, spy):
-    result = _ok(vae("plot-latent", tiny_ckpt, "--color-by", "scale", "--method", "dims", "--dims", "2,0",
-                     "-o", "p.png"))
+    result = _ok(
+        vae("plot-latent", tiny_ckpt, "--color-by", "scale", "--method", "dims", "--dims", "2,0", "-o", "p.png")
+    )
     _printed_size(result, "p.png")
     (points, _path), kwargs = spy["scatter"]
     test = _test_split()
@@ -442,8 +490,24 @@ def test_plot_latent_of_a_single_image(vae, tiny_ckpt):
 
 # -- evaluate ---------------------------------------------------------------------------------
 
-EVAL_KEYS = {"kind", "examples", "pixels", "recon", "nelbo", "kl", "nll", "iw_samples", "bits_per_dim",
-             "active_units", "latent_dim", "kl_per_dim", "activity_per_dim", "input", "checkpoint", "seconds"}
+EVAL_KEYS = {
+    "kind",
+    "examples",
+    "pixels",
+    "recon",
+    "nelbo",
+    "kl",
+    "nll",
+    "iw_samples",
+    "bits_per_dim",
+    "active_units",
+    "latent_dim",
+    "kl_per_dim",
+    "activity_per_dim",
+    "input",
+    "checkpoint",
+    "seconds",
+}
 
 
 def _evaluate(vae, ckpt, *args) -> dict:
@@ -498,8 +562,12 @@ def test_evaluate_is_seeded_and_takes_an_input(vae, ckpt2d):
 def test_evaluate_table_shows_the_json_numbers(vae, ckpt2d):
     r = _evaluate(vae, ckpt2d, "-k", "20")
     text = _ok(vae("evaluate", ckpt2d, "-k", "20")).stdout
-    for label, value in (("-ELBO", f"{r['nelbo']:.2f}"), ("NLL (IWAE)", f"{r['nll']:.2f}"),
-                         ("bits/dim", f"{r['bits_per_dim']:.4f}"), ("active units", f"{r['active_units']} / 2")):
+    for label, value in (
+        ("-ELBO", f"{r['nelbo']:.2f}"),
+        ("NLL (IWAE)", f"{r['nll']:.2f}"),
+        ("bits/dim", f"{r['bits_per_dim']:.4f}"),
+        ("active units", f"{r['active_units']} / 2"),
+    ):
         line = next(line for line in text.splitlines() if line.strip().startswith(label))
         assert value in line, line
 
@@ -527,7 +595,9 @@ def test_an_rgb_png_is_converted_to_grey_by_luma(vae, tiny_ckpt):
     result = _ok(vae("reconstruct", tiny_ckpt, "rgb.png", "-o", "r.png"))
     assert not result.stderr.strip()
     luma = rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-    assert np.abs(_cell(_picture("r.png"), 0, 0) - _up(torch.tensor(luma).unsqueeze(0).round().to(torch.uint8))).max() <= 1
+    assert (
+        np.abs(_cell(_picture("r.png"), 0, 0) - _up(torch.tensor(luma).unsqueeze(0).round().to(torch.uint8))).max() <= 1
+    )
 
 
 def test_a_larger_png_of_the_same_aspect_is_resized_with_a_warning(vae, tiny_ckpt):
@@ -541,8 +611,7 @@ def test_a_larger_png_of_the_same_aspect_is_resized_with_a_warning(vae, tiny_ckp
 
 def test_a_png_of_another_aspect_is_refused(vae, tiny_ckpt):
     _png("wide.png", np.zeros((8, 12)))
-    one_line_error(vae("encode", tiny_ckpt, "wide.png", "-o", "z.npy"), 2,
-                    "expects 8x8 grey images", "8x12", "aspect")
+    one_line_error(vae("encode", tiny_ckpt, "wide.png", "-o", "z.npy"), 2, "expects 8x8 grey images", "8x12", "aspect")
     assert not Path("z.npy").exists()
 
 
@@ -586,27 +655,33 @@ def test_subfolders_of_a_folder_are_labels(vae, tiny_ckpt, tmp_path):
 # -- bad input: one line on stderr, exit 2, nothing written -----------------------------------
 
 
-@pytest.mark.parametrize("args", [
-    ["encode", "{missing}", "shapes:test"],
-    ["decode", "{missing}", "--z", "0,0,0"],
-    ["reconstruct", "{missing}"],
-    ["interpolate", "{missing}"],
-    ["plot-latent", "{missing}"],
-    ["evaluate", "{missing}"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["encode", "{missing}", "shapes:test"],
+        ["decode", "{missing}", "--z", "0,0,0"],
+        ["reconstruct", "{missing}"],
+        ["interpolate", "{missing}"],
+        ["plot-latent", "{missing}"],
+        ["evaluate", "{missing}"],
+    ],
+)
 def test_a_missing_checkpoint(vae, args):
     one_line_error(vae(*[a.format(missing="gone.safetensors") for a in args]), 2, "gone.safetensors", "no such file")
     assert not _files()
 
 
-@pytest.mark.parametrize("args", [
-    ["encode", "{ckpt}", "nosuch:test", "-o", "z.npy"],
-    ["reconstruct", "{ckpt}", "nosuch:test"],
-    ["interpolate", "{ckpt}", "nosuch:test", "shapes:test"],
-    ["interpolate", "{ckpt}", "shapes:test", "nosuch:train:0"],
-    ["plot-latent", "{ckpt}", "nosuch:test", "-o", "p.png"],
-    ["evaluate", "{ckpt}", "nosuch:test"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["encode", "{ckpt}", "nosuch:test", "-o", "z.npy"],
+        ["reconstruct", "{ckpt}", "nosuch:test"],
+        ["interpolate", "{ckpt}", "nosuch:test", "shapes:test"],
+        ["interpolate", "{ckpt}", "shapes:test", "nosuch:train:0"],
+        ["plot-latent", "{ckpt}", "nosuch:test", "-o", "p.png"],
+        ["evaluate", "{ckpt}", "nosuch:test"],
+    ],
+)
 def test_an_unknown_dataset_in_input(vae, tiny_ckpt, args):
     one_line_error(vae(*[a.format(ckpt=tiny_ckpt) for a in args]), 2, "unknown dataset 'nosuch'", "shapes")
     assert not _files()
@@ -619,40 +694,47 @@ def test_an_index_out_of_range(vae, tiny_ckpt, command):
 
 
 @pytest.mark.parametrize("command", ["reconstruct", "decode"])
-@pytest.mark.parametrize("value,needle", [("0", "-n must be at least 1"), ("-3", "-n must be at least 1"),
-                                          ("abc", "'-n'")])
+@pytest.mark.parametrize(
+    "value,needle", [("0", "-n must be at least 1"), ("-3", "-n must be at least 1"), ("abc", "'-n'")]
+)
 def test_bad_n(vae, tiny_ckpt, command, value, needle):
     extra = ["--z", "0,0,0"] if command == "decode" else []
     one_line_error(vae(command, tiny_ckpt, *extra, "-n", value), 2, needle)
     assert not _files()
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["interpolate", "--steps", "1"], ["--steps must be at least 2"]),
-    (["interpolate", "--method", "foo"], ["--method must be slerp or lerp", "'foo'"]),
-    (["interpolate", "shapes:test:0"], ["give both A and B"]),
-    (["interpolate", "--pairs", "0"], ["--pairs must be at least 1"]),
-    (["interpolate", "-o", "x.txt"], ["must end in one of", ".gif"]),
-    (["reconstruct", "--mode", "median"], ["--mode must be"]),
-    (["plot-latent", "--method", "foo"], ["--method must be pca or dims"]),
-    (["plot-latent", "--manifold", "--traverse"], ["--manifold and --traverse", "choose one"]),
-    (["plot-latent", "--dims", "0,3"], ["--dims 0,3", "dimension 3 does not exist", "0 to 2"]),
-    (["plot-latent", "--dims", "1"], ["give two latent dimensions"]),
-    (["plot-latent", "--color-by", "hue"], ["--color-by hue", "label", "scale", "orientation"]),
-    (["evaluate", "-k", "0"], ["--iw-samples must be at least 1"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["interpolate", "--steps", "1"], ["--steps must be at least 2"]),
+        (["interpolate", "--method", "foo"], ["--method must be slerp or lerp", "'foo'"]),
+        (["interpolate", "shapes:test:0"], ["give both A and B"]),
+        (["interpolate", "--pairs", "0"], ["--pairs must be at least 1"]),
+        (["interpolate", "-o", "x.txt"], ["must end in one of", ".gif"]),
+        (["reconstruct", "--mode", "median"], ["--mode must be"]),
+        (["plot-latent", "--method", "foo"], ["--method must be pca or dims"]),
+        (["plot-latent", "--manifold", "--traverse"], ["--manifold and --traverse", "choose one"]),
+        (["plot-latent", "--dims", "0,3"], ["--dims 0,3", "dimension 3 does not exist", "0 to 2"]),
+        (["plot-latent", "--dims", "1"], ["give two latent dimensions"]),
+        (["plot-latent", "--color-by", "hue"], ["--color-by hue", "label", "scale", "orientation"]),
+        (["evaluate", "-k", "0"], ["--iw-samples must be at least 1"]),
+    ],
+)
 def test_bad_options(vae, tiny_ckpt, args, needles):
     one_line_error(vae(args[0], tiny_ckpt, *args[1:]), 2, *needles)
     assert not _files()
 
 
-@pytest.mark.parametrize("args", [
-    ["encode", "{ckpt}", "shapes:test", "-o", "nope/z.npy"],
-    ["decode", "{ckpt}", "--z", "0,0,0", "-o", "nope/d.png"],
-    ["reconstruct", "{ckpt}", "-o", "nope/r.png"],
-    ["interpolate", "{ckpt}", "-o", "nope/i.gif"],
-    ["plot-latent", "{ckpt}", "-o", "nope/p.png"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["encode", "{ckpt}", "shapes:test", "-o", "nope/z.npy"],
+        ["decode", "{ckpt}", "--z", "0,0,0", "-o", "nope/d.png"],
+        ["reconstruct", "{ckpt}", "-o", "nope/r.png"],
+        ["interpolate", "{ckpt}", "-o", "nope/i.gif"],
+        ["plot-latent", "{ckpt}", "-o", "nope/p.png"],
+    ],
+)
 def test_an_output_folder_that_does_not_exist(vae, tiny_ckpt, args):
     one_line_error(vae(*[a.format(ckpt=tiny_ckpt) for a in args]), 2, "the folder nope does not exist")
     assert not _files()
@@ -665,13 +747,16 @@ def test_decode_needs_latents_or_z_but_not_both(vae, tiny_ckpt):
     assert set(_files()) == {"z.npy"}
 
 
-@pytest.mark.parametrize("make,needles", [
-    (lambda: np.save("bad.npy", np.zeros((4, 2), dtype=np.float32)), ["2 dimensions", "has 3"]),
-    (lambda: np.save("bad.npy", np.array([[0.0, 1.0, 2.0], [0.0, np.nan, 1.0]])), ["NaN", "row 1"]),
-    (lambda: np.save("bad.npy", np.array([[0.0, np.inf, 2.0]])), ["infinite"]),
-    (lambda: Path("bad.npy").write_bytes(b"\x93NUMPY garbage"), ["not a readable .npy"]),
-    (lambda: Path("bad.npy").write_bytes(b""), ["is empty"]),
-])
+@pytest.mark.parametrize(
+    "make,needles",
+    [
+        (lambda: np.save("bad.npy", np.zeros((4, 2), dtype=np.float32)), ["2 dimensions", "has 3"]),
+        (lambda: np.save("bad.npy", np.array([[0.0, 1.0, 2.0], [0.0, np.nan, 1.0]])), ["NaN", "row 1"]),
+        (lambda: np.save("bad.npy", np.array([[0.0, np.inf, 2.0]])), ["infinite"]),
+        (lambda: Path("bad.npy").write_bytes(b"\x93NUMPY garbage"), ["not a readable .npy"]),
+        (lambda: Path("bad.npy").write_bytes(b""), ["is empty"]),
+    ],
+)
 def test_decode_refuses_bad_latents(vae, tiny_ckpt, make, needles):
     make()
     one_line_error(vae("decode", tiny_ckpt, "bad.npy", "-o", "d.png"), 2, "bad.npy", *needles)
@@ -716,8 +801,9 @@ def test_encode_does_not_overwrite_without_force(vae, tiny_ckpt):
 def test_encode_never_overwrites_the_checkpoint(vae, tiny_ckpt, target):
     shutil.copy(tiny_ckpt, "copy.safetensors")
     before = Path("copy.safetensors").read_bytes()
-    one_line_error(vae("encode", "copy.safetensors", "shapes:test", "-o", target, "--force"), 2,
-                    "is the checkpoint itself")
+    one_line_error(
+        vae("encode", "copy.safetensors", "shapes:test", "-o", target, "--force"), 2, "is the checkpoint itself"
+    )
     assert Path("copy.safetensors").read_bytes() == before
     assert set(_files()) == {"copy.safetensors"}
 
@@ -727,9 +813,9 @@ def test_a_checkpoint_whose_header_length_ends_in_0x80_is_readable(vae, tiny_ckp
 
     data = Path(tiny_ckpt).read_bytes()
     n = int.from_bytes(data[:8], "little")
-    header = data[8:8 + n].decode().rstrip()
+    header = data[8 : 8 + n].decode().rstrip()
     header += " " * ((0x80 - len(header)) % 256)  # JSON whitespace: the same header, 0x80 mod 256 long
-    Path("m.safetensors").write_bytes(len(header).to_bytes(8, "little") + header.encode() + data[8 + n:])
+    Path("m.safetensors").write_bytes(len(header).to_bytes(8, "little") + header.encode() + data[8 + n :])
     assert len(load(Path("m.safetensors").read_bytes())) == len(load(data))  # a valid safetensors file
     _ok(vae("info", "m.safetensors"))
 
@@ -741,8 +827,9 @@ def test_train_viz_dir_writes_pictures_of_every_epoch_and_the_animation(vae):
     result = _ok(vae("train", *TINY_CLI, "--epochs", "3", "-o", "m.safetensors", "--viz-dir", "viz"))
     assert "viz/training.gif" in result.stdout
     names = sorted(p.name for p in Path("viz").iterdir())
-    assert names == sorted([f"{kind}-{e:03d}.png" for kind in ("recon", "samples", "latent") for e in (1, 2, 3)]
-                           + ["training.gif"])
+    assert names == sorted(
+        [f"{kind}-{e:03d}.png" for kind in ("recon", "samples", "latent") for e in (1, 2, 3)] + ["training.gif"]
+    )
     with Image.open("viz/training.gif") as gif:
         assert gif.n_frames == 3
     # 32 fixed test inputs, each row of 8 over its reconstructions: 8 rows of 8
@@ -762,8 +849,12 @@ def test_train_viz_dir_writes_pictures_of_every_epoch_and_the_animation(vae):
 
     # a second run may not mix its pictures with these
     before = _files(Path("viz"))
-    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "n.safetensors", "--viz-dir", "viz"), 2,
-                    "--viz-dir viz already holds pictures", "--force")
+    one_line_error(
+        vae("train", *TINY_CLI, "--epochs", "1", "-o", "n.safetensors", "--viz-dir", "viz"),
+        2,
+        "--viz-dir viz already holds pictures",
+        "--force",
+    )
     assert _files(Path("viz")) == before
     assert not Path("n.safetensors").exists() and not Path("n.metrics.jsonl").exists()
 
@@ -775,10 +866,13 @@ def test_train_writes_metrics_jsonl_without_viz_dir(vae):
     assert len(records) == 2
 
 
-@pytest.mark.parametrize("setup,viz,needles", [
-    (lambda: Path("afile").write_text("x"), "afile", ["--viz-dir afile is a file"]),
-    (lambda: None, "nope/viz", ["the folder nope does not exist"]),
-])
+@pytest.mark.parametrize(
+    "setup,viz,needles",
+    [
+        (lambda: Path("afile").write_text("x"), "afile", ["--viz-dir afile is a file"]),
+        (lambda: None, "nope/viz", ["the folder nope does not exist"]),
+    ],
+)
 def test_train_bad_viz_dir(vae, setup, viz, needles):
     setup()
     before = _files()
@@ -789,8 +883,12 @@ def test_train_bad_viz_dir(vae, setup, viz, needles):
 def test_tensorboard_missing_is_a_one_line_error_before_training(vae, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     # one line and nothing else: no "Training a VAE ..." header, no epoch line, no file
-    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tb"), 2,
-                    "--tensorboard needs the tensorboard package", "pip install")
+    one_line_error(
+        vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tb"),
+        2,
+        "--tensorboard needs the tensorboard package",
+        "pip install",
+    )
     assert not _files() and not Path("tb").exists()
 
 
@@ -798,9 +896,17 @@ def test_tensorboard_missing_is_a_one_line_error_before_training(vae, monkeypatc
 def tensorboard_run(tmp_path_factory, one_thread):
     pytest.importorskip("tensorboard")
     folder = tmp_path_factory.mktemp("tb")
-    result = vaecli.train(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options={"hidden": (32,)},
-                          latent_dim=3, epochs=2, batch_size=32, device="cpu", out=str(folder / "m.safetensors"),
-                          tensorboard=str(folder / "tb"))
+    result = vaecli.train(
+        dataset="shapes",
+        dataset_options=dict(TINY_DATA),
+        arch_options={"hidden": (32,)},
+        latent_dim=3,
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+        out=str(folder / "m.safetensors"),
+        tensorboard=str(folder / "tb"),
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(folder / "tb"))
@@ -836,8 +942,13 @@ def test_a_picture_never_overwrites_its_input_image(vae, tiny_ckpt):
 
 def test_a_picture_too_large_to_write_is_refused_and_the_old_file_kept(vae, tiny_ckpt):
     Path("prev.png").write_bytes(b"precious")
-    one_line_error(vae("interpolate", tiny_ckpt, "--steps", "1000", "--pairs", "100", "-o", "prev.png"), 2,
-                    "1000", "100", "at most")
+    one_line_error(
+        vae("interpolate", tiny_ckpt, "--steps", "1000", "--pairs", "100", "-o", "prev.png"),
+        2,
+        "1000",
+        "100",
+        "at most",
+    )
     np.save("z.npy", np.zeros((300, 3), dtype=np.float32))  # 300 rows of 80 px: taller than any format allows
     one_line_error(vae("decode", tiny_ckpt, "z.npy", "-n", "300", "--nrow", "1", "-o", "prev.png"), 2, "too large")
     assert Path("prev.png").read_bytes() == b"precious"
@@ -885,8 +996,11 @@ def test_a_csv_with_a_huge_field_is_refused(vae, tiny_ckpt):
 
 def test_tensorboard_pointing_at_a_file_is_refused_before_training(vae):
     Path("tbfile").write_text("x")
-    one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tbfile"), 2,
-                    "--tensorboard tbfile is a file")
+    one_line_error(
+        vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors", "--tensorboard", "tbfile"),
+        2,
+        "--tensorboard tbfile is a file",
+    )
     assert not Path("m.safetensors").exists() and not Path("m.metrics.jsonl").exists()
 
 
@@ -923,7 +1037,6 @@ def test_a_long_run_keeps_a_bounded_number_of_animation_frames(vae, monkeypatch)
 def test_metrics_of_an_earlier_run_survive_a_run_that_saves_nothing(vae, monkeypatch):
     _ok(vae("train", *TINY_CLI, "--epochs", "1", "-o", "m.safetensors"))
     before = Path("m.metrics.jsonl").read_text()
-    from vaecli import training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

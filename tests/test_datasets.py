@@ -81,8 +81,10 @@ def test_every_dataset_is_registered_as_a_builtin():
     assert reg.get("dataset", "tensor").spec.argument == "path"
     assert reg.get("dataset", "mnist").spec.argument == ""
     fields = {name: list(reg.get("dataset", name).spec.options.__dataclass_fields__) for name in ("folder", "tensor")}
-    assert fields == {"folder": ["path", "image_size", "grayscale", "test_fraction", "seed"],
-                      "tensor": ["path", "test_fraction", "seed"]}
+    assert fields == {
+        "folder": ["path", "image_size", "grayscale", "test_fraction", "seed"],
+        "tensor": ["path", "test_fraction", "seed"],
+    }
 
 
 def test_split_dataset_name_sets_the_path_option():
@@ -107,8 +109,10 @@ def test_shapes_keeps_its_factors_of_variation():
 
 MNIST_LIKE = {
     "mnist": ("MNIST", [str(d) for d in range(10)]),
-    "fashion-mnist": ("FashionMNIST", ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                                        "Sneaker", "Bag", "Ankle boot"]),
+    "fashion-mnist": (
+        "FashionMNIST",
+        ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+    ),
     "kmnist": ("KMNIST", ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]),
 }
 
@@ -171,15 +175,19 @@ def test_mnist_offline_message_is_unchanged(tmp_path):
     assert str(info.value) == (
         f"MNIST files not found in {raw} (missing train-images-idx3-ubyte, train-labels-idx1-ubyte, "
         f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte) and --no-download was given; pass --data-dir to "
-        f"the folder that holds MNIST/raw, or allow the download")
+        f"the folder that holds MNIST/raw, or allow the download"
+    )
 
 
-@pytest.mark.parametrize("name,folder,a_file", [
-    ("fashion-mnist", "FashionMNIST/raw", "train-images-idx3-ubyte"),
-    ("kmnist", "KMNIST/raw", "t10k-labels-idx1-ubyte"),
-    ("emnist", "EMNIST/raw", "emnist-letters-train-images-idx3-ubyte"),
-    ("cifar10", "cifar-10-batches-bin", "data_batch_1.bin"),
-])
+@pytest.mark.parametrize(
+    "name,folder,a_file",
+    [
+        ("fashion-mnist", "FashionMNIST/raw", "train-images-idx3-ubyte"),
+        ("kmnist", "KMNIST/raw", "t10k-labels-idx1-ubyte"),
+        ("emnist", "EMNIST/raw", "emnist-letters-train-images-idx3-ubyte"),
+        ("cifar10", "cifar-10-batches-bin", "data_batch_1.bin"),
+    ],
+)
 def test_offline_without_files_names_the_folder_torchvision_uses(tmp_path, name, folder, a_file):
     with pytest.raises(DataUnavailableError) as info:
         load_dataset(name, data_dir=tmp_path / "nowhere", download=False)
@@ -239,8 +247,10 @@ def test_folder_subfolders_are_classes_and_test_fraction_is_held_out(tmp_path):
     assert s.train.images.shape[1:] == (1, 4, 4) and s.notes == []
     again = load_dataset(f"folder:{root}", {"test_fraction": "0.2", "seed": "3"}).splits
     assert firsts(again.test) == firsts(s.test)  # seeded
-    others = [firsts(load_dataset(f"folder:{root}", {"test_fraction": "0.2", "seed": str(k)}).splits.test)
-              for k in range(4, 9)]
+    others = [
+        firsts(load_dataset(f"folder:{root}", {"test_fraction": "0.2", "seed": str(k)}).splits.test)
+        for k in range(4, 9)
+    ]
     assert any(o != firsts(s.test) for o in others)
 
 
@@ -275,8 +285,10 @@ def test_folder_skips_non_images_in_one_note_and_ignores_dot_files(tmp_path):
     frames[0].save(root / "c_anim.gif", save_all=True, append_images=frames[1:])
     s = load_dataset(f"folder:{root}").splits
     assert sorted(firsts(s.train) + firsts(s.test)) == [1, 2, 7]
-    assert s.notes == [f"folder {root}: skipped 2 files: broken.png, notes.txt",
-                       f"folder {root}: took the first frame of 1 animated image: c_anim.gif"]
+    assert s.notes == [
+        f"folder {root}: skipped 2 files: broken.png, notes.txt",
+        f"folder {root}: took the first frame of 1 animated image: c_anim.gif",
+    ]
 
 
 def test_folder_note_names_five_files_then_counts(tmp_path):
@@ -405,13 +417,16 @@ def test_train_and_test_subfolders_without_classes(tmp_path):
     usage_error(f"folder:{root}", f"{root / 'test'} holds no readable images (1 other file)")
 
 
-@pytest.mark.parametrize("values,needle", [
-    ({"test_fraction": "1.5"}, "test_fraction must lie between 0 and 1"),
-    ({"test_fraction": "0"}, "test_fraction"),
-    ({"image_size": "-1"}, "image_size must be 0"),
-    ({"grayscale": "maybe"}, "not a boolean"),
-    ({"colour": "1"}, "has no option colour"),
-])
+@pytest.mark.parametrize(
+    "values,needle",
+    [
+        ({"test_fraction": "1.5"}, "test_fraction must lie between 0 and 1"),
+        ({"test_fraction": "0"}, "test_fraction"),
+        ({"image_size": "-1"}, "image_size must be 0"),
+        ({"grayscale": "maybe"}, "not a boolean"),
+        ({"colour": "1"}, "has no option colour"),
+    ],
+)
 def test_folder_options_are_checked(tmp_path, values, needle):
     usage_error(f"folder:{tmp_path}", needle, option_values=values)
 
@@ -485,13 +500,20 @@ def test_npz_images_and_labels(tmp_path, image_key, label_key):
         assert s.train.labels is None and s.class_names is None
 
 
-@pytest.mark.parametrize("keys", [("x_train", "x_test", "y_train", "y_test"),
-                                  ("train_images", "test_images", "train_labels", "test_labels")])
+@pytest.mark.parametrize(
+    "keys", [("x_train", "x_test", "y_train", "y_test"), ("train_images", "test_images", "train_labels", "test_labels")]
+)
 def test_npz_with_its_own_split(tmp_path, keys):
     x_train, x_test = base_images(5, 3), base_images(2, 3)[:, :, ::-1].copy()
-    np.savez_compressed(tmp_path / "d.npz", **{
-        keys[0]: x_train.transpose(0, 2, 3, 1), keys[1]: x_test.transpose(0, 2, 3, 1),
-        keys[2]: np.array([1, 0, 1, 0, 1], np.uint8), keys[3]: np.array([2, 0])})
+    np.savez_compressed(
+        tmp_path / "d.npz",
+        **{
+            keys[0]: x_train.transpose(0, 2, 3, 1),
+            keys[1]: x_test.transpose(0, 2, 3, 1),
+            keys[2]: np.array([1, 0, 1, 0, 1], np.uint8),
+            keys[3]: np.array([2, 0]),
+        },
+    )
     s = load_dataset(f"tensor:{tmp_path / 'd.npz'}", {"test_fraction": "0.5"}).splits
     assert np.array_equal(s.train.images.numpy(), x_train) and np.array_equal(s.test.images.numpy(), x_test)
     assert s.train.labels.tolist() == [1, 0, 1, 0, 1] and s.test.labels.tolist() == [2, 0]
@@ -635,8 +657,22 @@ def test_train_on_a_folder_through_the_cli(vae, tmp_path, monkeypatch, one_threa
     for i in range(20):
         png(root / ("even" if i % 2 == 0 else "odd") / f"{i:02d}.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))
     (root / "notes.txt").write_text("not an image")  # in no subfolder: skipped, so labels still hold
-    result = vae("train", f"folder:{root}", "--epochs", "1", "--device", "cpu", "--latent-dim", "2",
-                 "--arch-option", "hidden=16", "--batch-size", "8", "-o", "m.safetensors")
+    result = vae(
+        "train",
+        f"folder:{root}",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--latent-dim",
+        "2",
+        "--arch-option",
+        "hidden=16",
+        "--batch-size",
+        "8",
+        "-o",
+        "m.safetensors",
+    )
     assert result.exit_code == 0, result.output
     info = vae("info", "m.safetensors")
     assert info.exit_code == 0 and "folder" in info.stdout

@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import vaecli
-from vaecli import factory
 from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, one_line_error
-from vaecli import checkpoint
+from vaecli import factory
 from vaecli.training import distributed
 from vaecli.training.distributed import World
 
@@ -32,8 +31,17 @@ def _env() -> dict:
 
 
 def _single(epochs: int, out: str):
-    return vaecli.train(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH), latent_dim=3,
-                        batch_size=32, device="cpu", precision="fp32", epochs=epochs, out=out)
+    return vaecli.train(
+        dataset="shapes",
+        dataset_options=dict(TINY_DATA),
+        arch_options=dict(TINY_ARCH),
+        latent_dim=3,
+        batch_size=32,
+        device="cpu",
+        precision="fp32",
+        epochs=epochs,
+        out=out,
+    )
 
 
 def _same_training(a: Path, b: Path) -> None:
@@ -50,8 +58,22 @@ def _same_training(a: Path, b: Path) -> None:
 
 
 def test_two_gloo_processes_write_one_checkpoint_that_matches_one_process(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "vaecli", "train", *ARGS, "--epochs", "2", "-o", "d.safetensors"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "vaecli",
+        "train",
+        *ARGS,
+        "--epochs",
+        "2",
+        "-o",
+        "d.safetensors",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("Saved d.safetensors after 2 epochs") == 1  # rank 0 speaks
@@ -63,15 +85,30 @@ def test_two_gloo_processes_write_one_checkpoint_that_matches_one_process(tmp_pa
     assert model.sample(4).shape == (4, 1, 8, 8)
     _single(2, str(tmp_path / "s.safetensors"))
     _same_training(tmp_path / "d.safetensors", tmp_path / "s.safetensors")
-    assert vaecli.metadata(tmp_path / "s.safetensors")["training"]["distributed"] == {"world_size": 1, "backend": "none"}
+    assert vaecli.metadata(tmp_path / "s.safetensors")["training"]["distributed"] == {
+        "world_size": 1,
+        "backend": "none",
+    }
 
 
 def test_resume_under_torchrun_with_nproc(tmp_path):
-    first = subprocess.run(["vae", "train", *ARGS, "--epochs", "1", "--nproc", "2", "-o", "r.safetensors"],
-                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    first = subprocess.run(
+        ["vae", "train", *ARGS, "--epochs", "1", "--nproc", "2", "-o", "r.safetensors"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert first.returncode == 0, first.stderr[-3000:]
-    again = subprocess.run(["vae", "train", "--resume", "r.safetensors", "--epochs", "2", "--nproc", "2"],
-                           capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
+    again = subprocess.run(
+        ["vae", "train", "--resume", "r.safetensors", "--epochs", "2", "--nproc", "2"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("Saved r.safetensors after 2 epochs") == 1
     assert "Traceback" not in again.stderr and "OMP_NUM_THREADS" not in again.stderr
@@ -111,11 +148,14 @@ def test_a_shards_noise_is_its_rows_of_the_whole_batchs_noise():
     assert torch.equal(iw, model._noise(torch.zeros(12, 2, 3), torch.Generator().manual_seed(7))[4:9])
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({}, World()),
-    ({"WORLD_SIZE": "1", "RANK": "0"}, World()),
-    ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}, World(rank=3, size=4, local_rank=1)),
-])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, World()),
+        ({"WORLD_SIZE": "1", "RANK": "0"}, World()),
+        ({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}, World(rank=3, size=4, local_rank=1)),
+    ],
+)
 def test_the_world_comes_from_torchruns_environment(monkeypatch, env, expected):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
@@ -124,7 +164,9 @@ def test_the_world_comes_from_torchruns_environment(monkeypatch, env, expected):
     assert distributed.from_environment() == expected
 
 
-@pytest.mark.parametrize("env, needle", [({"WORLD_SIZE": "two"}, "whole numbers"), ({"WORLD_SIZE": "2", "RANK": "5"}, "outside")])
+@pytest.mark.parametrize(
+    "env, needle", [({"WORLD_SIZE": "two"}, "whole numbers"), ({"WORLD_SIZE": "2", "RANK": "5"}, "outside")]
+)
 def test_a_bad_environment_is_an_error(monkeypatch, env, needle):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -135,11 +177,39 @@ def test_a_bad_environment_is_an_error(monkeypatch, env, needle):
 def test_nproc_passes_the_command_line_on_to_torchrun(vae, monkeypatch):
     seen = []
     monkeypatch.setattr(distributed, "launch", lambda n, args: seen.append((n, args)) or 0)
-    result = vae("train", "shapes", "--epochs", "1", "--arch-option", "hidden=32", "--arch-option", "activation=tanh",
-                 "--no-download", "--nproc", "2", "-o", "x.safetensors")
+    result = vae(
+        "train",
+        "shapes",
+        "--epochs",
+        "1",
+        "--arch-option",
+        "hidden=32",
+        "--arch-option",
+        "activation=tanh",
+        "--no-download",
+        "--nproc",
+        "2",
+        "-o",
+        "x.safetensors",
+    )
     assert result.exit_code == 0, result.output
-    assert seen == [(2, ["shapes", "--arch-option", "hidden=32", "--arch-option", "activation=tanh",
-                         "--epochs", "1", "--no-download", "--out", "x.safetensors"])]
+    assert seen == [
+        (
+            2,
+            [
+                "shapes",
+                "--arch-option",
+                "hidden=32",
+                "--arch-option",
+                "activation=tanh",
+                "--epochs",
+                "1",
+                "--no-download",
+                "--out",
+                "x.safetensors",
+            ],
+        )
+    ]
     assert not Path("x.safetensors").exists()
 
 

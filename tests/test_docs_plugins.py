@@ -9,14 +9,14 @@ import importlib
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 
-from conftest import one_line_error
 import vaecli
+from conftest import one_line_error
 from vaecli import hookspecs, plugins, testing
 from vaecli.cli import app
 
@@ -24,8 +24,18 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 TEXT = DOC.read_text()
 FILES = dict(re.findall(r"```\w+ file=(\S+)\n(.*?)```", TEXT, re.S))
 CONSOLE = re.findall(r"```console\n(.*?)```", TEXT, re.S)
-SMALL = ["--data-option", "n_train=64", "--data-option", "n_test=32", "--latent-dim", "4",
-         "--batch-size", "32", "--device", "cpu"]
+SMALL = [
+    "--data-option",
+    "n_train=64",
+    "--data-option",
+    "n_test=32",
+    "--latent-dim",
+    "4",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+]
 
 
 def _hooks() -> list[str]:
@@ -39,7 +49,7 @@ def _console_after(command: str) -> list[str]:
         for i, line in enumerate(lines):
             if line == f"$ {command}":
                 rest = []
-                for after in lines[i + 1:]:
+                for after in lines[i + 1 :]:
                     if after.startswith("$ "):
                         break
                     rest.append(after)
@@ -79,16 +89,22 @@ def _example_installed(site, monkeypatch):
 
 
 def _train(*extra: str) -> Path:
-    result = testing.invoke("train", "stripes", "--arch", "linear", "--likelihood", "laplace",
-                            "--epochs", "1", *SMALL, *extra)
+    result = testing.invoke(
+        "train", "stripes", "--arch", "linear", "--likelihood", "laplace", "--epochs", "1", *SMALL, *extra
+    )
     assert result.exit_code == 0, result.output
     return Path("stripes-linear.safetensors")
 
 
 def test_every_hook_has_a_section_and_a_test():
     hooks = _hooks()
-    assert hooks == ["register_architectures", "register_commands", "register_datasets", "register_likelihoods",
-                     "register_recipes"]
+    assert hooks == [
+        "register_architectures",
+        "register_commands",
+        "register_datasets",
+        "register_likelihoods",
+        "register_recipes",
+    ]
     headings = re.findall(r"^### (\S+)$", TEXT, re.M)
     for hook in hooks:
         assert hook in headings, f"docs/plugins.md has no section '### {hook}'"
@@ -102,8 +118,12 @@ def test_the_example_registers_one_part_of_each_kind():
     listed = {p["name"]: p for p in json.loads(result.stdout)["plugins"]}
     example = listed["example"]
     assert (example["distribution"], example["version"], example["builtin"]) == ("vaecli-example", "0.1.0", False)
-    assert example["registers"] == {"architecture": ["linear"], "likelihood": ["laplace"], "dataset": ["stripes"],
-                                    "recipe": ["stripes-linear"]}
+    assert example["registers"] == {
+        "architecture": ["linear"],
+        "likelihood": ["laplace"],
+        "dataset": ["stripes"],
+        "recipe": ["stripes-linear"],
+    }
     assert example["commands"] == ["params"]
     assert example["error"] is None
     assert [p for p in listed.values() if not p["builtin"]] == [example]
@@ -130,8 +150,11 @@ def test_hook_register_likelihoods():
     draws = lik.sample(mu, torch.Generator().manual_seed(0))
     assert abs((draws - 0.3).abs().mean().item() - 0.25) < 0.01  # E|x - mu| = b
     assert abs(draws.median().item() - 0.3) < 0.01
-    one_line_error(testing.invoke("train", "stripes", "--likelihood", "laplace", "--likelihood-option",
-                                  "scale=0", *SMALL), 2, "scale must be positive")
+    one_line_error(
+        testing.invoke("train", "stripes", "--likelihood", "laplace", "--likelihood-option", "scale=0", *SMALL),
+        2,
+        "scale must be positive",
+    )
     assert not list(Path.cwd().iterdir())
 
 
@@ -151,8 +174,14 @@ def test_hook_register_datasets():
 
 def test_hook_register_recipes():
     config = testing.check_recipe("stripes-linear")
-    assert (config.dataset, config.arch, config.likelihood, config.latent_dim, config.lr, config.epochs) == \
-        ("stripes", "linear", "laplace", 4, 3e-3, 5)
+    assert (config.dataset, config.arch, config.likelihood, config.latent_dim, config.lr, config.epochs) == (
+        "stripes",
+        "linear",
+        "laplace",
+        4,
+        3e-3,
+        5,
+    )
     assert config.likelihood_options == {"scale": 0.2}
     small = ["--data-option", "n_train=64", "--data-option", "n_test=32", "--batch-size", "32", "--device", "cpu"]
     result = testing.invoke("train", "--recipe", "stripes-linear", "--epochs", "1", *small, "-o", "r.safetensors")

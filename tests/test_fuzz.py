@@ -29,8 +29,7 @@ import torch
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from vaecli import checkpoint, latents
-from vaecli import factory
+from vaecli import checkpoint, factory, latents
 from vaecli.errors import CheckpointError, PluginMissingError, UsageError, VaeError
 from vaecli.model import VAE
 
@@ -45,9 +44,13 @@ CALL_MB = 400  # nor raise the peak resident memory by more than this
 
 
 def fuzz(examples: int):
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                           HealthCheck.data_too_large])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # -- running a reader -------------------------------------------------------------------------
@@ -135,8 +138,14 @@ def samples(tiny_ckpt, tmp_path_factory) -> dict[str, bytes]:
     out = {"ckpt": Path(tiny_ckpt).read_bytes()}
     for suffix in latents.SUFFIXES:
         path = folder / f"z{suffix}"
-        latents.write(path, mean, logvar, labels, ["square", "ellipse", "heart"],
-                      {"checkpoint": str(tiny_ckpt), "input": "shapes"})
+        latents.write(
+            path,
+            mean,
+            logvar,
+            labels,
+            ["square", "ellipse", "heart"],
+            {"checkpoint": str(tiny_ckpt), "input": "shapes"},
+        )
         out[suffix] = path.read_bytes()
     return out
 
@@ -149,7 +158,7 @@ def scratch(tmp_path_factory) -> Path:
 def _split(data: bytes) -> tuple[dict, bytes]:
     """A safetensors file's bytes -> (its JSON header, the bytes after it)."""
     n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + n]), data[8 + n:]
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
 
 
 def _frame(header, body: bytes = b"") -> bytes:
@@ -178,23 +187,32 @@ def _with_metadata(data: bytes, edit, resign: bool = True) -> bytes:
 
 def _with_model(data: bytes, edit) -> bytes:
     """The checkpoint bytes with ``edit(model_section)`` applied, hashes recomputed."""
+
     def on_raw(raw):
         section = json.loads(raw["model"])
         edit(section)
         raw["model"] = json.dumps(section)
+
     return _with_metadata(data, on_raw)
 
 
 # -- strategies -----------------------------------------------------------------------------------
 
-ABSURD_INTS = [2**31, 2**32, 2**53, 2**62, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 10**12, 10**30, -1, -2**63]
+ABSURD_INTS = [2**31, 2**32, 2**53, 2**62, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 10**12, 10**30, -1, -(2**63)]
 ABSURD = st.sampled_from(ABSURD_INTS)
-JSON_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), ABSURD,
-                        st.floats(),  # NaN and infinities included; json.dumps writes them
-                        st.text(max_size=12))
-JSON = st.recursive(JSON_LEAVES, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                         st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                    max_leaves=10)
+JSON_LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    ABSURD,
+    st.floats(),  # NaN and infinities included; json.dumps writes them
+    st.text(max_size=12),
+)
+JSON = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=10,
+)
 SIZES = st.one_of(st.integers(-3, 70), ABSURD, st.floats(), st.sampled_from(["3", "1e3", "inf", "nan", "", "x"]))
 PICKLE = pickle.dumps({"state_dict": [0.0, 1.0]}, protocol=4)
 ZIP = b"PK\x03\x04" + b"\x00" * 60
@@ -225,26 +243,52 @@ def byte_mutations(draw, data: bytes, kind: str) -> bytes:
         if op == "flip" and n:
             out[offset] ^= draw(st.integers(1, 255))
         elif op == "truncate":
-            del out[draw(st.integers(0, n)):]
+            del out[draw(st.integers(0, n)) :]
         elif op == "insert":
             out[offset:offset] = draw(st.binary(min_size=1, max_size=64))
         elif op == "delete":
-            del out[offset:offset + draw(st.integers(1, 64))]
+            del out[offset : offset + draw(st.integers(1, 64))]
         elif op == "overwrite":
             run = draw(st.binary(min_size=1, max_size=16))
-            out[offset:offset + len(run)] = run
+            out[offset : offset + len(run)] = run
         elif op == "length" and kind == ".safetensors":
-            length = draw(st.one_of(st.sampled_from([0, 1, 2, 7, 8, n - 9, n - 8, n - 7, n, head - 9, head - 7]),
-                                    ABSURD, st.integers(0, 2**64 - 1)))
+            length = draw(
+                st.one_of(
+                    st.sampled_from([0, 1, 2, 7, 8, n - 9, n - 8, n - 7, n, head - 9, head - 7]),
+                    ABSURD,
+                    st.integers(0, 2**64 - 1),
+                )
+            )
             out[:8] = struct.pack("<Q", length % 2**64)
         elif op == "length" and kind == ".npy" and n >= 10:
             out[8:10] = struct.pack("<H", draw(st.one_of(st.sampled_from([0, 1, 0xFFFF]), st.integers(0, 0xFFFF))))
     return bytes(out)
 
 
-ST_DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8,
-                 "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32,
-                 "F32": 32, "I64": 64, "U64": 64, "F64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
+ST_DTYPE_BITS = {
+    "BOOL": 8,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "I64": 64,
+    "U64": 64,
+    "F64": 64,
+    "C64": 64,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+}
 DTYPES = st.one_of(st.sampled_from(sorted(ST_DTYPE_BITS)), st.text(max_size=8), JSON)
 
 
@@ -269,18 +313,30 @@ def header_mutations(draw, data: bytes) -> bytes:
             elif op == "shape":
                 entry["shape"] = draw(st.one_of(st.lists(SIZES, max_size=4), JSON))
             else:
-                entry["data_offsets"] = draw(st.one_of(st.lists(st.one_of(st.integers(0, len(body) + 8), ABSURD),
-                                                                max_size=3), JSON))
+                entry["data_offsets"] = draw(
+                    st.one_of(st.lists(st.one_of(st.integers(0, len(body) + 8), ABSURD), max_size=3), JSON)
+                )
         elif op == "add" and isinstance(header, dict):
-            header[draw(st.sampled_from(["mean", "labels", "x", "model.encoder.head.bias"]))] = draw(st.one_of(
-                st.fixed_dictionaries({"dtype": DTYPES, "shape": st.lists(SIZES, max_size=3),
-                                       "data_offsets": st.lists(st.integers(0, len(body)), min_size=2, max_size=2)}),
-                JSON))
+            header[draw(st.sampled_from(["mean", "labels", "x", "model.encoder.head.bias"]))] = draw(
+                st.one_of(
+                    st.fixed_dictionaries(
+                        {
+                            "dtype": DTYPES,
+                            "shape": st.lists(SIZES, max_size=3),
+                            "data_offsets": st.lists(st.integers(0, len(body)), min_size=2, max_size=2),
+                        }
+                    ),
+                    JSON,
+                )
+            )
         elif op == "metadata" and isinstance(header, dict):
             raw = header.get("__metadata__")
             raw = dict(raw) if isinstance(raw, dict) else {}
-            key = draw(st.one_of(st.sampled_from(sorted(raw) + ["format", "format_version", "epoch", "nope"]),
-                                 st.text(max_size=6)))
+            key = draw(
+                st.one_of(
+                    st.sampled_from(sorted(raw) + ["format", "format_version", "epoch", "nope"]), st.text(max_size=6)
+                )
+            )
             value = draw(st.one_of(st.text(max_size=20), JSON.map(json.dumps), JSON, st.just(None)))
             if value is None:
                 raw.pop(key, None)
@@ -290,21 +346,56 @@ def header_mutations(draw, data: bytes) -> bytes:
         elif op == "whole":
             header = draw(JSON)
         elif op == "body":
-            body = body[:draw(st.integers(0, len(body)))] + draw(st.binary(max_size=16))
+            body = body[: draw(st.integers(0, len(body)))] + draw(st.binary(max_size=16))
     return _frame(header, body)
 
 
 MODEL_FIELDS = [
-    ("kind",), ("latent_dim",), ("input_shape",), ("input_shape", 1), ("num_classes",), ("nope",),
-    ("architecture",), ("architecture", "name"), ("architecture", "options"), ("architecture", "options", "hidden"),
-    ("architecture", "options", "activation"), ("architecture", "options", "channels"),
-    ("architecture", "options", "nope"), ("architecture", "provider"), ("architecture", "provider", "distribution"),
-    ("architecture", "provider", "version"), ("likelihood",), ("likelihood", "name"), ("likelihood", "options"),
-    ("likelihood", "options", "sigma"), ("likelihood", "options", "learn_sigma"),
-    ("likelihood", "options", "min_log_scale"), ("likelihood", "provider"),
+    ("kind",),
+    ("latent_dim",),
+    ("input_shape",),
+    ("input_shape", 1),
+    ("num_classes",),
+    ("nope",),
+    ("architecture",),
+    ("architecture", "name"),
+    ("architecture", "options"),
+    ("architecture", "options", "hidden"),
+    ("architecture", "options", "activation"),
+    ("architecture", "options", "channels"),
+    ("architecture", "options", "nope"),
+    ("architecture", "provider"),
+    ("architecture", "provider", "distribution"),
+    ("architecture", "provider", "version"),
+    ("likelihood",),
+    ("likelihood", "name"),
+    ("likelihood", "options"),
+    ("likelihood", "options", "sigma"),
+    ("likelihood", "options", "learn_sigma"),
+    ("likelihood", "options", "min_log_scale"),
+    ("likelihood", "provider"),
 ]
-NAMES = st.sampled_from(["vae", "ae", "cvae", "mlp", "conv", "nope", "bernoulli", "gaussian", "logistic",
-                         "continuous-bernoulli", "tanh", "gelu", "shared", "pixel", "vaecli", "vaecli-nope", ""])
+NAMES = st.sampled_from(
+    [
+        "vae",
+        "ae",
+        "cvae",
+        "mlp",
+        "conv",
+        "nope",
+        "bernoulli",
+        "gaussian",
+        "logistic",
+        "continuous-bernoulli",
+        "tanh",
+        "gelu",
+        "shared",
+        "pixel",
+        "vaecli",
+        "vaecli-nope",
+        "",
+    ]
+)
 DELETE = object()
 
 
@@ -322,9 +413,13 @@ def model_sections(draw, section: dict) -> dict:
         last = path[-1]
         if isinstance(parent, dict) and value is DELETE:
             parent.pop(last, None)
-        elif isinstance(parent, dict):
-            parent[last] = value
-        elif isinstance(parent, list) and isinstance(last, int) and last < len(parent) and value is not DELETE:
+        elif (
+            isinstance(parent, dict)
+            or isinstance(parent, list)
+            and isinstance(last, int)
+            and last < len(parent)
+            and value is not DELETE
+        ):
             parent[last] = value
     return section
 
@@ -361,18 +456,30 @@ def npy_files(draw) -> bytes:
     """A .npy file: magic, a version and header, and a body of the declared size, each of them
     now and then odd (other versions, dtypes, absurd or negative shapes, other keys, arbitrary
     text, a body of another size)."""
-    descr = draw(st.sampled_from(NPY_DESCRS)) if not _rarely(draw) else draw(
-        st.one_of(st.sampled_from(NPY_ODD_DESCRS), st.just([("a", "<f4")]), st.text(max_size=6)))
+    descr = (
+        draw(st.sampled_from(NPY_DESCRS))
+        if not _rarely(draw)
+        else draw(st.one_of(st.sampled_from(NPY_ODD_DESCRS), st.just([("a", "<f4")]), st.text(max_size=6)))
+    )
     shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=2)))
     if _rarely(draw):
         shape = tuple(draw(st.lists(st.one_of(st.integers(0, 5), ABSURD), max_size=3)))
     fortran = draw(st.booleans()) if not _rarely(draw) else draw(st.sampled_from([0, None, "no"]))
     header = repr({"descr": descr, "fortran_order": fortran, "shape": shape})
     if _rarely(draw):
-        header = draw(st.one_of(st.just(header.replace("'shape'", "'shap'")), st.just(header[:-1]),
-                                st.just(header + repr(shape)), st.text(max_size=60)))
-    version = (1, 0) if not _rarely(draw) else draw(st.one_of(
-        st.sampled_from([(2, 0), (3, 0)]), st.tuples(st.integers(0, 255), st.integers(0, 255))))
+        header = draw(
+            st.one_of(
+                st.just(header.replace("'shape'", "'shap'")),
+                st.just(header[:-1]),
+                st.just(header + repr(shape)),
+                st.text(max_size=60),
+            )
+        )
+    version = (
+        (1, 0)
+        if not _rarely(draw)
+        else draw(st.one_of(st.sampled_from([(2, 0), (3, 0)]), st.tuples(st.integers(0, 255), st.integers(0, 255))))
+    )
     try:
         exact = math.prod(shape) * np.dtype(descr).itemsize
     except Exception:
@@ -396,30 +503,75 @@ def latent_safetensors(draw) -> bytes:
     if "mean" not in chosen and not _rarely(draw):
         chosen.insert(0, "mean")
     for name in chosen:
-        dtype = draw(st.sampled_from(["F32", "F64", "I64"])) if not _rarely(draw) else draw(
-            st.sampled_from(sorted(ST_DTYPE_BITS)))
+        dtype = (
+            draw(st.sampled_from(["F32", "F64", "I64"]))
+            if not _rarely(draw)
+            else draw(st.sampled_from(sorted(ST_DTYPE_BITS)))
+        )
         rows = st.integers(1, 4)
-        shape = draw(st.lists(st.integers(0, 4), max_size=3) if _rarely(draw) else st.one_of(
-            st.tuples(rows, rows), st.tuples(rows)).map(list))
+        shape = draw(
+            st.lists(st.integers(0, 4), max_size=3)
+            if _rarely(draw)
+            else st.one_of(st.tuples(rows, rows), st.tuples(rows)).map(list)
+        )
         size = -(-math.prod(shape) * ST_DTYPE_BITS[dtype] // 8)
         if _rarely(draw):  # a shape that does not fit the data
             shape = draw(st.lists(st.one_of(st.integers(0, 4), ABSURD), max_size=3))
         start = len(body)
         body += rng.randbytes(size)
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [start, len(body)]}
-    metadata = draw(st.one_of(st.none(), st.dictionaries(
-        st.one_of(st.sampled_from(["format", "checkpoint", "class_names"]), st.text(max_size=5)),
-        st.one_of(st.sampled_from(["vaecli-latents", "vaecli", "[]", "null"]), st.text(max_size=8)), max_size=3)))
+    metadata = draw(
+        st.one_of(
+            st.none(),
+            st.dictionaries(
+                st.one_of(st.sampled_from(["format", "checkpoint", "class_names"]), st.text(max_size=5)),
+                st.one_of(st.sampled_from(["vaecli-latents", "vaecli", "[]", "null"]), st.text(max_size=8)),
+                max_size=3,
+            ),
+        )
+    )
     if metadata is not None:
         header["__metadata__"] = metadata
     return _frame(header, body)
 
 
 NUMBERS = st.one_of(st.floats().map(repr), st.integers().map(str), st.floats(-5, 5).map(str))
-CELLS = st.one_of(st.sampled_from(["0", "1.5", "-2", " 3 ", "nan", "NaN", "inf", "-inf", "1e999", "-1e999", "1e-999",
-                                   "1e308", "9" * 400, "", " ", "z0", "z1", "z10", "index", "label", "class",
-                                   "0x10", "1_000", "\u0661\u0662", "\u00bd", "\u221e", '"1,2"', '"', "\x00"]),
-                  st.text(max_size=8))
+CELLS = st.one_of(
+    st.sampled_from(
+        [
+            "0",
+            "1.5",
+            "-2",
+            " 3 ",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e999",
+            "-1e999",
+            "1e-999",
+            "1e308",
+            "9" * 400,
+            "",
+            " ",
+            "z0",
+            "z1",
+            "z10",
+            "index",
+            "label",
+            "class",
+            "0x10",
+            "1_000",
+            "\u0661\u0662",
+            "\u00bd",
+            "\u221e",
+            '"1,2"',
+            '"',
+            "\x00",
+        ]
+    ),
+    st.text(max_size=8),
+)
 
 
 @st.composite
@@ -436,7 +588,8 @@ def csv_files(draw) -> bytes:
         rows.insert(0, [f"z{i}" for i in range(columns)])
     elif head == "encode":
         rows = [["index", "label", "class", *(f"z{i}" for i in range(columns))]] + [
-            [str(i), "0", "square", *r] for i, r in enumerate(rows)]
+            [str(i), "0", "square", *r] for i, r in enumerate(rows)
+        ]
     elif head == "other":
         rows.insert(0, draw(st.lists(CELLS, min_size=1, max_size=5)))
     sep, newline = ",", "\n"
@@ -457,9 +610,11 @@ PAST_END = struct.pack("<Q", 3) + b"{}"
 
 
 @fuzz(250)
-@given(data=st.one_of(st.binary(max_size=1024),
-                      st.binary(max_size=256).map(lambda b: struct.pack("<Q", len(b)) + b),
-                      JSON.map(_frame)))
+@given(
+    data=st.one_of(
+        st.binary(max_size=1024), st.binary(max_size=256).map(lambda b: struct.pack("<Q", len(b)) + b), JSON.map(_frame)
+    )
+)
 @example(data=b"")
 @example(data=HUGE_HEADER)
 @example(data=ZERO_HEADER)
@@ -468,8 +623,20 @@ PAST_END = struct.pack("<Q", 3) + b"{}"
 @example(data=ZIP)
 @example(data=_zip_bytes())
 @example(data=_frame({"__metadata__": {"format": "vaecli"}}))
-@example(data=_frame({"__metadata__": {"format": "vaecli", "format_version": "1", "model": "{}", "data": "{}",
-                                       "training": "{}", "tensor_sha256": checkpoint.tensor_hash({})}}))
+@example(
+    data=_frame(
+        {
+            "__metadata__": {
+                "format": "vaecli",
+                "format_version": "1",
+                "model": "{}",
+                "data": "{}",
+                "training": "{}",
+                "tensor_sha256": checkpoint.tensor_hash({}),
+            }
+        }
+    )
+)
 def test_checkpoint_arbitrary_bytes(scratch, data):
     _exercise_checkpoint(scratch / "bytes.safetensors", data)
 
@@ -569,29 +736,61 @@ CHECKPOINT_CASES = {
     "header length 2**64-1": (lambda d: _set_length(d, 2**64 - 1), CheckpointError, "not a readable safetensors"),
     "header length 0": (lambda d: _set_length(d, 0), CheckpointError, "not a readable safetensors"),
     "header length past the end": (lambda d: _set_length(d, len(d)), CheckpointError, "not a readable safetensors"),
-    "truncated to half": (lambda d: d[:len(d) // 2], CheckpointError, "truncated or corrupt"),
+    "truncated to half": (lambda d: d[: len(d) // 2], CheckpointError, "truncated or corrupt"),
     "a flipped bit in the weights": (lambda d: _flip(d, _header_end(d) + 100), CheckpointError, "damaged"),
-    "no vaecli format": (lambda d: _with_metadata(d, lambda raw: raw.pop("format")), CheckpointError,
-                         "not a vaecli checkpoint"),
-    "a newer format": (lambda d: _with_metadata(d, lambda raw: raw.update(format_version="99")), CheckpointError,
-                       "newer vaecli"),
-    "model metadata not JSON": (lambda d: _with_metadata(d, lambda raw: raw.update(model="{")), CheckpointError,
-                                "malformed metadata under 'model'"),
-    "model metadata a list": (lambda d: _with_metadata(d, lambda raw: raw.update(model="[]")), CheckpointError,
-                              "no 'model' metadata"),
-    "an unknown architecture": (lambda d: _with_model(d, lambda m: m["architecture"].update(name="nope")),
-                                UsageError, "unknown architecture 'nope'"),
-    "a plugin's architecture": (lambda d: _with_model(d, lambda m: m["architecture"].update(
-        name="nope", provider={"distribution": "vaecli-nope", "version": "1.0"})), PluginMissingError,
-        "pip install vaecli-nope==1.0"),
-    "a latent_dim that does not fit": (lambda d: _with_model(d, lambda m: m.update(latent_dim=5)), CheckpointError,
-                                       "do not fit"),
-    "latent_dim not a number": (lambda d: _with_model(d, lambda m: m.update(latent_dim="abc")), CheckpointError,
-                                "malformed model metadata"),
-    "latent_dim 2**63": (lambda d: _with_model(d, lambda m: m.update(latent_dim=2**63)), CheckpointError,
-                         "malformed model metadata"),
-    "an unknown kind": (lambda d: _with_model(d, lambda m: m.update(kind="nope")), CheckpointError,
-                        "malformed model metadata"),
+    "no vaecli format": (
+        lambda d: _with_metadata(d, lambda raw: raw.pop("format")),
+        CheckpointError,
+        "not a vaecli checkpoint",
+    ),
+    "a newer format": (
+        lambda d: _with_metadata(d, lambda raw: raw.update(format_version="99")),
+        CheckpointError,
+        "newer vaecli",
+    ),
+    "model metadata not JSON": (
+        lambda d: _with_metadata(d, lambda raw: raw.update(model="{")),
+        CheckpointError,
+        "malformed metadata under 'model'",
+    ),
+    "model metadata a list": (
+        lambda d: _with_metadata(d, lambda raw: raw.update(model="[]")),
+        CheckpointError,
+        "no 'model' metadata",
+    ),
+    "an unknown architecture": (
+        lambda d: _with_model(d, lambda m: m["architecture"].update(name="nope")),
+        UsageError,
+        "unknown architecture 'nope'",
+    ),
+    "a plugin's architecture": (
+        lambda d: _with_model(
+            d,
+            lambda m: m["architecture"].update(name="nope", provider={"distribution": "vaecli-nope", "version": "1.0"}),
+        ),
+        PluginMissingError,
+        "pip install vaecli-nope==1.0",
+    ),
+    "a latent_dim that does not fit": (
+        lambda d: _with_model(d, lambda m: m.update(latent_dim=5)),
+        CheckpointError,
+        "do not fit",
+    ),
+    "latent_dim not a number": (
+        lambda d: _with_model(d, lambda m: m.update(latent_dim="abc")),
+        CheckpointError,
+        "malformed model metadata",
+    ),
+    "latent_dim 2**63": (
+        lambda d: _with_model(d, lambda m: m.update(latent_dim=2**63)),
+        CheckpointError,
+        "malformed model metadata",
+    ),
+    "an unknown kind": (
+        lambda d: _with_model(d, lambda m: m.update(kind="nope")),
+        CheckpointError,
+        "malformed model metadata",
+    ),
 }
 
 
@@ -646,22 +845,34 @@ LATENT_CASES = {
     "npy truncated data": (".npy", lambda s: s[".npy"][:-5], "truncated"),
     "npy declares 10**12 rows": (".npy", lambda s: _npy_header((10**12, 3)), "truncated"),
     "npy declares 10**20 rows": (".npy", lambda s: _npy_header((10**20, 3)), "truncated"),
-    "npy declares a negative shape": (".npy", lambda s: _npy_header((-1, -2**62)) + b"\x00" * 8, "shape"),
+    "npy declares a negative shape": (".npy", lambda s: _npy_header((-1, -(2**62))) + b"\x00" * 8, "shape"),
     "npy of strings": (".npy", lambda s: _npy(np.array([["a"]])), "latents must be numbers"),
     "csv not UTF-8": (".csv", lambda s: "z0\n\u00e9\n".encode("latin-1"), "not a text CSV"),
     "csv a word among numbers": (".csv", lambda s: b"1,2\n3,x\n", "row 2: not all values are numbers"),
     "csv ragged rows": (".csv", lambda s: b"1,2\n3\n", "different numbers of values"),
     "csv only a header": (".csv", lambda s: b"index,z0,z1\n", "a header but no rows"),
-    "safetensors header length 2**64-1": (".safetensors", lambda s: _set_length(s[".safetensors"], 2**64 - 1),
-                                          "not a readable safetensors"),
-    "safetensors header length 0": (".safetensors", lambda s: _set_length(s[".safetensors"], 0),
-                                    "not a readable safetensors"),
+    "safetensors header length 2**64-1": (
+        ".safetensors",
+        lambda s: _set_length(s[".safetensors"], 2**64 - 1),
+        "not a readable safetensors",
+    ),
+    "safetensors header length 0": (
+        ".safetensors",
+        lambda s: _set_length(s[".safetensors"], 0),
+        "not a readable safetensors",
+    ),
     "safetensors a checkpoint": (".safetensors", lambda s: s["ckpt"], "a model checkpoint, not latents"),
-    "safetensors a dtype torch lacks": (".safetensors", lambda s: _raw_safetensors("F8_E8M0", [1, 2], b"ab"),
-                                        "F8_E8M0"),
+    "safetensors a dtype torch lacks": (
+        ".safetensors",
+        lambda s: _raw_safetensors("F8_E8M0", [1, 2], b"ab"),
+        "F8_E8M0",
+    ),
     "safetensors a 4-bit dtype": (".safetensors", lambda s: _raw_safetensors("F4", [1, 4], b"ab"), "F4"),
-    "safetensors no float matrix": (".safetensors", lambda s: _raw_safetensors("U8", [1, 2], b"ab", "x"),
-                                    "no tensor named 'mean'"),
+    "safetensors no float matrix": (
+        ".safetensors",
+        lambda s: _raw_safetensors("U8", [1, 2], b"ab", "x"),
+        "no tensor named 'mean'",
+    ),
 }
 
 
@@ -675,8 +886,9 @@ def test_latents_single_mutation(samples, tmp_path, case):
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("cells,message", [("1e999,0", "NaN or infinite"), ("nan,0", "NaN or infinite"),
-                                           ("1e7,0", "within a few units")])
+@pytest.mark.parametrize(
+    "cells,message", [("1e999,0", "NaN or infinite"), ("nan,0", "NaN or infinite"), ("1e7,0", "within a few units")]
+)
 def test_latents_that_read_but_cannot_be_decoded(tmp_path, cells, message):
     path = tmp_path / "z.csv"
     path.write_text(f"z0,z1\n0,0\n{cells}\n")

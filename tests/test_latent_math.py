@@ -14,16 +14,13 @@ from PIL import Image
 from torch.distributions import Bernoulli, Normal
 
 import vaecli
-from vaecli import evaluation
-from vaecli import latents
+from conftest import TINY_DATA
+from vaecli import evaluation, latents
 from vaecli.data import load_dataset, to_unit
-from vaecli.images import conform
-from vaecli.inputs import load_input
 from vaecli.errors import UsageError
 from vaecli.evaluation import encode_all
-
-from conftest import TINY_DATA
-
+from vaecli.images import conform
+from vaecli.inputs import load_input
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -79,10 +76,12 @@ def test_slerp_of_orthogonal_unit_vectors_stays_on_the_unit_circle():
     torch.testing.assert_close(path.norm(dim=-1), torch.ones(2, steps, dtype=torch.float64))
     # the great circle: cos(t pi/2) a + sin(t pi/2) b
     t = torch.linspace(0, 1, steps, dtype=torch.float64)
-    expected = torch.cos(t * math.pi / 2).view(1, -1, 1) * a.unsqueeze(1) + torch.sin(t * math.pi / 2).view(1, -1, 1) * b.unsqueeze(1)
+    expected = torch.cos(t * math.pi / 2).view(1, -1, 1) * a.unsqueeze(1) + torch.sin(t * math.pi / 2).view(
+        1, -1, 1
+    ) * b.unsqueeze(1)
     torch.testing.assert_close(path, expected)
     # while the straight line dips to norm 1/sqrt(2) half way
-    assert latents.interpolate(a, b, steps, "lerp")[:, 5].norm(dim=-1).tolist() == pytest.approx([0.5 ** 0.5] * 2)
+    assert latents.interpolate(a, b, steps, "lerp")[:, 5].norm(dim=-1).tolist() == pytest.approx([0.5**0.5] * 2)
 
 
 def test_slerp_of_equal_norms_keeps_the_norm_and_equal_angle_steps():
@@ -140,7 +139,10 @@ def test_unknown_interpolation_method_is_a_usage_error():
 
 def _correlated(n=200, d=5, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    mix = torch.randn(d, d, generator=gen, dtype=torch.float64) * torch.tensor([3.0, 2.0, 1.0, 0.5, 0.1], dtype=torch.float64)[:d]
+    mix = (
+        torch.randn(d, d, generator=gen, dtype=torch.float64)
+        * torch.tensor([3.0, 2.0, 1.0, 0.5, 0.1], dtype=torch.float64)[:d]
+    )
     return torch.randn(n, d, generator=gen, dtype=torch.float64) @ mix.T + 4.0
 
 
@@ -317,7 +319,7 @@ def test_dataset_split_index_selects_exactly_that_image(model):
     test = _test_images()
     for index in (0, 5, len(test.images) - 1):
         inputs = load_input(f"shapes:test:{index}", model.meta)
-        assert torch.equal(inputs.images, test.images[index:index + 1])
+        assert torch.equal(inputs.images, test.images[index : index + 1])
         assert inputs.labels.tolist() == [int(test.labels[index])]
         assert inputs.factors["scale"].tolist() == pytest.approx([float(test.factors["scale"][index])])
         assert inputs.class_names == ["square", "ellipse", "heart"]

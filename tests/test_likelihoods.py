@@ -14,8 +14,15 @@ import math
 
 import pytest
 import torch
-from torch.distributions import (AffineTransform, Bernoulli, ContinuousBernoulli, Normal, SigmoidTransform,
-                                 TransformedDistribution, Uniform)
+from torch.distributions import (
+    AffineTransform,
+    Bernoulli,
+    ContinuousBernoulli,
+    Normal,
+    SigmoidTransform,
+    TransformedDistribution,
+    Uniform,
+)
 
 import vaecli.options
 from vaecli import errors
@@ -126,7 +133,7 @@ def _cb_mean_ref(eta: torch.Tensor) -> torch.Tensor:
     eta = eta.double()
     small = eta.abs() < 1e-3
     safe = torch.where(small, torch.ones_like(eta), eta)
-    return torch.where(small, 0.5 + eta / 12 - eta ** 3 / 720, -1 / torch.expm1(-safe) - 1 / safe)
+    return torch.where(small, 0.5 + eta / 12 - eta**3 / 720, -1 / torch.expm1(-safe) - 1 / safe)
 
 
 def normalised_cb():
@@ -142,8 +149,10 @@ def reference_cb():
     # (|eta| < 4e-3), covered by the first values. Beyond |eta| ~ 30 it clamps the
     # probabilities (1 - sigmoid(40) rounds to eps) and is itself wrong, so there the
     # reference is the closed form in float64.
-    eta = torch.tensor([-20.0, -6.0, -1.0, -0.5, -0.3, -3e-3, -1e-3, -1e-5, 0.0, 1e-6, 2e-3, 5e-3,
-                        0.2, 0.49, 0.51, 2.0, 9.0, 20.0], dtype=torch.float64)
+    eta = torch.tensor(
+        [-20.0, -6.0, -1.0, -0.5, -0.3, -3e-3, -1e-3, -1e-5, 0.0, 1e-6, 2e-3, 5e-3, 0.2, 0.49, 0.51, 2.0, 9.0, 20.0],
+        dtype=torch.float64,
+    )
     x = torch.linspace(0, 1, 11, dtype=torch.float64)
     ee, xx = eta.repeat_interleave(len(x)), x.repeat(len(eta))
     torch_cb = ContinuousBernoulli(logits=ee)
@@ -153,8 +162,7 @@ def reference_cb():
     # float32 against the same float64 numbers: a few float32 ulps
     lp32 = _pointwise(lik, xx.float(), ee.float()[:, None])
     torch.testing.assert_close(lp32.double(), torch_cb.log_prob(xx), rtol=0, atol=2e-6)
-    torch.testing.assert_close(cb_mean(eta.float()).double(), ContinuousBernoulli(logits=eta).mean,
-                               rtol=0, atol=2e-7)
+    torch.testing.assert_close(cb_mean(eta.float()).double(), ContinuousBernoulli(logits=eta).mean, rtol=0, atol=2e-7)
     # every logit up to 80, float32, against the closed forms in float64
     wide = torch.cat([torch.linspace(-80, 80, 1601), torch.logspace(-7, 0, 50), -torch.logspace(-7, 0, 50)])
     # (float32 eps is 1.2e-7: log C in [0.69, 4.4] within 3 eps relative, the mean within 2 eps)
@@ -163,8 +171,9 @@ def reference_cb():
     # and log p(x | eta) = eta x - log((e^eta - 1) / eta), another way to write the same density
     eta_m = torch.tensor([-12.0, -2.0, 0.7, 3.0, 12.0], dtype=torch.float64)
     ee, xx = eta_m.repeat_interleave(len(x)), x.repeat(len(eta_m))
-    torch.testing.assert_close(_pointwise(lik, xx, ee[:, None]), ee * xx - torch.log(torch.expm1(ee) / ee),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        _pointwise(lik, xx, ee[:, None]), ee * xx - torch.log(torch.expm1(ee) / ee), rtol=0, atol=1e-12
+    )
 
 
 def extremes_cb():
@@ -182,14 +191,14 @@ def extremes_cb():
     eta = torch.cat([torch.linspace(-80, 80, 321), torch.tensor([0.0, 1e-6, -0.4999, 0.4999, 0.5, 0.5001])])
     eta = eta.double().requires_grad_(True)
     cb_log_norm(eta).sum().backward()
-    torch.testing.assert_close(eta.grad, torch.sigmoid(eta.detach()) - _cb_mean_ref(eta.detach()),
-                               rtol=0, atol=1e-9)
+    torch.testing.assert_close(eta.grad, torch.sigmoid(eta.detach()) - _cb_mean_ref(eta.detach()), rtol=0, atol=1e-9)
     eta32 = eta.detach().float().requires_grad_(True)
     cb_log_norm(eta32).sum().backward()
     torch.testing.assert_close(eta32.grad.double(), eta.grad, rtol=0, atol=3e-7)
     # the inverse CDF, float32, against the naive float64 formula log1p(u expm1(eta)) / eta
-    eta = torch.tensor([-100.0, -80.0, -30.0, -20.0, -1.5, -1.0, -0.7, -1e-5, 0.0, 1e-5, 0.2, 1.0, 1.5, 3.0,
-                        20.0, 30.0, 80.0, 100.0])
+    eta = torch.tensor(
+        [-100.0, -80.0, -30.0, -20.0, -1.5, -1.0, -0.7, -1e-5, 0.0, 1e-5, 0.2, 1.0, 1.5, 3.0, 20.0, 30.0, 80.0, 100.0]
+    )
     u = torch.tensor([0.0, 1e-7, 1e-6, 0.1, 0.5, 0.9, 1 - 1e-6, 1 - 6e-8])
     ee, uu = eta.repeat_interleave(len(u)), u.repeat(len(eta))
     e64, u64 = ee.double(), uu.double()
@@ -215,8 +224,10 @@ def sample_mean_cb():
 GAUSS_CASES = {
     "no": (torch.tensor([[0.3], [-2.0], [1.5]]), torch.tensor([0.1, 0.1, 0.1])),
     "shared": (torch.tensor([[0.3], [4.0]]), torch.tensor([0.101, 0.101])),
-    "pixel": (torch.tensor([[0.3, -0.7], [0.5, 0.0], [-1.0, 2.3]]),
-              torch.tensor([0.1 * math.exp(-0.7) + 1e-3, 0.101, 0.1 * math.exp(2.3) + 1e-3])),
+    "pixel": (
+        torch.tensor([[0.3, -0.7], [0.5, 0.0], [-1.0, 2.3]]),
+        torch.tensor([0.1 * math.exp(-0.7) + 1e-3, 0.101, 0.1 * math.exp(2.3) + 1e-3]),
+    ),
 }
 
 
@@ -245,8 +256,9 @@ def extremes_gaussian():
     lp.sum().backward()
     assert torch.isfinite(lp).all() and torch.isfinite(params.grad).all()
     # sigma -> min_sigma (1e-3) as the raw output goes to -inf: a soft floor
-    assert lp[0].item() == pytest.approx(Normal(0.0, 1e-3 + 0.1 * math.exp(-30)).log_prob(torch.tensor(1.0)).item(),
-                                         rel=1e-5)
+    assert lp[0].item() == pytest.approx(
+        Normal(0.0, 1e-3 + 0.1 * math.exp(-30)).log_prob(torch.tensor(1.0)).item(), rel=1e-5
+    )
 
 
 def sample_mean_gaussian():
@@ -262,15 +274,30 @@ def sample_mean_gaussian():
 
 # (mu, log-scale): inside and outside [0, 1], at the minimum scale and below it (clamped),
 # scales much smaller and much larger than a level, and a huge one
-LOGISTIC_PARAMS = [(0.5, -3.0), (0.0, -7.0), (1.0, -7.0), (0.3, -20.0), (0.77, -5.5), (-0.4, -2.0),
-                   (1.6, -1.0), (0.5, 0.0), (0.2, 3.0), (0.5, 8.0), (-3.0, 100.0), (40.0, -7.0)]
+LOGISTIC_PARAMS = [
+    (0.5, -3.0),
+    (0.0, -7.0),
+    (1.0, -7.0),
+    (0.3, -20.0),
+    (0.77, -5.5),
+    (-0.4, -2.0),
+    (1.6, -1.0),
+    (0.5, 0.0),
+    (0.2, 3.0),
+    (0.5, 8.0),
+    (-3.0, 100.0),
+    (40.0, -7.0),
+]
 
 
 def _logistic_ref(mu: float, log_s: float) -> torch.Tensor:
     """The 256 level probabilities in float64 from the logistic CDF (edges to -inf/+inf)."""
     s = math.exp(max(log_s, -7.0))
-    logistic = TransformedDistribution(Uniform(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)),
-                                       [SigmoidTransform().inv, AffineTransform(mu, s)], validate_args=False)
+    logistic = TransformedDistribution(
+        Uniform(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)),
+        [SigmoidTransform().inv, AffineTransform(mu, s)],
+        validate_args=False,
+    )
     edges = torch.cat([LEVELS - 0.5 / 255, torch.tensor([1 + 0.5 / 255], dtype=torch.float64)])
     cdf = logistic.cdf(edges)
     cdf[0], cdf[-1] = 0.0, 1.0
@@ -329,8 +356,9 @@ def extremes_logistic():
         assert (lp <= 1e-6).all()
     # the edge levels take all the mass beyond them: x = 0 with mu = -1 (and x = 1 with mu = 2)
     # at the smallest scale is certain; with mu = 0, P(x = 0) = sigmoid(1 / (510 s)), s = e^-7
-    lp = _pointwise(lik, torch.tensor([0.0, 1.0, 0.0, 1.0]),
-                    torch.tensor([[-1.0, -7.0], [2.0, -7.0], [0.0, -7.0], [1.0, -9.0]]))
+    lp = _pointwise(
+        lik, torch.tensor([0.0, 1.0, 0.0, 1.0]), torch.tensor([[-1.0, -7.0], [2.0, -7.0], [0.0, -7.0], [1.0, -9.0]])
+    )
     edge = -math.log1p(math.exp(-math.exp(7) / 510))
     torch.testing.assert_close(lp, torch.tensor([0.0, 0.0, edge, edge]), rtol=0, atol=1e-6)
 
@@ -362,16 +390,38 @@ def _assert_sample_mean(draws: torch.Tensor, mean: torch.Tensor) -> None:
 
 # -- the tables and the parametrized tests ----------------------------------------------------
 
-NORMALISED = {"bernoulli": normalised_bernoulli, "continuous-bernoulli": normalised_cb,
-              "gaussian": normalised_gaussian, "logistic": normalised_logistic}
-REFERENCE = {"bernoulli": reference_bernoulli, "continuous-bernoulli": reference_cb,
-             "gaussian": reference_gaussian, "logistic": reference_logistic}
-EXTREMES = {"bernoulli": extremes_bernoulli, "continuous-bernoulli": extremes_cb,
-            "gaussian": extremes_gaussian, "logistic": extremes_logistic}
-SAMPLE_MEAN = {"bernoulli": sample_mean_bernoulli, "continuous-bernoulli": sample_mean_cb,
-               "gaussian": sample_mean_gaussian, "logistic": sample_mean_logistic}
-TABLES = {"variants": VARIANTS, "data range": DATA_RANGE, "normalisation": NORMALISED, "reference": REFERENCE,
-          "extremes": EXTREMES, "sample mean": SAMPLE_MEAN}
+NORMALISED = {
+    "bernoulli": normalised_bernoulli,
+    "continuous-bernoulli": normalised_cb,
+    "gaussian": normalised_gaussian,
+    "logistic": normalised_logistic,
+}
+REFERENCE = {
+    "bernoulli": reference_bernoulli,
+    "continuous-bernoulli": reference_cb,
+    "gaussian": reference_gaussian,
+    "logistic": reference_logistic,
+}
+EXTREMES = {
+    "bernoulli": extremes_bernoulli,
+    "continuous-bernoulli": extremes_cb,
+    "gaussian": extremes_gaussian,
+    "logistic": extremes_logistic,
+}
+SAMPLE_MEAN = {
+    "bernoulli": sample_mean_bernoulli,
+    "continuous-bernoulli": sample_mean_cb,
+    "gaussian": sample_mean_gaussian,
+    "logistic": sample_mean_logistic,
+}
+TABLES = {
+    "variants": VARIANTS,
+    "data range": DATA_RANGE,
+    "normalisation": NORMALISED,
+    "reference": REFERENCE,
+    "extremes": EXTREMES,
+    "sample mean": SAMPLE_MEAN,
+}
 
 
 def _names() -> list[str]:
@@ -383,8 +433,11 @@ def _builtin(name: str) -> bool:
 
 
 def _variants() -> list:
-    return [pytest.param(name, opts, id="-".join([name, *(f"{k}={v}" for k, v in opts.items())]))
-            for name in _names() for opts in VARIANTS.get(name, [{}])]
+    return [
+        pytest.param(name, opts, id="-".join([name, *(f"{k}={v}" for k, v in opts.items())]))
+        for name in _names()
+        for opts in VARIANTS.get(name, [{}])
+    ]
 
 
 def _check(table: dict, what: str, name: str):

@@ -16,8 +16,19 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_one_mnist_epoch_learns_digits(vae):
-    result = vae("train", "mnist", "--data-dir", SHARED_DATA, "--no-download", "--epochs", "1",
-                 "--device", "cpu", "-o", "m.safetensors")
+    result = vae(
+        "train",
+        "mnist",
+        "--data-dir",
+        SHARED_DATA,
+        "--no-download",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "-o",
+        "m.safetensors",
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads(vae("info", "m.safetensors", "--json").stdout)
     assert meta["data"]["n_train"] == 60000 and meta["data"]["n_test"] == 10000

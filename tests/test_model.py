@@ -17,11 +17,15 @@ from vaecli.plugins import registry
 
 
 def _model(arch="mlp", likelihood="bernoulli", shape=(1, 8, 8), latent=3, kind="vae", lik_options=None):
-    return from_config({
-        "kind": kind, "latent_dim": latent, "input_shape": list(shape),
-        "architecture": {"name": arch, "options": {}},
-        "likelihood": {"name": likelihood, "options": lik_options or {}},
-    })
+    return from_config(
+        {
+            "kind": kind,
+            "latent_dim": latent,
+            "input_shape": list(shape),
+            "architecture": {"name": arch, "options": {}},
+            "likelihood": {"name": likelihood, "options": lik_options or {}},
+        }
+    )
 
 
 def test_kl_matches_torch_distributions():
@@ -131,7 +135,7 @@ def test_plain_autoencoder_has_no_kl_and_is_deterministic():
 
 def _grid():
     reg = registry()
-    return [(a, l) for a in reg.names("architecture") for l in reg.names("likelihood")]
+    return [(a, lik) for a in reg.names("architecture") for lik in reg.names("likelihood")]
 
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 8, 8)])

@@ -14,18 +14,17 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from typer.testing import CliRunner
 
 import vaecli
+from conftest import TINY_CLI, TINY_DATA, one_line_error
 from vaecli import checkpoint, training
 from vaecli.data import BINARIZE_SEEDS, binarize, load_dataset
-from vaecli.inputs import load_input
 from vaecli.errors import UsageError
 from vaecli.evaluation import evaluate
+from vaecli.factory import check_data_range
 from vaecli.factory import create_model as from_config
+from vaecli.inputs import load_input
 from vaecli.model import VAE, kl_per_dim
 from vaecli.plugins import registry
-from vaecli.factory import check_data_range
 from vaecli.training import TrainConfig
-
-from conftest import TINY_CLI, TINY_DATA, one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,9 +43,13 @@ def _flat(text: str) -> str:
 def _model(kind: str = "vae", classes: int = 0, latent: int = D) -> VAE:
     """An untrained mlp/bernoulli model on 8x8 images whose posterior is far from the prior in
     some dimensions and close in others (different KL per dimension)."""
-    config = {"kind": kind, "latent_dim": latent, "input_shape": [1, 8, 8],
-              "architecture": {"name": "mlp", "options": {"hidden": [16]}},
-              "likelihood": {"name": "bernoulli", "options": {}}}
+    config = {
+        "kind": kind,
+        "latent_dim": latent,
+        "input_shape": [1, 8, 8],
+        "architecture": {"name": "mlp", "options": {"hidden": [16]}},
+        "likelihood": {"name": "bernoulli", "options": {}},
+    }
     if classes:
         config["num_classes"] = classes
     torch.manual_seed(0)
@@ -140,8 +143,9 @@ def test_free_bits_zero_is_the_elbo_and_in_between_clamps_each_dimension():
     lam = float(batch_kl.detach().sort().values[1:3].mean())  # two dimensions below lambda, two above
     assert (batch_kl < lam).sum() == 2
     expected = recon.mean() + 2.0 * torch.maximum(batch_kl, torch.tensor(lam)).sum()
-    torch.testing.assert_close(model(x, beta=2.0, free_bits=lam, generator=_gen(7)).objective, expected,
-                               rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        model(x, beta=2.0, free_bits=lam, generator=_gen(7)).objective, expected, rtol=1e-5, atol=1e-4
+    )
 
 
 def test_free_bits_give_no_kl_gradient_to_dimensions_below_lambda():
@@ -302,8 +306,7 @@ def test_cvae_decodes_class_i_mod_k_without_labels_and_the_class_matters():
     for i in range(7):
         torch.testing.assert_close(default[i], by_class[i % 3][i])
     sampled = model.sample(5, generator=_gen(4), labels=torch.full((5,), 2))
-    torch.testing.assert_close(sampled, model.decode(torch.randn(5, D, generator=_gen(4)),
-                                                     labels=torch.full((5,), 2)))
+    torch.testing.assert_close(sampled, model.decode(torch.randn(5, D, generator=_gen(4)), labels=torch.full((5,), 2)))
 
 
 def test_evaluate_a_cvae_uses_the_labels():
@@ -353,7 +356,8 @@ def test_learning_rate_schedules():
     assert all(a > b for a, b in zip(rates, rates[1:]))
     step = TrainConfig(lr=0.01, epochs=6, lr_schedule="step", lr_step=2, lr_gamma=0.5)
     assert [step.learning_rate(e * batches, batches) for e in range(6)] == pytest.approx(
-        [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
+        [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025]
+    )
     assert step.learning_rate(19, batches) == pytest.approx(0.01)  # the last step of epoch 2
     assert step.learning_rate(20, batches) == pytest.approx(0.005)
 
@@ -378,9 +382,13 @@ def test_fused_adam_takes_the_same_steps_as_the_reference_implementation():
     ref = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(3))]
     ours = [torch.nn.Parameter(p.detach().clone()) for p in ref]
     for name, decay in (("adam", 0.1), ("adamw", 0.01)):
-        reference = (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(ref, lr=0.01, weight_decay=decay, foreach=False)
-        fused = training.make_optimizer(TrainConfig(optimizer=name, lr=0.01, weight_decay=decay), ours, torch.device("cpu"))
-        for step in range(5):
+        reference = (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(
+            ref, lr=0.01, weight_decay=decay, foreach=False
+        )
+        fused = training.make_optimizer(
+            TrainConfig(optimizer=name, lr=0.01, weight_decay=decay), ours, torch.device("cpu")
+        )
+        for _step in range(5):
             grads = [torch.randn_like(p) for p in ref]
             for params, opt in ((ref, reference), (ours, fused)):
                 for p, g in zip(params, grads):
@@ -394,32 +402,35 @@ def test_fused_adam_takes_the_same_steps_as_the_reference_implementation():
 # -- TrainConfig.check ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("settings, needles", [
-    (dict(iw_samples=2, beta=2.0), ["--iw-samples", "--beta", "importance-weighted"]),
-    (dict(iw_samples=2, kl_warmup=1.0), ["--iw-samples", "--kl-warmup"]),
-    (dict(iw_samples=2, free_bits=0.1), ["--iw-samples", "--free-bits"]),
-    (dict(model="ae", beta=2.0), ["--model ae", "no KL term"]),
-    (dict(model="ae", kl_warmup=1.0), ["--model ae"]),
-    (dict(model="ae", free_bits=0.5), ["--model ae"]),
-    (dict(model="ae", iw_samples=3), ["--model ae", "--iw-samples"]),
-    (dict(lr_schedule="step"), ["--lr-schedule step needs --lr-step"]),
-    (dict(lr_step=2), ["--lr-step is for --lr-schedule step", "constant"]),
-    (dict(lr_schedule="cosine", lr_step=2), ["--lr-step is for --lr-schedule step", "cosine"]),
-    (dict(lr_schedule="step", lr_step=1, lr_gamma=0.0), ["--lr-gamma", "(0, 1]", "0.0"]),
-    (dict(lr_schedule="step", lr_step=1, lr_gamma=1.5), ["--lr-gamma", "1.5"]),
-    (dict(lr_gamma=-0.1), ["--lr-gamma"]),
-    (dict(lr_gamma=float("nan")), ["--lr-gamma"]),
-    (dict(free_bits=-1.0), ["--free-bits must be a number >= 0", "-1.0"]),
-    (dict(kl_warmup=float("inf")), ["--kl-warmup"]),
-    (dict(weight_decay=-0.01), ["--weight-decay"]),
-    (dict(grad_clip=-1.0), ["--grad-clip"]),
-    (dict(iw_samples=0), ["--iw-samples must be at least 1"]),
-    # unknown names: the name given and every choice
-    (dict(optimizer="sgd"), ["'sgd'", "adam, adamw"]),
-    (dict(binarize="always"), ["'always'", "dynamic, none, static"]),
-    (dict(lr_schedule="linear"), ["'linear'", "burda, constant, cosine, multistep, step"]),
-    (dict(model="gan"), ["'gan'", "ae, cvae, vae"]),
-])
+@pytest.mark.parametrize(
+    "settings, needles",
+    [
+        (dict(iw_samples=2, beta=2.0), ["--iw-samples", "--beta", "importance-weighted"]),
+        (dict(iw_samples=2, kl_warmup=1.0), ["--iw-samples", "--kl-warmup"]),
+        (dict(iw_samples=2, free_bits=0.1), ["--iw-samples", "--free-bits"]),
+        (dict(model="ae", beta=2.0), ["--model ae", "no KL term"]),
+        (dict(model="ae", kl_warmup=1.0), ["--model ae"]),
+        (dict(model="ae", free_bits=0.5), ["--model ae"]),
+        (dict(model="ae", iw_samples=3), ["--model ae", "--iw-samples"]),
+        (dict(lr_schedule="step"), ["--lr-schedule step needs --lr-step"]),
+        (dict(lr_step=2), ["--lr-step is for --lr-schedule step", "constant"]),
+        (dict(lr_schedule="cosine", lr_step=2), ["--lr-step is for --lr-schedule step", "cosine"]),
+        (dict(lr_schedule="step", lr_step=1, lr_gamma=0.0), ["--lr-gamma", "(0, 1]", "0.0"]),
+        (dict(lr_schedule="step", lr_step=1, lr_gamma=1.5), ["--lr-gamma", "1.5"]),
+        (dict(lr_gamma=-0.1), ["--lr-gamma"]),
+        (dict(lr_gamma=float("nan")), ["--lr-gamma"]),
+        (dict(free_bits=-1.0), ["--free-bits must be a number >= 0", "-1.0"]),
+        (dict(kl_warmup=float("inf")), ["--kl-warmup"]),
+        (dict(weight_decay=-0.01), ["--weight-decay"]),
+        (dict(grad_clip=-1.0), ["--grad-clip"]),
+        (dict(iw_samples=0), ["--iw-samples must be at least 1"]),
+        # unknown names: the name given and every choice
+        (dict(optimizer="sgd"), ["'sgd'", "adam, adamw"]),
+        (dict(binarize="always"), ["'always'", "dynamic, none, static"]),
+        (dict(lr_schedule="linear"), ["'linear'", "burda, constant, cosine, multistep, step"]),
+        (dict(model="gan"), ["'gan'", "ae, cvae, vae"]),
+    ],
+)
 def test_check_refuses_each_invalid_setting_with_a_clear_message(settings, needles):
     with pytest.raises(UsageError) as info:
         TrainConfig(**settings).check()
@@ -427,11 +438,20 @@ def test_check_refuses_each_invalid_setting_with_a_clear_message(settings, needl
         assert needle in str(info.value), str(info.value)
 
 
-@pytest.mark.parametrize("settings", [
-    dict(), dict(iw_samples=5), dict(beta=4.0, kl_warmup=2.5, free_bits=0.25), dict(model="cvae", beta=0.5),
-    dict(lr_schedule="step", lr_step=3, lr_gamma=1.0), dict(lr_schedule="cosine"), dict(model="ae"),
-    dict(optimizer="adamw", weight_decay=0.0, grad_clip=1.0), dict(binarize="dynamic", iw_samples=2),
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        dict(),
+        dict(iw_samples=5),
+        dict(beta=4.0, kl_warmup=2.5, free_bits=0.25),
+        dict(model="cvae", beta=0.5),
+        dict(lr_schedule="step", lr_step=3, lr_gamma=1.0),
+        dict(lr_schedule="cosine"),
+        dict(model="ae"),
+        dict(optimizer="adamw", weight_decay=0.0, grad_clip=1.0),
+        dict(binarize="dynamic", iw_samples=2),
+    ],
+)
 def test_check_accepts_valid_combinations(settings):
     TrainConfig(**settings).check()
 
@@ -454,12 +474,15 @@ def test_binarize_is_accepted_for_bernoulli():
         check_data_range("bernoulli", spec.data_range, mode)
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["--likelihood", "gaussian", "--binarize", "static"], ["--binarize static", "'gaussian'"]),
-    (["--iw-samples", "3", "--beta", "2"], ["--iw-samples", "--beta"]),
-    (["--lr-schedule", "step"], ["--lr-step"]),
-    (["--optimizer", "sgd"], ["'sgd'", "adam, adamw"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--likelihood", "gaussian", "--binarize", "static"], ["--binarize static", "'gaussian'"]),
+        (["--iw-samples", "3", "--beta", "2"], ["--iw-samples", "--beta"]),
+        (["--lr-schedule", "step"], ["--lr-step"]),
+        (["--optimizer", "sgd"], ["'sgd'", "adam, adamw"]),
+    ],
+)
 def test_train_refuses_invalid_objectives_in_one_line(vae, args, needles):
     one_line_error(vae("train", *TINY_CLI, "--epochs", "1", "-o", "x.safetensors", *args), 2, *needles)
 
@@ -477,8 +500,9 @@ def test_binarize_draws_0_or_255_with_probability_value_over_255():
     assert not torch.equal(out, binarize(images, 6))
     assert torch.equal(out[images == 0], torch.zeros_like(out[images == 0]))
     assert torch.equal(out[images == 255], torch.full_like(out[images == 255], 255))
-    assert torch.equal(binarize(torch.full((3, 1, 8, 8), 255, dtype=torch.uint8), 0),
-                       torch.full((3, 1, 8, 8), 255, dtype=torch.uint8))
+    assert torch.equal(
+        binarize(torch.full((3, 1, 8, 8), 255, dtype=torch.uint8), 0), torch.full((3, 1, 8, 8), 255, dtype=torch.uint8)
+    )
     flat51 = binarize(torch.full((400, 1, 16, 16), 51, dtype=torch.uint8), 9).double()
     assert flat51.mean().item() == pytest.approx(0.2 * 255, abs=0.01 * 255)  # ~7 sigma
     for value in (13, 128, 240):
@@ -488,8 +512,14 @@ def test_binarize_draws_0_or_255_with_probability_value_over_255():
 
 # -- tiny real runs ----------------------------------------------------------------------------
 
-TINY = dict(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options={"hidden": (32,)},
-            latent_dim=3, batch_size=32, device="cpu")
+TINY = dict(
+    dataset="shapes",
+    dataset_options=dict(TINY_DATA),
+    arch_options={"hidden": (32,)},
+    latent_dim=3,
+    batch_size=32,
+    device="cpu",
+)
 BATCHES = math.ceil(TINY_DATA["n_train"] / 32)
 
 
@@ -526,8 +556,12 @@ def test_warmup_and_cosine_are_recorded_per_epoch(runs):
     for r in m:  # beta < 1 on some steps: the objective is below the negative ELBO
         assert r["train_objective"] < r["train_nelbo"]
     training = checkpoint.read(runs["warmup"]).meta["training"]
-    assert (training["kl_warmup"], training["lr_schedule"], training["optimizer"], training["grad_clip"]) == \
-        (2, "cosine", "adamw", 1.0)
+    assert (training["kl_warmup"], training["lr_schedule"], training["optimizer"], training["grad_clip"]) == (
+        2,
+        "cosine",
+        "adamw",
+        1.0,
+    )
 
 
 def test_the_objective_is_the_negative_elbo_with_beta_1(runs):
@@ -554,8 +588,9 @@ def test_grad_clip_is_applied(tmp_path):
         result = vaecli.train(**TINY, epochs=1, grad_clip=clip, out=str(tmp_path / f"c{clip}.safetensors"))
         torch.manual_seed(0)  # the run's initialisation (seed 0)
         init = from_config(result.model.meta["model"])
-        moved[clip] = max((a - b).abs().max().item()
-                          for a, b in zip(result.model.state_dict().values(), init.state_dict().values()))
+        moved[clip] = max(
+            (a - b).abs().max().item() for a, b in zip(result.model.state_dict().values(), init.state_dict().values())
+        )
         assert checkpoint.read(result.path).meta["training"]["grad_clip"] == clip
     assert moved[0.0] > 1e-3  # lr 1e-3 for 3 steps
     assert moved[1e-12] < 1e-5
@@ -587,8 +622,9 @@ def test_binarize_is_recorded_and_evaluate_reproduces_the_test_loss(vae, runs):
         assert torch.equal(inputs.images, binarize(test_images, BINARIZE_SEEDS["test"]))
         if mode == "static":  # the training split: the draw the model was trained on
             train_images = load_dataset("shapes", dict(TINY_DATA)).splits.train.images
-            assert torch.equal(load_input("shapes:train", ckpt.meta).images,
-                               binarize(train_images, BINARIZE_SEEDS["train"]))
+            assert torch.equal(
+                load_input("shapes:train", ckpt.meta).images, binarize(train_images, BINARIZE_SEEDS["train"])
+            )
         model = vaecli.load(runs[mode])
         grey_loss = evaluate(model, test_images)["nelbo"]
         assert abs(grey_loss - numbers["nelbo"]) > 1e-3
@@ -611,8 +647,9 @@ def test_an_image_file_given_to_a_binarized_model_is_binarized(runs, tmp_path):
     Image.fromarray(image).save(tmp_path / "grey.png")
     inputs = load_input(str(tmp_path / "grey.png"), meta)
     assert set(inputs.images.unique().tolist()) == {0, 255}
-    assert torch.equal(inputs.images, binarize(torch.full((1, 1, 8, 8), 128, dtype=torch.uint8),
-                                               BINARIZE_SEEDS["test"]))
+    assert torch.equal(
+        inputs.images, binarize(torch.full((1, 1, 8, 8), 128, dtype=torch.uint8), BINARIZE_SEEDS["test"])
+    )
 
 
 def test_an_image_file_of_another_size_is_binarized_after_its_resize(runs, tmp_path):
@@ -643,8 +680,9 @@ def cvae_ckpt(tmp_path_factory):
     from vaecli.cli import app
 
     path = tmp_path_factory.mktemp("cvae") / "cvae.safetensors"
-    result = CliRunner().invoke(app, ["train", "shapes", *TINY_CLI, "--epochs", "1", "--model", "cvae",
-                                      "-o", str(path)])
+    result = CliRunner().invoke(
+        app, ["train", "shapes", *TINY_CLI, "--epochs", "1", "--model", "cvae", "-o", str(path)]
+    )
     assert result.exit_code == 0, result.output
     return path
 
@@ -673,14 +711,22 @@ def test_cvae_sample_by_label_name_or_index(vae, cvae_ckpt, tmp_path):
 
 @pytest.mark.parametrize("label", ["7", "3", "-1", "circle"])
 def test_cvae_sample_of_an_unknown_label_names_the_classes(vae, cvae_ckpt, label):
-    one_line_error(vae("sample", cvae_ckpt, "--label", label, "-o", "x.png", "--device", "cpu"), 2,
-                    f"--label {label}", "0 to 2", "square, ellipse, heart")
+    one_line_error(
+        vae("sample", cvae_ckpt, "--label", label, "-o", "x.png", "--device", "cpu"),
+        2,
+        f"--label {label}",
+        "0 to 2",
+        "square, ellipse, heart",
+    )
 
 
 def test_label_on_a_model_without_classes_is_an_error(vae, runs):
-    for args in (["sample", runs["iwae"], "--label", "0"], ["decode", runs["iwae"], "--z", "0,0,0", "--label", "1"],
-                 ["interpolate", runs["iwae"], "--label", "0"],
-                 ["plot-latent", runs["iwae"], "--traverse", "--label", "0"]):
+    for args in (
+        ["sample", runs["iwae"], "--label", "0"],
+        ["decode", runs["iwae"], "--z", "0,0,0", "--label", "1"],
+        ["interpolate", runs["iwae"], "--label", "0"],
+        ["plot-latent", runs["iwae"], "--traverse", "--label", "0"],
+    ):
         one_line_error(vae(*args, "-o", "x.png", "--device", "cpu"), 2, "--label", "class-conditional")
 
 
@@ -696,8 +742,7 @@ def test_cvae_commands_on_the_default_dataset_input(vae, cvae_ckpt, tmp_path):
         ["plot-latent", cvae_ckpt, "-o", "s.png"],
         ["interpolate", cvae_ckpt, "--pairs", "2", "--steps", "3", "-o", "i.png"],
         ["interpolate", cvae_ckpt, "shapes:test", "shapes:train", "--pairs", "2", "--steps", "3", "-o", "j.png"],
-        ["interpolate", cvae_ckpt, "shapes:test:0", "shapes:test:1", "--label", "heart", "--steps", "3",
-         "-o", "k.png"],
+        ["interpolate", cvae_ckpt, "shapes:test:0", "shapes:test:1", "--label", "heart", "--steps", "3", "-o", "k.png"],
     ]
     for args in commands:
         result = vae(*args, "--device", "cpu")
@@ -726,17 +771,19 @@ def test_cvae_on_an_image_without_a_class_is_aone_line_error(vae, cvae_ckpt, tmp
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "one.png")
     for command in ("reconstruct", "evaluate", "encode"):
         args = [command, cvae_ckpt, "one.png"] + (["-o", "z.npy"] if command == "encode" else [])
-        one_line_error(vae(*args, "--device", "cpu"), 2, "one.png",
-                        "class-conditional model needs each image's class")
+        one_line_error(vae(*args, "--device", "cpu"), 2, "one.png", "class-conditional model needs each image's class")
 
 
 def test_cvae_on_a_dataset_without_labels_is_an_error(vae, tmp_path):
     images = np.random.default_rng(0).integers(0, 256, size=(40, 8, 8), dtype=np.uint8)
     np.save(tmp_path / "unlabelled.npy", images)
-    args = ["--arch-option", "hidden=16", "--latent-dim", "2", "--batch-size", "16", "--device", "cpu",
-            "--epochs", "1"]
-    one_line_error(vae("train", "tensor:unlabelled.npy", *args, "--model", "cvae", "-o", "c.safetensors"), 2,
-                    "--model cvae needs class labels", "has none")
+    args = ["--arch-option", "hidden=16", "--latent-dim", "2", "--batch-size", "16", "--device", "cpu", "--epochs", "1"]
+    one_line_error(
+        vae("train", "tensor:unlabelled.npy", *args, "--model", "cvae", "-o", "c.safetensors"),
+        2,
+        "--model cvae needs class labels",
+        "has none",
+    )
     assert not (tmp_path / "c.safetensors").exists()
     plain = vae("train", "tensor:unlabelled.npy", *args, "-o", "v.safetensors")  # the same data trains a vae
     assert plain.exit_code == 0, plain.output

@@ -36,8 +36,19 @@ BUILTIN_RECIPES = ["pytorch-example", "kingma-welling", "pythae-vae", "burda-vae
 
 # Top-level modules the fake plugins define; removed from sys.modules around every test.
 FAKE_MODULES = (
-    "goodplug", "brokenplug", "raiserplug", "badsigplug", "unknownhookplug", "clashplug",
-    "mlpthief", "notspecplug", "otherplug", "cmdplug", "cmdplug2", "trylastplug", "hijackplug",
+    "goodplug",
+    "brokenplug",
+    "raiserplug",
+    "badsigplug",
+    "unknownhookplug",
+    "clashplug",
+    "mlpthief",
+    "notspecplug",
+    "otherplug",
+    "cmdplug",
+    "cmdplug2",
+    "trylastplug",
+    "hijackplug",
     "badparts",
 )
 
@@ -46,7 +57,7 @@ FAKE_MODULES = (
 # Plugin sources
 # --------------------------------------------------------------------------------------------
 
-GOOD_PLUGIN = '''
+GOOD_PLUGIN = """
 from dataclasses import dataclass
 
 import vaecli
@@ -117,13 +128,13 @@ def register_likelihoods(register):
 @vaecli.hookimpl
 def register_datasets(register):
     register(vaecli.DatasetSpec(name="blank", help="Blank 8x8 images.", load=load_blank))
-'''
+"""
 
-BROKEN_PLUGIN = '''
+BROKEN_PLUGIN = """
 raise ImportError("needs the package frobnicate")
-'''
+"""
 
-RAISER_PLUGIN = '''
+RAISER_PLUGIN = """
 import vaecli
 
 
@@ -140,9 +151,9 @@ def register_architectures(register):
 @vaecli.hookimpl
 def register_datasets(register):
     register(vaecli.DatasetSpec(name="raiserdata", help="fine", load=_build))
-'''
+"""
 
-BADSIG_PLUGIN = '''
+BADSIG_PLUGIN = """
 import vaecli
 
 
@@ -158,9 +169,9 @@ def register_architectures(register, extra):
 @vaecli.hookimpl
 def register_datasets(register):
     register(vaecli.DatasetSpec(name="badsig-data", help="x", load=_build))
-'''
+"""
 
-UNKNOWN_HOOK_PLUGIN = '''
+UNKNOWN_HOOK_PLUGIN = """
 import vaecli
 
 
@@ -176,14 +187,12 @@ def register_foo(register):
 @vaecli.hookimpl
 def register_architectures(register):
     register(vaecli.ArchitectureSpec(name="unknownhook-arch", help="x", build=_build))
-'''
+"""
 
 
 def _arch_plugin(*names: str, help: str = "x") -> str:
     """A plugin registering architectures with the given names."""
-    calls = "\n".join(
-        f"    register(vaecli.ArchitectureSpec(name={n!r}, help={help!r}, build=_build))" for n in names
-    )
+    calls = "\n".join(f"    register(vaecli.ArchitectureSpec(name={n!r}, help={help!r}, build=_build))" for n in names)
     return (
         "import vaecli\n\n\n"
         "def _build(*args):\n    raise AssertionError('never built')\n\n\n"
@@ -192,7 +201,7 @@ def _arch_plugin(*names: str, help: str = "x") -> str:
     )
 
 
-NOT_SPEC_PLUGIN = '''
+NOT_SPEC_PLUGIN = """
 import vaecli
 
 
@@ -206,7 +215,7 @@ def register_architectures(register):
     register(vaecli.LikelihoodSpec(name="wrongkind", help="a likelihood given as architecture",
                                    build=_build))
     register(vaecli.ArchitectureSpec(name="realarch", help="the good one", build=_build))
-'''
+"""
 
 CMD_PLUGIN = '''
 import vaecli
@@ -232,16 +241,16 @@ def register_commands(app):
         print("hi")
 '''
 
-CMD_PLUGIN_NOTHING = '''
+CMD_PLUGIN_NOTHING = """
 import vaecli
 
 
 @vaecli.hookimpl
 def register_commands(app):
     pass
-'''
+"""
 
-TRYLAST_PLUGIN = '''
+TRYLAST_PLUGIN = """
 import vaecli
 
 
@@ -252,9 +261,9 @@ def _build(*args):
 @vaecli.hookimpl(trylast=True)
 def register_architectures(register):
     register(vaecli.ArchitectureSpec(name="mlp", help="stolen with trylast", build=_build))
-'''
+"""
 
-HIJACK_PLUGIN = '''
+HIJACK_PLUGIN = """
 import vaecli
 
 
@@ -263,7 +272,7 @@ def register_commands(app):
     @app.command()
     def train():
         print("hijacked vae train")
-'''
+"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,8 +298,7 @@ def _isolated_plugins(monkeypatch, tmp_path):
 
     def entry_points(group):
         roots = [p for p in sys.path if p.startswith(str(tmp_path))]
-        return [ep for dist in metadata.distributions(path=roots)
-                for ep in dist.entry_points if ep.group == group]
+        return [ep for dist in metadata.distributions(path=roots) for ep in dist.entry_points if ep.group == group]
 
     monkeypatch.setattr(plugins, "metadata", SimpleNamespace(entry_points=entry_points))
     monkeypatch.delenv("VAECLI_LOAD_PLUGINS", raising=False)
@@ -317,8 +325,15 @@ def site(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def install(site: Path, package: str, source: str, *, dist: str | None = None,
-            version: str = "0.1.0", ep_name: str | None = None) -> None:
+def install(
+    site: Path,
+    package: str,
+    source: str,
+    *,
+    dist: str | None = None,
+    version: str = "0.1.0",
+    ep_name: str | None = None,
+) -> None:
     """Write ``package/__init__.py`` and ``package-VERSION.dist-info`` into ``site``, with an
     entry point ``EP_NAME = package`` in the group ``vaecli``."""
     dist = dist or f"vaecli-{package}"
@@ -423,9 +438,13 @@ def test_good_plugin_registers_its_parts(site):
     assert info.label == "goodplug (vaecli-goodplug 1.2.3)"
     assert info.provider() == {"distribution": "vaecli-goodplug", "version": "1.2.3", "plugin": "goodplug"}
     assert info.to_json() == {
-        "name": "goodplug", "distribution": "vaecli-goodplug", "version": "1.2.3", "builtin": False,
+        "name": "goodplug",
+        "distribution": "vaecli-goodplug",
+        "version": "1.2.3",
+        "builtin": False,
         "registers": {"architecture": ["tiny"], "likelihood": ["tinybern"], "dataset": ["blank"]},
-        "commands": [], "error": None,
+        "commands": [],
+        "error": None,
     }
     tiny = reg.get("architecture", "tiny")
     assert tiny.plugin is info
@@ -446,11 +465,19 @@ def test_good_plugin_through_process_registry_builds_a_working_model(site):
     install_good(site)
     assert "tiny" in plugins.registry().names("architecture")
     config = {
-        "kind": "vae", "latent_dim": 3, "input_shape": [1, 8, 8],
-        "architecture": {"name": "tiny", "options": {"hidden": 5},
-                         "provider": {"distribution": "vaecli-goodplug", "version": "1.2.3", "plugin": "goodplug"}},
-        "likelihood": {"name": "tinybern", "options": {},
-                       "provider": {"distribution": "vaecli-goodplug", "version": "1.2.3", "plugin": "goodplug"}},
+        "kind": "vae",
+        "latent_dim": 3,
+        "input_shape": [1, 8, 8],
+        "architecture": {
+            "name": "tiny",
+            "options": {"hidden": 5},
+            "provider": {"distribution": "vaecli-goodplug", "version": "1.2.3", "plugin": "goodplug"},
+        },
+        "likelihood": {
+            "name": "tinybern",
+            "options": {},
+            "provider": {"distribution": "vaecli-goodplug", "version": "1.2.3", "plugin": "goodplug"},
+        },
     }
     model = from_config(config)
     n_params = sum(p.numel() for p in model.parameters())
@@ -523,7 +550,10 @@ def test_hook_that_raises_is_recorded_and_others_still_register(site):
     assert reg.get("dataset", "raiserdata").plugin is info
     # other plugins' parts are all there
     assert plugin(reg, "goodplug").registers == {
-        "architecture": ["tiny"], "likelihood": ["tinybern"], "dataset": ["blank"]}
+        "architecture": ["tiny"],
+        "likelihood": ["tinybern"],
+        "dataset": ["blank"],
+    }
     assert_builtins_intact(reg)
 
 
@@ -595,7 +625,8 @@ def test_two_plugins_claiming_one_name(site):
     assert plugin(reg, "clashplug").registers == {"architecture": ["shared"]}
     other = plugin(reg, "otherplug")
     assert other.errors == [
-        "architecture 'shared' is already registered by clashplug (vaecli-clash 1.0); this one is ignored"]
+        "architecture 'shared' is already registered by clashplug (vaecli-clash 1.0); this one is ignored"
+    ]
     # the loser's other, uncontested parts still register
     assert other.registers == {"architecture": ["own"]}
     assert reg.get("architecture", "own").plugin is other
@@ -610,8 +641,8 @@ def test_plugin_claiming_a_builtin_name(site):
     assert "architectures (vaecli " + vaecli.__version__ + ")" in warnings[0]
     thief = plugin(reg, "mlpthief")
     assert thief.errors == [
-        f"architecture 'mlp' is already registered by architectures (vaecli {vaecli.__version__}); "
-        "this one is ignored"]
+        f"architecture 'mlp' is already registered by architectures (vaecli {vaecli.__version__}); this one is ignored"
+    ]
     assert thief.registers == {}
     mlp = reg.get("architecture", "mlp")
     assert mlp.plugin.builtin and mlp.plugin.distribution == "vaecli"
@@ -741,13 +772,19 @@ def test_commands_added_to_the_app_do_not_leak_between_tests():
 
 
 def test_register_commands_that_raises_is_recorded(site):
-    install(site, "cmdplug", '''
+    install(
+        site,
+        "cmdplug",
+        """
         import vaecli
 
         @vaecli.hookimpl
         def register_commands(app):
             raise ValueError("no commands today")
-    ''', dist="vaecli-cmdplug", version="0.5.0")
+    """,
+        dist="vaecli-cmdplug",
+        version="0.5.0",
+    )
     warnings: list[str] = []
     reg = plugins.Registry(warn=warnings.append)
     reg.add_commands(app)
@@ -781,9 +818,13 @@ def test_vae_plugins_json(site):
     assert by_name["datasets"]["registers"] == {"dataset": DATASETS_IN_ORDER}
     assert by_name["recipes"]["registers"] == {"recipe": BUILTIN_RECIPES}
     assert by_name["goodplug"] == {
-        "name": "goodplug", "distribution": "vaecli-goodplug", "version": "1.2.3", "builtin": False,
+        "name": "goodplug",
+        "distribution": "vaecli-goodplug",
+        "version": "1.2.3",
+        "builtin": False,
         "registers": {"architecture": ["tiny"], "likelihood": ["tinybern"], "dataset": ["blank"]},
-        "commands": [], "error": None,
+        "commands": [],
+        "error": None,
     }
     assert by_name["brokenplug"]["distribution"] == "vaecli-brokenplug"
     assert by_name["brokenplug"]["version"] == "0.4.0"
@@ -793,11 +834,15 @@ def test_vae_plugins_json(site):
     parts = data["parts"]
     assert sorted(parts) == ["architecture", "dataset", "likelihood", "recipe"]
     assert sorted(parts["recipe"]) == sorted(BUILTIN_RECIPES)
-    assert parts["recipe"]["pytorch-example"]["options"].startswith("dataset=mnist, arch=mlp, arch_options={hidden=400, activation=relu}")
+    assert parts["recipe"]["pytorch-example"]["options"].startswith(
+        "dataset=mnist, arch=mlp, arch_options={hidden=400, activation=relu}"
+    )
     assert sorted(parts["architecture"]) == ["conv", "mlp", "tiny"]
     assert parts["architecture"]["tiny"] == {
-        "plugin": "goodplug", "distribution": "vaecli-goodplug",
-        "help": "A tiny MLP from a plugin.", "options": "hidden=16",
+        "plugin": "goodplug",
+        "distribution": "vaecli-goodplug",
+        "help": "A tiny MLP from a plugin.",
+        "options": "hidden=16",
     }
     assert parts["architecture"]["mlp"]["distribution"] == "vaecli"
     assert sorted(parts["likelihood"]) == LIKELIHOODS + ["tinybern"]
@@ -813,8 +858,21 @@ def test_vae_plugins_table(site):
     assert "Traceback" not in result.output
     out = result.stdout
     assert "vae plugins" in out
-    for token in ("architectures", "likelihoods", "datasets", "built-in", "goodplug", "1.2.3",
-                  "tiny", "tinybern", "blank", "brokenplug", "0.4.0", "ok", "failed"):
+    for token in (
+        "architectures",
+        "likelihoods",
+        "datasets",
+        "built-in",
+        "goodplug",
+        "1.2.3",
+        "tiny",
+        "tinybern",
+        "blank",
+        "brokenplug",
+        "0.4.0",
+        "ok",
+        "failed",
+    ):
         assert token in out, token
     # exactly one warning line, on stderr
     warning_lines = [line for line in result.stderr.splitlines() if line.startswith("vae: warning:")]
@@ -837,20 +895,24 @@ def test_vae_plugins_details(site):
 
 def _model_config(arch: dict) -> dict:
     return {
-        "kind": "vae", "latent_dim": 2, "input_shape": [1, 8, 8],
+        "kind": "vae",
+        "latent_dim": 2,
+        "input_shape": [1, 8, 8],
         "architecture": arch,
-        "likelihood": {"name": "bernoulli", "options": {},
-                       "provider": {"distribution": "vaecli", "version": "0.1.0"}},
+        "likelihood": {"name": "bernoulli", "options": {}, "provider": {"distribution": "vaecli", "version": "0.1.0"}},
     }
 
 
 def test_missing_plugin_names_the_distribution_to_install(site):
     from vaecli.factory import create_model as from_config
 
-    config = _model_config({
-        "name": "resnetx", "options": {},
-        "provider": {"distribution": "vaecli-resnetx", "version": "0.3.0", "plugin": "resnetx"},
-    })
+    config = _model_config(
+        {
+            "name": "resnetx",
+            "options": {},
+            "provider": {"distribution": "vaecli-resnetx", "version": "0.3.0", "plugin": "resnetx"},
+        }
+    )
     with pytest.raises(errors.PluginMissingError) as excinfo:
         from_config(config)
     message = str(excinfo.value)
@@ -886,8 +948,11 @@ def test_unknown_name_without_a_plugin_provider_is_a_usage_error(site, provider)
 def test_unknown_name_lists_plugin_names_too(site):
     install_good(site)
     reg, _ = fresh_registry()
-    with pytest.raises(errors.UsageError, match=r"^unknown likelihood 'nope'; known likelihoods: "
-                                                r"bernoulli, continuous-bernoulli, gaussian, logistic, tinybern$"):
+    with pytest.raises(
+        errors.UsageError,
+        match=r"^unknown likelihood 'nope'; known likelihoods: "
+        r"bernoulli, continuous-bernoulli, gaussian, logistic, tinybern$",
+    ):
         reg.get("likelihood", "nope")
 
 
@@ -902,8 +967,14 @@ def test_end_to_end_train_with_plugin_then_uninstall(site, tmp_path, monkeypatch
     install_good(site)
     path = tmp_path / "t.safetensors"
     result = vaecli.train(
-        dataset="shapes", dataset_options={"n_train": 64, "n_test": 32, "size": 8}, arch="tiny",
-        latent_dim=2, epochs=1, batch_size=32, out=str(path), device="cpu",
+        dataset="shapes",
+        dataset_options={"n_train": 64, "n_test": 32, "size": 8},
+        arch="tiny",
+        latent_dim=2,
+        epochs=1,
+        batch_size=32,
+        out=str(path),
+        device="cpu",
     )
     assert result.path == path and path.exists()
     assert len(result.metrics) == 1
@@ -951,8 +1022,16 @@ def test_end_to_end_train_with_plugin_then_uninstall(site, tmp_path, monkeypatch
 
 def _train_tiny(path: Path) -> Path:
     """One epoch of the good plugin's architecture ``tiny`` on 8x8 shapes."""
-    vaecli.train(dataset="shapes", dataset_options={"n_train": 32, "n_test": 16, "size": 8},
-                 arch="tiny", latent_dim=2, epochs=1, batch_size=32, out=str(path), device="cpu")
+    vaecli.train(
+        dataset="shapes",
+        dataset_options={"n_train": 32, "n_test": 16, "size": 8},
+        arch="tiny",
+        latent_dim=2,
+        epochs=1,
+        batch_size=32,
+        out=str(path),
+        device="cpu",
+    )
     return path
 
 
@@ -965,7 +1044,8 @@ def test_end_to_end_plugin_filtered_out_by_env(site, tmp_path, monkeypatch):
         vaecli.load(path)
     assert str(excinfo.value) == (
         "this checkpoint's architecture 'tiny' comes from the plugin distribution vaecli-goodplug "
-        "1.2.3, which is installed but left out by VAECLI_LOAD_PLUGINS='otherplug'; add vaecli-goodplug to it")
+        "1.2.3, which is installed but left out by VAECLI_LOAD_PLUGINS='otherplug'; add vaecli-goodplug to it"
+    )
 
 
 def test_checkpoint_part_whose_plugin_is_installed_but_broken(site, tmp_path):
@@ -994,7 +1074,8 @@ def test_checkpoint_part_that_the_installed_version_no_longer_registers(site):
         reg.get("architecture", "gone", {"distribution": "Vaecli_Other", "version": "1.0"})
     assert str(excinfo.value) == (
         "this checkpoint's architecture 'gone' comes from the plugin distribution Vaecli_Other 1.0; "
-        "the installed vaecli-other 2.0 does not register architecture 'gone'; see `vae plugins`")
+        "the installed vaecli-other 2.0 does not register architecture 'gone'; see `vae plugins`"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1029,16 +1110,21 @@ def test_plugin_command_cannot_silently_replace_a_builtin_command(site):
     assert plugin(reg, "hijackplug").errors != []
 
 
-@pytest.mark.parametrize("bad,problem", [
-    ("vaecli.ArchitectureSpec(name='has space', help='x', build=_build)", "bad name 'has space'"),
-    ("vaecli.ArchitectureSpec(name='', help='x', build=_build)", "bad name ''"),
-    ("vaecli.ArchitectureSpec(name='nodc', help='x', build=_build, options=dict)", "options must be a dataclass"),
-    ("vaecli.ArchitectureSpec(name='nobuild', help='x', build=None)", "not callable"),
-])
+@pytest.mark.parametrize(
+    "bad,problem",
+    [
+        ("vaecli.ArchitectureSpec(name='has space', help='x', build=_build)", "bad name 'has space'"),
+        ("vaecli.ArchitectureSpec(name='', help='x', build=_build)", "bad name ''"),
+        ("vaecli.ArchitectureSpec(name='nodc', help='x', build=_build, options=dict)", "options must be a dataclass"),
+        ("vaecli.ArchitectureSpec(name='nobuild', help='x', build=None)", "not callable"),
+    ],
+)
 def test_unusable_specs_are_refused_at_registration(site, bad, problem):
-    source = ("import vaecli\n\n\ndef _build(*args):\n    raise AssertionError('never built')\n\n\n"
-              "@vaecli.hookimpl\ndef register_architectures(register):\n"
-              f"    register({bad})\n")
+    source = (
+        "import vaecli\n\n\ndef _build(*args):\n    raise AssertionError('never built')\n\n\n"
+        "@vaecli.hookimpl\ndef register_architectures(register):\n"
+        f"    register({bad})\n"
+    )
     name = "badspec" + "".join(c for c in problem if c.isalpha())  # one package per case
     install(site, name, source, dist=f"vaecli-{name}", version="0.1")
     reg, warnings = fresh_registry()
@@ -1052,7 +1138,7 @@ def test_unusable_specs_are_refused_at_registration(site, bad, problem):
 # vaecli.testing: the checks plugin authors run pass on good parts and name what is broken
 # --------------------------------------------------------------------------------------------
 
-BADPARTS_PLUGIN = '''
+BADPARTS_PLUGIN = """
 import vaecli
 from vaecli.builtin.dists import Bernoulli
 
@@ -1121,7 +1207,7 @@ def register_architectures(register):
 @vaecli.hookimpl
 def register_likelihoods(register):
     register(vaecli.LikelihoodSpec(name="unbounded", help="x", build=lambda options: Unbounded(), data_range="binary"))
-'''
+"""
 
 
 def test_testing_checks_pass_on_good_parts(site):
@@ -1130,8 +1216,13 @@ def test_testing_checks_pass_on_good_parts(site):
     install_good(site)
     model = testing.check_architecture("tiny", (1, 8, 8), latent_dim=2)
     assert model.latent_dim == 2 and not model.training
-    testing.check_architecture("conv", (3, 16, 16), likelihood="gaussian", options={"channels": "4", "hidden": "8"},
-                               likelihood_options={"learn_sigma": "pixel"})
+    testing.check_architecture(
+        "conv",
+        (3, 16, 16),
+        likelihood="gaussian",
+        options={"channels": "4", "hidden": "8"},
+        likelihood_options={"learn_sigma": "pixel"},
+    )
     testing.check_architecture("mlp", (1, 8, 8), num_classes=3, options={"hidden": "8"})
     assert testing.check_likelihood("tinybern").params_per_pixel == 1
     splits = testing.check_dataset("blank")
@@ -1140,13 +1231,25 @@ def test_testing_checks_pass_on_good_parts(site):
     assert result.exit_code == 0 and "goodplug" in result.stdout
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda t: t.check_architecture("wrongshape", (1, 4, 4)), "decoder output has shape (3, 1, 4, 3), expected (3, 1, 4, 4)"),
-    (lambda t: t.check_architecture("unused", (1, 4, 4)), "parameters that get no gradient: encoder.forgotten.weight, encoder.forgotten.bias"),
-    (lambda t: t.check_architecture("unused", (1, 4, 4), num_classes=2), "architecture 'unused' is not registered with conditional=True"),
-    (lambda t: t.check_likelihood("unbounded"), "mean leaves [0, 1]"),
-    (lambda t: t.check_dataset("nope"), "no dataset 'nope' is registered"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (
+            lambda t: t.check_architecture("wrongshape", (1, 4, 4)),
+            "decoder output has shape (3, 1, 4, 3), expected (3, 1, 4, 4)",
+        ),
+        (
+            lambda t: t.check_architecture("unused", (1, 4, 4)),
+            "parameters that get no gradient: encoder.forgotten.weight, encoder.forgotten.bias",
+        ),
+        (
+            lambda t: t.check_architecture("unused", (1, 4, 4), num_classes=2),
+            "architecture 'unused' is not registered with conditional=True",
+        ),
+        (lambda t: t.check_likelihood("unbounded"), "mean leaves [0, 1]"),
+        (lambda t: t.check_dataset("nope"), "no dataset 'nope' is registered"),
+    ],
+)
 def test_testing_checks_name_what_is_broken(site, call, message):
     from vaecli import testing
 

@@ -26,8 +26,19 @@ from vaecli.training import TrainConfig, burda_stage
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 BUILTINS = ["pytorch-example", "kingma-welling", "pythae-vae", "burda-vae", "burda-iwae"]
-RUN_KEYS = {"device", "precision", "compile", "data_dir", "download", "out", "force", "save_every",
-            "viz_dir", "tensorboard", "recipe"}
+RUN_KEYS = {
+    "device",
+    "precision",
+    "compile",
+    "data_dir",
+    "download",
+    "out",
+    "force",
+    "save_every",
+    "viz_dir",
+    "tensorboard",
+    "recipe",
+}
 
 
 def _ok(result):
@@ -73,23 +84,47 @@ def test_each_builtin_is_a_valid_set_of_train_settings(name):
 def test_builtins_say_what_their_sources_say():
     s = {name: _settings(name) for name in BUILTINS}
     ex = s["pytorch-example"]
-    assert (ex["arch_options"], ex["latent_dim"], ex["likelihood"], ex["binarize"]) == \
-        ({"hidden": [400], "activation": "relu"}, 20, "bernoulli", "none")
+    assert (ex["arch_options"], ex["latent_dim"], ex["likelihood"], ex["binarize"]) == (
+        {"hidden": [400], "activation": "relu"},
+        20,
+        "bernoulli",
+        "none",
+    )
     assert (ex["lr"], ex["batch_size"], ex["epochs"], ex["optimizer"]) == (1e-3, 128, 10, "adam")
     kw = s["kingma-welling"]
-    assert (kw["arch_options"], kw["latent_dim"], kw["likelihood"], kw["batch_size"]) == \
-        ({"hidden": [500], "activation": "tanh"}, 20, "bernoulli", 100)
+    assert (kw["arch_options"], kw["latent_dim"], kw["likelihood"], kw["batch_size"]) == (
+        {"hidden": [500], "activation": "tanh"},
+        20,
+        "bernoulli",
+        100,
+    )
     py = s["pythae-vae"]
-    assert (py["arch_options"], py["latent_dim"], py["binarize"]) == ({"hidden": [400], "activation": "relu"}, 40, "static")
+    assert (py["arch_options"], py["latent_dim"], py["binarize"]) == (
+        {"hidden": [400], "activation": "relu"},
+        40,
+        "static",
+    )
     assert (py["batch_size"], py["lr"], py["epochs"], py["lr_milestones"]) == (100, 1e-4, 500, [200, 350])
     assert py["lr_gamma"] == pytest.approx(0.630957344)
     for name, k, nll in (("burda-vae", 1, 86.76), ("burda-iwae", 50, 84.78)):
         b = s[name]
-        assert (b["arch_options"], b["latent_dim"], b["binarize"], b["batch_size"]) == \
-            ({"hidden": [200, 200], "activation": "tanh"}, 50, "dynamic", 20)
+        assert (b["arch_options"], b["latent_dim"], b["binarize"], b["batch_size"]) == (
+            {"hidden": [200, 200], "activation": "tanh"},
+            50,
+            "dynamic",
+            20,
+        )
         assert (b["lr"], b["lr_schedule"], b["epochs"], b["iw_samples"]) == (1e-3, "burda", 3280, k)
-        assert plugins.registry().parts["recipe"][name].spec.published == {"nll": nll, "iw_samples": 5000, "epochs": 3280}
-    assert plugins.registry().parts["recipe"]["pythae-vae"].spec.published == {"nll": 89.78, "iw_samples": 200, "epochs": 500}
+        assert plugins.registry().parts["recipe"][name].spec.published == {
+            "nll": nll,
+            "iw_samples": 5000,
+            "epochs": 3280,
+        }
+    assert plugins.registry().parts["recipe"]["pythae-vae"].spec.published == {
+        "nll": 89.78,
+        "iw_samples": 200,
+        "epochs": 500,
+    }
     assert "eps" in plugins.registry().parts["recipe"]["burda-vae"].spec.source  # the deviation is said
     assert "Adagrad" in plugins.registry().parts["recipe"]["kingma-welling"].spec.source
 
@@ -112,22 +147,40 @@ def test_pythae_schedule_is_torchs_multisteplr():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("epoch, stage", [
-    (0, 0), (1, 1), (3, 1), (4, 2), (12, 2), (13, 3), (39, 3), (40, 4), (120, 4), (121, 5),
-    (363, 5), (364, 6), (1092, 6), (1093, 7), (3279, 7), (3280, 8),
-])
+@pytest.mark.parametrize(
+    "epoch, stage",
+    [
+        (0, 0),
+        (1, 1),
+        (3, 1),
+        (4, 2),
+        (12, 2),
+        (13, 3),
+        (39, 3),
+        (40, 4),
+        (120, 4),
+        (121, 5),
+        (363, 5),
+        (364, 6),
+        (1092, 6),
+        (1093, 7),
+        (3279, 7),
+        (3280, 8),
+    ],
+)
 def test_burda_schedule_at_stage_boundaries(epoch, stage):
     config = TrainConfig(lr_schedule="burda", lr=1e-3, epochs=3280)
     batches = 3000  # 60,000 images in batches of 20
     for step in (epoch * batches, epoch * batches + 1, (epoch + 1) * batches - 1):
         assert config.learning_rate(step, batches) == pytest.approx(1e-3 * 10 ** (-stage / 7), rel=1e-12)
-    assert TrainConfig(lr_schedule="burda", lr=4e-3).learning_rate(epoch * 7, 7) == \
-        pytest.approx(4e-3 * 10 ** (-stage / 7), rel=1e-12)  # scaled from --lr
+    assert TrainConfig(lr_schedule="burda", lr=4e-3).learning_rate(epoch * 7, 7) == pytest.approx(
+        4e-3 * 10 ** (-stage / 7), rel=1e-12
+    )  # scaled from --lr
 
 
 def test_burda_schedule_is_3_to_the_i_epochs_for_i_0_to_7():
     stages = Counter(burda_stage(e) for e in range(3280))
-    assert stages == {i: 3 ** i for i in range(8)}
+    assert stages == {i: 3**i for i in range(8)}
     assert TrainConfig(lr_schedule="burda").learning_rate(3279, 1) == pytest.approx(1e-4)  # 1e-3 * 10^(-7/7)
 
 
@@ -148,9 +201,15 @@ def test_multistep_schedule_and_its_errors(vae):
     assert [config.learning_rate(e * 3, 3) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
     one_line_error(vae("train", *TINY_CLI, "--lr-schedule", "multistep"), 2, "needs --lr-milestones")
     one_line_error(vae("train", *TINY_CLI, "--lr-milestones", "3"), 2, "--lr-milestones is for --lr-schedule multistep")
-    one_line_error(vae("train", *TINY_CLI, "--lr-schedule", "multistep", "--lr-milestones", "4,2"), 2, "increasing", "4,2")
-    one_line_error(vae("train", *TINY_CLI, "--lr-schedule", "multistep", "--lr-milestones", "two"), 2,
-                   "--lr-milestones takes whole numbers", "'two'")
+    one_line_error(
+        vae("train", *TINY_CLI, "--lr-schedule", "multistep", "--lr-milestones", "4,2"), 2, "increasing", "4,2"
+    )
+    one_line_error(
+        vae("train", *TINY_CLI, "--lr-schedule", "multistep", "--lr-milestones", "two"),
+        2,
+        "--lr-milestones takes whole numbers",
+        "'two'",
+    )
     assert not list(Path.cwd().glob("*.safetensors"))
 
 
@@ -176,8 +235,25 @@ def test_recipe_settings_replace_defaults_and_typed_options_win(vae):
 
 
 def test_another_arch_or_schedule_drops_the_recipes_options_for_it(vae):
-    _ok(vae("train", "shapes", "--recipe", "pythae-vae", *TINY_CLI, "--arch", "conv", "--arch-option", "channels=4",
-            "--lr-schedule", "constant", "--epochs", "1", "-o", "c.safetensors"))
+    _ok(
+        vae(
+            "train",
+            "shapes",
+            "--recipe",
+            "pythae-vae",
+            *TINY_CLI,
+            "--arch",
+            "conv",
+            "--arch-option",
+            "channels=4",
+            "--lr-schedule",
+            "constant",
+            "--epochs",
+            "1",
+            "-o",
+            "c.safetensors",
+        )
+    )
     t = vaecli.metadata("c.safetensors")["training"]
     arch = vaecli.metadata("c.safetensors")["model"]["architecture"]
     assert arch["name"] == "conv"
@@ -187,17 +263,36 @@ def test_another_arch_or_schedule_drops_the_recipes_options_for_it(vae):
 
 def test_recipe_from_python(tmp_path):
     config = recipes.config("pythae-vae", epochs=3, dataset="shapes")
-    assert (config.epochs, config.lr, config.latent_dim, config.dataset, config.dataset_options) == (3, 1e-4, 40, "shapes", {})
-    result = vaecli.train(recipe="pytorch-example", dataset="shapes", dataset_options=dict(TINY_DATA),
-                          arch_options={"hidden": (32,)}, latent_dim=3, epochs=1, batch_size=32, device="cpu",
-                          out=str(tmp_path / "p.safetensors"))
+    assert (config.epochs, config.lr, config.latent_dim, config.dataset, config.dataset_options) == (
+        3,
+        1e-4,
+        40,
+        "shapes",
+        {},
+    )
+    result = vaecli.train(
+        recipe="pytorch-example",
+        dataset="shapes",
+        dataset_options=dict(TINY_DATA),
+        arch_options={"hidden": (32,)},
+        latent_dim=3,
+        epochs=1,
+        batch_size=32,
+        device="cpu",
+        out=str(tmp_path / "p.safetensors"),
+    )
     t = result.model.meta["training"]
-    assert (t["recipe"]["name"], t["lr"], t["arch_options"]["activation"], t["epochs"]) == ("pytorch-example", 1e-3, "relu", 1)
+    assert (t["recipe"]["name"], t["lr"], t["arch_options"]["activation"], t["epochs"]) == (
+        "pytorch-example",
+        1e-3,
+        "relu",
+        1,
+    )
     with pytest.raises(TypeError):
         vaecli.train(TrainConfig(), recipe="pytorch-example")
 
 
-TOML = '''
+TOML = """
 name = "tiny-tanh"
 help = "A tiny tanh VAE on shapes."
 source = "tests/test_recipes.py"
@@ -224,7 +319,7 @@ activation = "tanh"
 [published]
 nll = 12.5
 note = "made up"
-'''
+"""
 
 
 def test_toml_recipe_file(vae):
@@ -251,8 +346,13 @@ def test_vae_recipes_name_prints_toml_that_reads_back_the_same(vae, name):
     Path("r.toml").write_text(text)
     again = recipes.read_file("r.toml").spec
     spec = plugins.registry().parts["recipe"][name].spec
-    assert (again.name, again.help, again.source, again.settings, again.published) == \
-        (spec.name, spec.help, spec.source, spec.settings, spec.published)
+    assert (again.name, again.help, again.source, again.settings, again.published) == (
+        spec.name,
+        spec.help,
+        spec.source,
+        spec.settings,
+        spec.published,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,24 +363,24 @@ def test_vae_recipes_name_prints_toml_that_reads_back_the_same(vae, name):
 BAD_FILES = [
     ("name = \n", "is not valid TOML"),
     ("[settings]\nepoch = 3\n", "unknown setting 'epoch' (did you mean 'epochs'?)"),
-    ("[settings]\nlr = \"fast\"\n", "lr must be a number, got 'fast'"),
+    ('[settings]\nlr = "fast"\n', "lr must be a number, got 'fast'"),
     ("[settings]\nepochs = 2.5\n", "epochs must be an integer, got 2.5"),
     ("[settings]\nlatent_dim = true\n", "latent_dim must be an integer, got True"),
     ("[settings]\narch_options = 3\n", "arch_options must be a table of options"),
     ("[settings]\narch_options = {hidden = {a = 1}}\n", "arch_options must be a table of options"),
-    ("[settings]\ndevice = \"cuda\"\n", "'device' is a setting of the run, not of a recipe; give --device"),
-    ("[settings]\nprecision = \"fp16\"\n", "'precision' is a setting of the run"),
+    ('[settings]\ndevice = "cuda"\n', "'device' is a setting of the run, not of a recipe; give --device"),
+    ('[settings]\nprecision = "fp16"\n', "'precision' is a setting of the run"),
     ("[setings]\nepochs = 3\n", "unknown key setings"),
-    ("name = \"x\"\n", "has no [settings] table"),
+    ('name = "x"\n', "has no [settings] table"),
     ("settings = 3\n", "settings must be a table"),
     ("published = 3\n[settings]\n", "published must be a table"),
-    ("name = \"two words\"\n[settings]\n", "name must be a word without spaces"),
+    ('name = "two words"\n[settings]\n', "name must be a word without spaces"),
     ("help = 3\n[settings]\n", "help must be a string"),
-    ("[settings]\narch_options = {activation = \"nope\"}\n", "activation must be one of"),
-    ("[settings]\nlr_schedule = \"weekly\"\n", "unknown learning-rate schedule 'weekly'"),
+    ('[settings]\narch_options = {activation = "nope"}\n', "activation must be one of"),
+    ('[settings]\nlr_schedule = "weekly"\n', "unknown learning-rate schedule 'weekly'"),
     ("[settings]\nepochs = 0\n", "bad.toml: --epochs must be at least 1, got 0"),
-    ("[settings]\nlr_schedule = \"multistep\"\n", "bad.toml: --lr-schedule multistep needs --lr-milestones"),
-    ("[settings]\narch = \"nope\"\n", "unknown architecture 'nope'"),
+    ('[settings]\nlr_schedule = "multistep"\n', "bad.toml: --lr-schedule multistep needs --lr-milestones"),
+    ('[settings]\narch = "nope"\n', "unknown architecture 'nope'"),
 ]
 
 
@@ -292,26 +392,30 @@ def test_a_bad_recipe_file_is_one_line(vae, text, needle):
     assert not list(Path.cwd().glob("*.safetensors"))
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["train", "--recipe", "nope"], ["unknown recipe 'nope'", "pytorch-example", "NAME.toml"]),
-    (["train", "--recipe", "missing.toml"], ["recipe file missing.toml does not exist"]),
-    (["train", "--recipe", "folder.toml"], ["recipe file folder.toml is a folder"]),
-    (["train", "--recipe", "latin1.toml"], ["recipe file latin1.toml is not UTF-8 text"]),
-    (["recipes", "nope"], ["unknown recipe 'nope'"]),
-    (["recipes", "missing.toml"], ["does not exist"]),
-    (["recipes", "unknown-key.toml"], ["unknown setting 'colour'"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["train", "--recipe", "nope"], ["unknown recipe 'nope'", "pytorch-example", "NAME.toml"]),
+        (["train", "--recipe", "missing.toml"], ["recipe file missing.toml does not exist"]),
+        (["train", "--recipe", "folder.toml"], ["recipe file folder.toml is a folder"]),
+        (["train", "--recipe", "latin1.toml"], ["recipe file latin1.toml is not UTF-8 text"]),
+        (["recipes", "nope"], ["unknown recipe 'nope'"]),
+        (["recipes", "missing.toml"], ["does not exist"]),
+        (["recipes", "unknown-key.toml"], ["unknown setting 'colour'"]),
+    ],
+)
 def test_bad_recipe_names_and_files_are_one_line(vae, args, needles):
     Path("folder.toml").mkdir()
-    Path("latin1.toml").write_bytes("name = \"caf\xe9\"\n[settings]\n".encode("latin-1"))
-    Path("unknown-key.toml").write_text("[settings]\ncolour = \"red\"\n")
+    Path("latin1.toml").write_bytes('name = "caf\xe9"\n[settings]\n'.encode("latin-1"))
+    Path("unknown-key.toml").write_text('[settings]\ncolour = "red"\n')
     one_line_error(vae(*args, *(TINY_CLI if args[0] == "train" else [])), 2, *needles)
     assert not list(Path.cwd().glob("*.safetensors"))
 
 
 def test_recipe_with_resume_is_refused(vae, tiny_ckpt):
-    one_line_error(vae("train", "--resume", tiny_ckpt, "--recipe", "pytorch-example"), 2,
-                   "--recipe and --resume do not combine")
+    one_line_error(
+        vae("train", "--resume", tiny_ckpt, "--recipe", "pytorch-example"), 2, "--recipe and --resume do not combine"
+    )
 
 
 def test_resume_keeps_the_recipe(vae):
@@ -331,7 +435,21 @@ def _flat(text: str) -> str:
 
 
 def test_vae_info_shows_the_recipe_the_options_and_a_repeat_line_that_repeats_it(vae):
-    _ok(vae("train", "shapes", "--recipe", "pythae-vae", *TINY_CLI, "--epochs", "2", "--seed", "3", "-o", "a.safetensors"))
+    _ok(
+        vae(
+            "train",
+            "shapes",
+            "--recipe",
+            "pythae-vae",
+            *TINY_CLI,
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "-o",
+            "a.safetensors",
+        )
+    )
     shown = _flat(_ok(vae("info", "a.safetensors")).stdout)
     assert f"recipe pythae-vae (vaecli {vaecli.__version__})" in shown
     assert "epochs 500 -> 2" in shown and "latent_dim 40 -> 3" in shown and "dataset mnist -> shapes" in shown
@@ -364,8 +482,21 @@ def test_vae_info_of_a_run_without_recipe(vae, tiny_ckpt):
 
 def test_repeat_line_of_a_file_recipe_and_of_another_arch(vae):
     Path("tiny.toml").write_text(TOML)
-    _ok(vae("train", "--recipe", "tiny.toml", "--device", "cpu", "--arch", "conv", "--arch-option", "channels=4",
-            "-o", "t.safetensors"))
+    _ok(
+        vae(
+            "train",
+            "--recipe",
+            "tiny.toml",
+            "--device",
+            "cpu",
+            "--arch",
+            "conv",
+            "--arch-option",
+            "channels=4",
+            "-o",
+            "t.safetensors",
+        )
+    )
     line = recipes.repeat_command(vaecli.metadata("t.safetensors")["training"])
     words = shlex.split(line)
     assert words[2:4] == ["--recipe", str(Path("tiny.toml").resolve())]
@@ -401,7 +532,7 @@ def test_vae_recipes_table_and_json(vae):
 # A recipe from a plugin
 # --------------------------------------------------------------------------------------------
 
-PLUGIN = '''
+PLUGIN = """
 import vaecli
 
 
@@ -417,7 +548,7 @@ def register_recipes(register):
     register(vaecli.RecipeSpec(name="pytorch-example", help="A thief.", source="", settings={}))
     register(vaecli.RecipeSpec(name="notdict", help="Settings that are no dict.", source="", settings=[1]))
     register("not a spec")
-'''
+"""
 
 
 @pytest.fixture

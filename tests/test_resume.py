@@ -18,10 +18,10 @@ import pytest
 import torch
 
 import vaecli
-from vaecli.training import trainer
 from conftest import TINY_CLI, ends_in_error, one_line_error
 from vaecli import checkpoint, training
 from vaecli.data import to_unit
+from vaecli.training import trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,15 +51,33 @@ def assert_same_run(a: Path, b: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("extra", [
-    [],
-    ["--binarize", "dynamic", "--model", "cvae", "--optimizer", "adamw", "--lr-schedule", "step",
-     "--lr-step", "1", "--lr-gamma", "0.5", "--grad-clip", "1"],
-    ["--iw-samples", "3", "--likelihood", "gaussian", "--likelihood-option", "learn_sigma=shared"],
-    ["--kl-warmup", "2", "--free-bits", "0.1", "--arch", "conv", "--arch-option", "channels=4"],
-    ["--precision", "fp16", "--grad-clip", "5"],
-    ["--precision", "bf16", "--arch", "conv", "--arch-option", "channels=4"],
-], ids=["default", "cvae-dynamic-adamw-step-clip", "iwae-gaussian", "warmup-freebits-conv", "fp16-clip", "bf16-conv"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        [
+            "--binarize",
+            "dynamic",
+            "--model",
+            "cvae",
+            "--optimizer",
+            "adamw",
+            "--lr-schedule",
+            "step",
+            "--lr-step",
+            "1",
+            "--lr-gamma",
+            "0.5",
+            "--grad-clip",
+            "1",
+        ],
+        ["--iw-samples", "3", "--likelihood", "gaussian", "--likelihood-option", "learn_sigma=shared"],
+        ["--kl-warmup", "2", "--free-bits", "0.1", "--arch", "conv", "--arch-option", "channels=4"],
+        ["--precision", "fp16", "--grad-clip", "5"],
+        ["--precision", "bf16", "--arch", "conv", "--arch-option", "channels=4"],
+    ],
+    ids=["default", "cvae-dynamic-adamw-step-clip", "iwae-gaussian", "warmup-freebits-conv", "fp16-clip", "bf16-conv"],
+)
 def test_k_epochs_then_resume_is_bit_identical_to_straight(vae, extra):
     _ok(vae("train", *TINY_CLI, *extra, "--epochs", "3", "-o", "straight.safetensors"))
     _ok(vae("train", *TINY_CLI, *extra, "--epochs", "1", "-o", "r.safetensors"))
@@ -120,10 +138,14 @@ def test_save_every_writes_checkpoints_inside_epochs(vae, monkeypatch):
 def test_ctrl_c_inside_an_epoch_saves_and_resume_is_exact(vae, monkeypatch):
     _ok(vae("train", *TINY_CLI, "--binarize", "dynamic", "--epochs", "3", "-o", "straight.safetensors"))
     _signal_at_batch(monkeypatch, 5, signal.SIGINT)  # epoch 2, step 2 of 3
-    line = ends_in_error(vae("train", *TINY_CLI, "--binarize", "dynamic", "--epochs", "3", "-o", "m.safetensors"),
-                          130, "interrupted (Ctrl-C) in epoch 2 at step 2 of 3")
-    assert line.endswith("m.safetensors holds epoch 2 up to step 2 of 3; resume with: vae train --resume "
-                         "m.safetensors --epochs 3")
+    line = ends_in_error(
+        vae("train", *TINY_CLI, "--binarize", "dynamic", "--epochs", "3", "-o", "m.safetensors"),
+        130,
+        "interrupted (Ctrl-C) in epoch 2 at step 2 of 3",
+    )
+    assert line.endswith(
+        "m.safetensors holds epoch 2 up to step 2 of 3; resume with: vae train --resume m.safetensors --epochs 3"
+    )
     monkeypatch.setattr(trainer, "to_unit", to_unit)  # no more signals
     meta = json.loads(_ok(vae("info", "m.safetensors", "--json")).stdout)
     assert meta["epoch"] == 1 and meta["progress"]["epoch"] == 2 and meta["progress"]["step"] == 2
@@ -135,8 +157,12 @@ def test_ctrl_c_inside_an_epoch_saves_and_resume_is_exact(vae, monkeypatch):
 
 def test_sigterm_saves_and_exits_143(vae, monkeypatch):
     _signal_at_batch(monkeypatch, 2, signal.SIGTERM)
-    ends_in_error(vae("train", *TINY_CLI, "--epochs", "2", "-o", "t.safetensors"), 143,
-                   "stopped by SIGTERM in epoch 1 at step 2 of 3", "--resume t.safetensors")
+    ends_in_error(
+        vae("train", *TINY_CLI, "--epochs", "2", "-o", "t.safetensors"),
+        143,
+        "stopped by SIGTERM in epoch 1 at step 2 of 3",
+        "--resume t.safetensors",
+    )
     assert checkpoint.read("t.safetensors").meta["progress"]["step"] == 2
 
 
@@ -148,8 +174,12 @@ def test_a_signal_during_the_last_epochs_test_pass_just_finishes(vae, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(trainer, "test_pass", evaluate)
-    ends_in_error(vae("train", *TINY_CLI, "--epochs", "2", "-o", "a.safetensors"), 130,
-                   "interrupted (Ctrl-C) after epoch 1", "a.safetensors holds 1 completed epoch")
+    ends_in_error(
+        vae("train", *TINY_CLI, "--epochs", "2", "-o", "a.safetensors"),
+        130,
+        "interrupted (Ctrl-C) after epoch 1",
+        "a.safetensors holds 1 completed epoch",
+    )
     _ok(vae("train", *TINY_CLI, "--epochs", "1", "-o", "b.safetensors"))  # the last epoch: nothing to stop
 
 
@@ -158,12 +188,15 @@ def test_a_signal_during_the_last_epochs_test_pass_just_finishes(vae, monkeypatc
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["--lr", "0.1"], ["--lr cannot change them"]),
-    (["shapes", "--latent-dim", "4"], ["--latent-dim, DATASET cannot change them"]),
-    (["--epochs", "1"], ["already trained 2 epochs"]),
-    (["--model", "ae", "-o", "other.safetensors"], ["--model, --out cannot change them"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--lr", "0.1"], ["--lr cannot change them"]),
+        (["shapes", "--latent-dim", "4"], ["--latent-dim, DATASET cannot change them"]),
+        (["--epochs", "1"], ["already trained 2 epochs"]),
+        (["--model", "ae", "-o", "other.safetensors"], ["--model, --out cannot change them"]),
+    ],
+)
 def test_resume_refuses_what_it_cannot_do(vae, args, needles):
     _ok(vae("train", *TINY_CLI, "--epochs", "2", "-o", "r.safetensors"))
     before = Path("r.safetensors").read_bytes()
@@ -197,10 +230,32 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(vae):
 # --------------------------------------------------------------------------------------------
 
 # 4000 images of 8x8 in batches of 32: 125 steps per epoch, a checkpoint every 25 steps.
-KILL_RUN = ["train", "shapes", "--data-option", "n_train=4000", "--data-option", "n_test=200",
-            "--data-option", "size=8", "--arch-option", "hidden=32", "--latent-dim", "3",
-            "--batch-size", "32", "--device", "cpu", "--epochs", "3", "--save-every", "25",
-            "--binarize", "dynamic", "-o", "k.safetensors"]
+KILL_RUN = [
+    "train",
+    "shapes",
+    "--data-option",
+    "n_train=4000",
+    "--data-option",
+    "n_test=200",
+    "--data-option",
+    "size=8",
+    "--arch-option",
+    "hidden=32",
+    "--latent-dim",
+    "3",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--epochs",
+    "3",
+    "--save-every",
+    "25",
+    "--binarize",
+    "dynamic",
+    "-o",
+    "k.safetensors",
+]
 
 # `vae` itself, each batch slowed by 4 ms so that the test can act inside an epoch (the numbers
 # do not change).
@@ -240,17 +295,22 @@ STALL_IN_WRITE = SLOW + textwrap.dedent("""
 
 
 def _start(tmp_path: Path, script: str = "", env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", (script or SLOW) + RUN, *KILL_RUN], cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-c", (script or SLOW) + RUN, *KILL_RUN],
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            raise AssertionError(f"vae train ended (exit {proc.returncode}) before {what}: "
-                                 f"{proc.stderr.read().decode()[-2000:]}")
+            raise AssertionError(
+                f"vae train ended (exit {proc.returncode}) before {what}: {proc.stderr.read().decode()[-2000:]}"
+            )
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"timed out waiting for {what}")
@@ -266,8 +326,12 @@ def _kill(proc: subprocess.Popen) -> None:
 def straight(tmp_path_factory) -> Path:
     """The same run, uninterrupted, in this process."""
     folder = tmp_path_factory.mktemp("straight")
-    result = subprocess.run([sys.executable, "-m", "vaecli", *KILL_RUN], cwd=folder, capture_output=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "vaecli", *KILL_RUN],
+        cwd=folder,
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     return folder / "k.safetensors"
 

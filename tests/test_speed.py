@@ -10,21 +10,27 @@ import pytest
 import torch
 
 import vaecli
-from vaecli import evaluation
-from vaecli import factory
 from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, ends_in_error, one_line_error
-from vaecli import checkpoint, training
-from vaecli.training import precision
+from vaecli import checkpoint, evaluation, factory, training
 from vaecli.factory import create_model as from_config
 from vaecli.factory import model_section as model_config
-from vaecli.training import MixedPrecision, TrainConfig
+from vaecli.training import MixedPrecision, TrainConfig, precision
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(**kw):
-    settings = dict(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH), latent_dim=3,
-                    epochs=2, batch_size=32, device="cpu", out="m.safetensors", force=True)
+    settings = dict(
+        dataset="shapes",
+        dataset_options=dict(TINY_DATA),
+        arch_options=dict(TINY_ARCH),
+        latent_dim=3,
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+        out="m.safetensors",
+        force=True,
+    )
     return vaecli.train(**{**settings, **kw})
 
 
@@ -75,7 +81,7 @@ def test_precisions_train_to_similar_losses_and_the_test_pass_is_fp32():
     for p in ("bf16", "fp16"):
         assert losses[p] == pytest.approx(losses["fp32"], rel=0.03)
     # the reported test -ELBO is the fp32 evaluation of the weights, as `vae evaluate -k 1` does it
-    for p, r in results.items():
+    for _p, r in results.items():
         again = evaluation.test_pass(factory.load(r.path), *_test_split())
         assert again["nelbo"] == r.metrics[-1]["test_nelbo"]
     fp16 = checkpoint.read("fp16.safetensors").tensors
@@ -103,7 +109,7 @@ def test_fp16_loss_scaling_skips_a_step_whose_gradients_overflow():
     amp.backward(loss * float("inf"))  # overflows at any scale
     amp.step(opt)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # skipped
-    assert amp.state()["amp.scale"].item() == 2.0 ** 15  # halved from 2^16
+    assert amp.state()["amp.scale"].item() == 2.0**15  # halved from 2^16
     opt.zero_grad()
     with amp.autocast():
         loss = model(x, 1.0, torch.Generator().manual_seed(1)).objective
@@ -120,6 +126,7 @@ def test_a_compiler_failure_is_one_line(vae, monkeypatch):
     def broken(fn, **kw):
         def call(*a, **k):
             raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken)
@@ -127,7 +134,9 @@ def test_a_compiler_failure_is_one_line(vae, monkeypatch):
     ends_in_error(result, 2, "--compile: torch.compile failed", "InvalidCxxCompiler", "train without --compile")
 
 
-@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    not (shutil.which("g++") or shutil.which("c++")), reason="torch.compile on the CPU needs a C++ compiler"
+)
 def test_compiled_training_computes_what_eager_training_does():
     eager = _train(precision="fp32", epochs=1, out="eager.safetensors")
     compiled = _train(precision="fp32", epochs=1, compile=True, out="compiled.safetensors")
@@ -135,5 +144,7 @@ def test_compiled_training_computes_what_eager_training_does():
     assert b["test_nelbo"] == pytest.approx(a["test_nelbo"], rel=1e-3)
     assert b["train_nelbo"] == pytest.approx(a["train_nelbo"], rel=1e-3)
     # the checkpoint is an ordinary one: the parameter names are the model's own
-    assert sorted(checkpoint.read("compiled.safetensors").tensors) == sorted(checkpoint.read("eager.safetensors").tensors)
+    assert sorted(checkpoint.read("compiled.safetensors").tensors) == sorted(
+        checkpoint.read("eager.safetensors").tensors
+    )
     assert vaecli.metadata("compiled.safetensors")["training"]["compile"] is True

@@ -35,13 +35,36 @@ from .hookspecs import (
 from .version import __version__
 
 __all__ = [
-    "__version__", "hookimpl", "load", "metadata", "train", "resume", "read_inputs", "TrainConfig", "VaeError",
-    "Likelihood", "ArchitectureSpec", "LikelihoodSpec", "DatasetSpec", "DatasetSplits", "Split", "DataRequest",
-    "ModelShape", "NoOptions", "RecipeSpec",
+    "__version__",
+    "hookimpl",
+    "load",
+    "metadata",
+    "train",
+    "resume",
+    "read_inputs",
+    "TrainConfig",
+    "VaeError",
+    "Likelihood",
+    "ArchitectureSpec",
+    "LikelihoodSpec",
+    "DatasetSpec",
+    "DatasetSplits",
+    "Split",
+    "DataRequest",
+    "ModelShape",
+    "NoOptions",
+    "RecipeSpec",
 ]
 
-_LAZY = {"load": "api", "metadata": "api", "train": "api", "resume": "api", "read_inputs": "api",
-         "TrainConfig": "config", "Likelihood": "likelihood"}
+_LAZY = {
+    "load": "api",
+    "metadata": "api",
+    "train": "api",
+    "resume": "api",
+    "read_inputs": "api",
+    "TrainConfig": "config",
+    "Likelihood": "likelihood",
+}
 
 
 def __getattr__(name: str):

@@ -1,18 +1,18 @@
 """The Python API: everything a ``vae`` command does, as functions.
 
-    >>> import vaecli
-    >>> result = vaecli.train(dataset="shapes", epochs=1, out=str(tmp / "shapes.safetensors"),
-    ...                       dataset_options={"n_train": 256, "n_test": 64, "size": 16}, device="cpu")
-    >>> model = vaecli.load(result.path)
-    >>> model.sample(8).shape                  # decoded prior draws, floats in [0, 1]
-    torch.Size([8, 1, 16, 16])
-    >>> inputs = vaecli.read_inputs("shapes:test", model)
-    >>> mean, logvar = model.encode(inputs.images[:5])
-    >>> tuple(mean.shape)
-    (5, 20)
-    >>> numbers = model.evaluate(inputs, iw_samples=10)
-    >>> sorted(k for k in numbers if k in ("nelbo", "nll", "kl", "recon"))
-    ['kl', 'nelbo', 'nll', 'recon']
+>>> import vaecli
+>>> result = vaecli.train(dataset="shapes", epochs=1, out=str(tmp / "shapes.safetensors"),
+...                       dataset_options={"n_train": 256, "n_test": 64, "size": 16}, device="cpu")
+>>> model = vaecli.load(result.path)
+>>> model.sample(8).shape                  # decoded prior draws, floats in [0, 1]
+torch.Size([8, 1, 16, 16])
+>>> inputs = vaecli.read_inputs("shapes:test", model)
+>>> mean, logvar = model.encode(inputs.images[:5])
+>>> tuple(mean.shape)
+(5, 20)
+>>> numbers = model.evaluate(inputs, iw_samples=10)
+>>> sorted(k for k in numbers if k in ("nelbo", "nll", "kl", "recon"))
+['kl', 'nelbo', 'nll', 'recon']
 """
 
 from __future__ import annotations
@@ -40,24 +40,36 @@ class Model(VAE):
     ``reconstruct``) with ``evaluate`` and ``encode_all`` for many images, and ``meta``, its
     checkpoint's metadata."""
 
-    def evaluate(self, images: Union[Inputs, torch.Tensor], iw_samples: int = 1, batch_size: int = 0,
-                 seed: int = EVAL_SEED, labels: Optional[torch.Tensor] = None,
-                 progress: Optional[Callable[[int], None]] = None) -> dict:
+    def evaluate(
+        self,
+        images: Union[Inputs, torch.Tensor],
+        iw_samples: int = 1,
+        batch_size: int = 0,
+        seed: int = EVAL_SEED,
+        labels: Optional[torch.Tensor] = None,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> dict:
         """Numbers comparable with papers, in nats per example (``vaecli.evaluation.evaluate``):
         ``nelbo``, ``recon``, ``kl``, ``nll`` (importance-weighted, ``iw_samples`` samples),
         ``bits_per_dim``, ``active_units``. ``images``: uint8 ``(N, C, H, W)`` or ``Inputs``."""
-        images, labels = _images_and_labels(self, images, labels)
-        return evaluate(self, images, iw_samples, batch_size, seed, progress, labels)
+        x, labels = _images_and_labels(self, images, labels)
+        return evaluate(self, x, iw_samples, batch_size, seed, progress, labels)
 
-    def encode_all(self, images: Union[Inputs, torch.Tensor], batch_size: int = 1000,
-                   labels: Optional[torch.Tensor] = None,
-                   progress: Optional[Callable[[int], None]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_all(
+        self,
+        images: Union[Inputs, torch.Tensor],
+        batch_size: int = 1000,
+        labels: Optional[torch.Tensor] = None,
+        progress: Optional[Callable[[int], None]] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The posterior (mean, logvar) ``(N, D)`` of many images, in batches, on the CPU."""
-        images, labels = _images_and_labels(self, images, labels)
-        return encode_all(self, images, batch_size, progress, labels)
+        x, labels = _images_and_labels(self, images, labels)
+        return encode_all(self, x, batch_size, progress, labels)
 
 
-def _images_and_labels(model: VAE, images: Union[Inputs, torch.Tensor], labels: Optional[torch.Tensor]):
+def _images_and_labels(
+    model: VAE, images: Union[Inputs, torch.Tensor], labels: Optional[torch.Tensor]
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The uint8 images, and the classes a class-conditional model is conditioned on."""
     if isinstance(images, Inputs):
         return images.images, labels if labels is not None else input_labels(model, images)
@@ -69,8 +81,13 @@ def load(path: Union[str, Path], device: str = "cpu") -> Model:
     return factory.load(path, resolve_device(device), cls=Model)  # type: ignore[return-value]
 
 
-def train(config: Optional[TrainConfig] = None, reporter: Optional[Reporter] = None, *, recipe: Optional[str] = None,
-          **settings: Any) -> TrainResult:
+def train(
+    config: Optional[TrainConfig] = None,
+    reporter: Optional[Reporter] = None,
+    *,
+    recipe: Optional[str] = None,
+    **settings: Any,
+) -> TrainResult:
     """Train a model; ``settings`` are the fields of ``vaecli.TrainConfig``. With ``recipe`` (a
     name from ``vae recipes`` or a ``.toml`` file), its settings are used where ``settings``
     give none: ``vaecli.train(recipe="pytorch-example", epochs=3)``. Returns a ``TrainResult``
@@ -92,8 +109,13 @@ def resume(path: Union[str, Path], epochs: Optional[int] = None, **kwargs: Any) 
     return _resume(path, epochs, **kwargs)
 
 
-def read_inputs(text: str, model: Optional[VAE] = None, data_dir: Optional[Union[str, Path]] = None,
-                download: bool = True, limit: Optional[int] = None) -> Inputs:
+def read_inputs(
+    text: str,
+    model: Optional[VAE] = None,
+    data_dir: Optional[Union[str, Path]] = None,
+    download: bool = True,
+    limit: Optional[int] = None,
+) -> Inputs:
     """The images that an INPUT of the commands names: ``mnist:test``, ``mnist:test:7``, an image
     file or a folder; converted to ``model``'s input shape when a model is given."""
     return load_input(text, None if model is None else model.meta, data_dir, download, limit)

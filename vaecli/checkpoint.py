@@ -102,7 +102,7 @@ def rng_tensors() -> dict[str, torch.Tensor]:
     return out
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: "Checkpoint") -> None:
+def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> None:
     """Put the state that ``optimizer_tensors`` saved back into ``optimizer``."""
     groups = (ckpt.meta.get("optim") or {}).get("param_groups")
     if not groups:
@@ -117,7 +117,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: "Checkpoint") -
         raise refuse(ckpt.path, f"its optimizer state does not fit the model ({exc})") from None
 
 
-def restore_rng(ckpt: "Checkpoint") -> None:
+def restore_rng(ckpt: Checkpoint) -> None:
     """The global RNG states saved with the checkpoint (CPU; CUDA where it was used)."""
     if "rng.torch" in ckpt.tensors:
         torch.set_rng_state(ckpt.tensors["rng.torch"])
@@ -187,8 +187,10 @@ def atomic_write(path: Path, data: bytes) -> None:
 def format_version(meta: dict[str, Any]) -> int:
     """2 when the model needs what format 1 lacks (class conditioning, binarized inputs), so that
     an older vaecli says "upgrade" instead of misusing it; else 1, which older ones read."""
-    needs_2 = (meta.get("model", {}).get("kind") == "cvae"
-               or meta.get("data", {}).get("preprocessing", {}).get("binarize", "none") != "none")
+    needs_2 = (
+        meta.get("model", {}).get("kind") == "cvae"
+        or meta.get("data", {}).get("preprocessing", {}).get("binarize", "none") != "none"
+    )
     return 2 if needs_2 else 1
 
 
@@ -255,7 +257,7 @@ def safetensors_header(data: bytes) -> dict:
     """The JSON header of a safetensors file's bytes (``__metadata__`` holds the metadata);
     ValueError when there is none."""
     header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_len]) if 8 <= len(data) and 8 + header_len <= len(data) else None
+    header = json.loads(data[8 : 8 + header_len]) if 8 <= len(data) and 8 + header_len <= len(data) else None
     if not isinstance(header, dict):
         raise ValueError("bad header")
     return header
@@ -289,8 +291,11 @@ def read(path: Path | str) -> Checkpoint:
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error type for any malformed file
         if _looks_pickled(data):
-            raise refuse(path, "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
-                                "checkpoints (pickles can run code, so they are never loaded)") from None
+            raise refuse(
+                path,
+                "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
+                "checkpoints (pickles can run code, so they are never loaded)",
+            ) from None
         reason = "truncated or corrupt" if len(data) >= 8 else "too short"
         raise refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})") from None
     raw_meta = header.get("__metadata__") or {}
@@ -303,11 +308,13 @@ def read(path: Path | str) -> Checkpoint:
     except ValueError:
         raise refuse(path, "has a malformed format_version") from None
     if version > FORMAT_VERSION:
-        raise refuse(path, f"was written in checkpoint format {version} by a newer vaecli; "
-                            f"this is vaecli {__version__} (format {FORMAT_VERSION}): upgrade vaecli")
+        raise refuse(
+            path,
+            f"was written in checkpoint format {version} by a newer vaecli; "
+            f"this is vaecli {__version__} (format {FORMAT_VERSION}): upgrade vaecli",
+        )
     if "meta_sha256" in raw_meta and meta_hash(raw_meta) != raw_meta["meta_sha256"]:
-        raise refuse(path, "its metadata does not match the hash recorded when it was written: "
-                            "the file is damaged")
+        raise refuse(path, "its metadata does not match the hash recorded when it was written: the file is damaged")
     meta: dict[str, Any] = {}
     for key, value in raw_meta.items():
         if key in JSON_KEYS:
@@ -318,8 +325,7 @@ def read(path: Path | str) -> Checkpoint:
         else:
             meta[key] = value
     if tensor_hash(tensors) != meta.get("tensor_sha256"):
-        raise refuse(path, "its tensor data does not match the hash recorded when it was "
-                            "written: the file is damaged")
+        raise refuse(path, "its tensor data does not match the hash recorded when it was written: the file is damaged")
     for key in ("model", "data", "training"):
         if not isinstance(meta.get(key), dict):
             raise refuse(path, f"has no '{key}' metadata")

@@ -28,8 +28,7 @@ from .errors import UsageError, unknown_name
 __all__ = ["TrainConfig", "setting", "settings", "flag_of", "GROUPS", "Setting"]
 
 GROUPS = ("model", "objective", "optimiser", "data", "run")
-PANELS = {"model": "Model", "objective": "Objective", "optimiser": "Optimisation", "data": "Data",
-          "run": "Run"}
+PANELS = {"model": "Model", "objective": "Objective", "optimiser": "Optimisation", "data": "Data", "run": "Run"}
 MAX_IW_SAMPLES = 10_000  # samples per training example of the IWAE bound
 
 
@@ -61,17 +60,38 @@ class Setting:
         return self.name.endswith("_options")
 
 
-def setting(default: Any, help: str, group: str, *, flag: Optional[str] = None, aliases: tuple = (),
-            choices: tuple = (), kind: str = "", minimum: Optional[float] = None,
-            maximum: Optional[float] = None, repeat: bool = True, metavar: Optional[str] = None,
-            parent: str = "") -> Any:
+def setting(
+    default: Any,
+    help: str,
+    group: str,
+    *,
+    flag: Optional[str] = None,
+    aliases: tuple = (),
+    choices: tuple = (),
+    kind: str = "",
+    minimum: Optional[float] = None,
+    maximum: Optional[float] = None,
+    repeat: bool = True,
+    metavar: Optional[str] = None,
+    parent: str = "",
+) -> Any:
     """A field of ``TrainConfig`` with what the command line, the checks and recipes need.
     ``flag`` defaults to ``--name-with-dashes`` (``--arch-option`` for ``arch_options``); ``""``
     declares a setting that has no option (it is recorded, not typed)."""
     assert group in GROUPS, group
-    meta = {"help": help, "group": group, "flag": flag, "aliases": tuple(aliases), "choices": tuple(choices),
-            "kind": kind, "minimum": minimum, "maximum": maximum, "repeat": repeat, "metavar": metavar,
-            "parent": parent}
+    meta = {
+        "help": help,
+        "group": group,
+        "flag": flag,
+        "aliases": tuple(aliases),
+        "choices": tuple(choices),
+        "kind": kind,
+        "minimum": minimum,
+        "maximum": maximum,
+        "repeat": repeat,
+        "metavar": metavar,
+        "parent": parent,
+    }
     if isinstance(default, (dict, list)):
         return field(default_factory=type(default), metadata={"vaecli": meta})
     return field(default=default, metadata={"vaecli": meta})
@@ -82,80 +102,174 @@ class TrainConfig:
     """Everything that defines a training run; the options of ``vae train``."""
 
     # -- data --
-    dataset: str = setting("shapes", "Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, "
-                           "cifar10, folder:PATH (a tree of images), tensor:PATH (.npy/.npz/.safetensors), or one "
-                           "from a plugin.", "data", flag="DATASET")
-    dataset_options: dict = setting({}, "Dataset option KEY=VALUE (repeatable); `vae plugins --details` lists each "
-                                    "part's options. E.g. n_train=5000.", "data", aliases=("--data-option",),
-                                    parent="dataset")
-    binarize: str = setting("none", "For bernoulli: none (grey levels), static (one fixed draw) or dynamic (a new "
-                            "draw every batch, the standard for NLLs).", "data",
-                            choices=("none", "static", "dynamic"), kind="binarization")
+    dataset: str = setting(
+        "shapes",
+        "Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, "
+        "cifar10, folder:PATH (a tree of images), tensor:PATH (.npy/.npz/.safetensors), or one "
+        "from a plugin.",
+        "data",
+        flag="DATASET",
+    )
+    dataset_options: dict = setting(
+        {},
+        "Dataset option KEY=VALUE (repeatable); `vae plugins --details` lists each part's options. E.g. n_train=5000.",
+        "data",
+        aliases=("--data-option",),
+        parent="dataset",
+    )
+    binarize: str = setting(
+        "none",
+        "For bernoulli: none (grey levels), static (one fixed draw) or dynamic (a new "
+        "draw every batch, the standard for NLLs).",
+        "data",
+        choices=("none", "static", "dynamic"),
+        kind="binarization",
+    )
     # -- model --
-    model: str = setting("vae", "vae; cvae, conditioned on the class (sample --label draws one); ae, a plain "
-                         "deterministic auto-encoder.", "model", choices=("vae", "ae", "cvae"), kind="model kind")
+    model: str = setting(
+        "vae",
+        "vae; cvae, conditioned on the class (sample --label draws one); ae, a plain deterministic auto-encoder.",
+        "model",
+        choices=("vae", "ae", "cvae"),
+        kind="model kind",
+    )
     arch: str = setting("mlp", "Encoder/decoder architecture: mlp, conv, ...", "model", aliases=("-a",))
-    arch_options: dict = setting({}, "Architecture option KEY=VALUE (repeatable); `vae plugins --details` lists "
-                                 "each part's options. E.g. hidden=512,256 activation=tanh.", "model",
-                                 parent="arch")
-    likelihood: str = setting("bernoulli", "Decoder likelihood: bernoulli, continuous-bernoulli, gaussian, "
-                              "logistic, ...", "model", aliases=("-l",))
-    likelihood_options: dict = setting({}, "Likelihood option KEY=VALUE (repeatable); `vae plugins --details` "
-                                       "lists each part's options. E.g. learn_sigma=shared.", "model",
-                                       parent="likelihood")
+    arch_options: dict = setting(
+        {},
+        "Architecture option KEY=VALUE (repeatable); `vae plugins --details` lists "
+        "each part's options. E.g. hidden=512,256 activation=tanh.",
+        "model",
+        parent="arch",
+    )
+    likelihood: str = setting(
+        "bernoulli",
+        "Decoder likelihood: bernoulli, continuous-bernoulli, gaussian, logistic, ...",
+        "model",
+        aliases=("-l",),
+    )
+    likelihood_options: dict = setting(
+        {},
+        "Likelihood option KEY=VALUE (repeatable); `vae plugins --details` "
+        "lists each part's options. E.g. learn_sigma=shared.",
+        "model",
+        parent="likelihood",
+    )
     latent_dim: int = setting(20, "Latent dimensions.", "model", aliases=("-z",), minimum=1)
     # -- objective --
     beta: float = setting(1.0, "Weight of the KL term (1 is the ELBO; >1 a beta-VAE).", "objective", minimum=0)
-    kl_warmup: float = setting(0.0, "Raise the KL weight linearly from 0 to --beta over this many epochs.",
-                               "objective", minimum=0)
-    free_bits: float = setting(0.0, "Free bits: nats of KL per latent dimension that cost nothing (Kingma et al. "
-                               "2016).", "objective", minimum=0)
-    iw_samples: int = setting(1, "Train on the importance-weighted bound with K samples (IWAE, Burda et al. "
-                              "2015); 1 is the ELBO.", "objective", aliases=("-k",), minimum=1,
-                              maximum=MAX_IW_SAMPLES)
+    kl_warmup: float = setting(
+        0.0, "Raise the KL weight linearly from 0 to --beta over this many epochs.", "objective", minimum=0
+    )
+    free_bits: float = setting(
+        0.0,
+        "Free bits: nats of KL per latent dimension that cost nothing (Kingma et al. 2016).",
+        "objective",
+        minimum=0,
+    )
+    iw_samples: int = setting(
+        1,
+        "Train on the importance-weighted bound with K samples (IWAE, Burda et al. 2015); 1 is the ELBO.",
+        "objective",
+        aliases=("-k",),
+        minimum=1,
+        maximum=MAX_IW_SAMPLES,
+    )
     # -- optimiser --
     epochs: int = setting(10, "Epochs to train.", "optimiser", aliases=("-e",), minimum=1)
     batch_size: int = setting(128, "Examples per batch.", "optimiser", aliases=("-b",), minimum=1)
     lr: float = setting(1e-3, "Learning rate.", "optimiser", minimum=1e-300)
-    optimizer: str = setting("adam", "adam, or adamw (decoupled weight decay).", "optimiser",
-                             choices=("adam", "adamw"), kind="optimizer")
-    weight_decay: Optional[float] = setting(None, "Weight decay. Default: 0 for adam, 0.01 for adamw.",
-                                            "optimiser", minimum=0)
-    lr_schedule: str = setting("constant", "constant; cosine (to 0 over the run); step (times --lr-gamma every "
-                               "--lr-step epochs); multistep (times --lr-gamma after each of --lr-milestones); "
-                               "burda (3^i epochs at --lr times 10^(-i/7), i=0..7: 3280 epochs, Burda et al. "
-                               "2015).", "optimiser", choices=schedules.LR_SCHEDULES, kind="learning-rate schedule")
-    lr_step: int = setting(0, "Epochs between the steps of --lr-schedule step.", "optimiser", minimum=0,
-                           parent="lr_schedule")
-    lr_gamma: float = setting(0.1, "Factor of each step of --lr-schedule step or multistep.", "optimiser",
-                              parent="lr_schedule")
-    lr_milestones: list = setting([], "Epochs after which --lr-schedule multistep multiplies the rate by "
-                                  "--lr-gamma, e.g. 200,350.", "optimiser", metavar="EPOCHS", parent="lr_schedule")
+    optimizer: str = setting(
+        "adam", "adam, or adamw (decoupled weight decay).", "optimiser", choices=("adam", "adamw"), kind="optimizer"
+    )
+    weight_decay: Optional[float] = setting(
+        None, "Weight decay. Default: 0 for adam, 0.01 for adamw.", "optimiser", minimum=0
+    )
+    lr_schedule: str = setting(
+        "constant",
+        "constant; cosine (to 0 over the run); step (times --lr-gamma every "
+        "--lr-step epochs); multistep (times --lr-gamma after each of --lr-milestones); "
+        "burda (3^i epochs at --lr times 10^(-i/7), i=0..7: 3280 epochs, Burda et al. "
+        "2015).",
+        "optimiser",
+        choices=schedules.LR_SCHEDULES,
+        kind="learning-rate schedule",
+    )
+    lr_step: int = setting(
+        0, "Epochs between the steps of --lr-schedule step.", "optimiser", minimum=0, parent="lr_schedule"
+    )
+    lr_gamma: float = setting(
+        0.1, "Factor of each step of --lr-schedule step or multistep.", "optimiser", parent="lr_schedule"
+    )
+    lr_milestones: list = setting(
+        [],
+        "Epochs after which --lr-schedule multistep multiplies the rate by --lr-gamma, e.g. 200,350.",
+        "optimiser",
+        metavar="EPOCHS",
+        parent="lr_schedule",
+    )
     grad_clip: float = setting(0.0, "Clip the gradient norm to this (0: no clipping).", "optimiser", minimum=0)
     seed: int = setting(0, "Seed of initialisation, batching and noise.", "optimiser")
     # -- run --
     device: str = setting("auto", "auto, cpu, cuda or mps.", "run")
-    precision: str = setting("auto", "Arithmetic of the training steps: fp32; bf16 or fp16 mixed precision "
-                             "(weights, optimizer and loss stay fp32; fp16 with loss scaling); auto: bf16 where "
-                             "the GPU or CPU has it natively, else fp32.", "run",
-                             choices=("auto", "fp32", "bf16", "fp16"), kind="precision")
-    compile: bool = setting(False, "Compile the model's objective with torch.compile (a C++ compiler on the CPU, "
-                            "Triton on GPUs); pays off on long runs.", "run")
-    save_every: int = setting(0, "Also write the checkpoint every this many optimisation steps inside an epoch "
-                              "(0: after each epoch only).", "run", minimum=0, repeat=False)
-    data_dir: Optional[str] = setting(None, "Where datasets live (MNIST in DIR/MNIST/raw). Default: "
-                                      "~/.cache/vaecli/data or $VAECLI_DATA_DIR.", "run", repeat=False)
-    download: bool = setting(True, "Download a dataset whose files are missing (--no-download: fail instead).",
-                             "run", flag="--download/--no-download", repeat=False)
-    out: Optional[str] = setting(None, "Checkpoint file (.safetensors). Default: DATASET-ARCH.safetensors here, "
-                                 "numbered rather than overwritten.", "run", aliases=("-o",), repeat=False)
+    precision: str = setting(
+        "auto",
+        "Arithmetic of the training steps: fp32; bf16 or fp16 mixed precision "
+        "(weights, optimizer and loss stay fp32; fp16 with loss scaling); auto: bf16 where "
+        "the GPU or CPU has it natively, else fp32.",
+        "run",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        kind="precision",
+    )
+    compile: bool = setting(
+        False,
+        "Compile the model's objective with torch.compile (a C++ compiler on the CPU, "
+        "Triton on GPUs); pays off on long runs.",
+        "run",
+    )
+    save_every: int = setting(
+        0,
+        "Also write the checkpoint every this many optimisation steps inside an epoch (0: after each epoch only).",
+        "run",
+        minimum=0,
+        repeat=False,
+    )
+    data_dir: Optional[str] = setting(
+        None,
+        "Where datasets live (MNIST in DIR/MNIST/raw). Default: ~/.cache/vaecli/data or $VAECLI_DATA_DIR.",
+        "run",
+        repeat=False,
+    )
+    download: bool = setting(
+        True,
+        "Download a dataset whose files are missing (--no-download: fail instead).",
+        "run",
+        flag="--download/--no-download",
+        repeat=False,
+    )
+    out: Optional[str] = setting(
+        None,
+        "Checkpoint file (.safetensors). Default: DATASET-ARCH.safetensors here, numbered rather than overwritten.",
+        "run",
+        aliases=("-o",),
+        repeat=False,
+    )
     force: bool = setting(False, "Overwrite an existing -o checkpoint.", "run", repeat=False)
-    viz_dir: Optional[str] = setting(None, "Write pictures of every epoch here (reconstructions, prior samples, "
-                                     "latent scatter) and training.gif at the end.", "run", repeat=False)
-    tensorboard: Optional[str] = setting(None, "Log metrics and pictures for TensorBoard into this folder (pip "
-                                         "install tensorboard).", "run", repeat=False)
-    recipe: Optional[dict] = setting(None, "The recipe the settings came from, as recorded (--recipe chooses it).",
-                                     "run", flag="", repeat=False)
+    viz_dir: Optional[str] = setting(
+        None,
+        "Write pictures of every epoch here (reconstructions, prior samples, "
+        "latent scatter) and training.gif at the end.",
+        "run",
+        repeat=False,
+    )
+    tensorboard: Optional[str] = setting(
+        None,
+        "Log metrics and pictures for TensorBoard into this folder (pip install tensorboard).",
+        "run",
+        repeat=False,
+    )
+    recipe: Optional[dict] = setting(
+        None, "The recipe the settings came from, as recorded (--recipe chooses it).", "run", flag="", repeat=False
+    )
 
     def check(self) -> None:
         """Each setting on its own (from its declaration) and in combination; the names of parts
@@ -163,11 +277,14 @@ class TrainConfig:
         for s in settings():
             check_value(s, getattr(self, s.name))
         if self.iw_samples > 1 and (self.beta != 1 or self.kl_warmup or self.free_bits):
-            raise UsageError("--iw-samples trains on the importance-weighted bound, which has no separate "
-                             "KL term: it does not combine with --beta, --kl-warmup or --free-bits")
+            raise UsageError(
+                "--iw-samples trains on the importance-weighted bound, which has no separate "
+                "KL term: it does not combine with --beta, --kl-warmup or --free-bits"
+            )
         if self.model == "ae" and (self.beta != 1 or self.kl_warmup or self.free_bits or self.iw_samples > 1):
-            raise UsageError("--model ae has no KL term: --beta, --kl-warmup, --free-bits and --iw-samples "
-                             "are for vae and cvae")
+            raise UsageError(
+                "--model ae has no KL term: --beta, --kl-warmup, --free-bits and --iw-samples are for vae and cvae"
+            )
         schedules.check(self.lr_schedule, self.lr_step, self.lr_gamma, self.lr_milestones)
 
     def kl_weight(self, step: int, batches: int) -> float:
@@ -176,8 +293,16 @@ class TrainConfig:
 
     def learning_rate(self, step: int, batches: int) -> float:
         """The learning rate of step ``step`` (see ``schedules.learning_rate``)."""
-        return schedules.learning_rate(self.lr_schedule, self.lr, step, batches, epochs=self.epochs,
-                                       gamma=self.lr_gamma, every=self.lr_step, milestones=self.lr_milestones)
+        return schedules.learning_rate(
+            self.lr_schedule,
+            self.lr,
+            step,
+            batches,
+            epochs=self.epochs,
+            gamma=self.lr_gamma,
+            every=self.lr_step,
+            milestones=self.lr_milestones,
+        )
 
 
 def settings() -> list[Setting]:

@@ -54,8 +54,15 @@ class progress:
             return lambda done: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn(f"[bold]{escape(self.label)}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True)
+        self.bar = Progress(
+            TextColumn(f"[bold]{escape(self.label)}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
         self.bar.start()
         task = self.bar.add_task(self.label, total=self.total)
         return lambda done: self.bar.update(task, completed=done)

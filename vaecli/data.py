@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -20,8 +20,17 @@ from .hookspecs import DataRequest, DatasetSplits, Split
 from .images import BINARIZE, BINARIZE_SEEDS, binarize, to_unit
 from .plugins import Registered, registry
 
-__all__ = ["load_dataset", "split_dataset_name", "default_data_dir", "LoadedDataset", "preprocessing",
-           "binarize", "to_unit", "BINARIZE", "BINARIZE_SEEDS"]
+__all__ = [
+    "load_dataset",
+    "split_dataset_name",
+    "default_data_dir",
+    "LoadedDataset",
+    "preprocessing",
+    "binarize",
+    "to_unit",
+    "BINARIZE",
+    "BINARIZE_SEEDS",
+]
 
 
 def default_data_dir() -> Path:
@@ -43,6 +52,21 @@ class LoadedDataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.splits.train.images.shape[1:])  # type: ignore[return-value]
 
+    def class_labels(self, conditional: bool, section: dict):
+        """The labels a class-conditional model is conditioned on (train, test), with
+        ``num_classes`` recorded in the model ``section``; (None, None) for other models."""
+        if not conditional:
+            return None, None
+        train, test = self.splits.train.labels, self.splits.test.labels
+        if train is None or test is None:
+            raise UsageError(f"--model cvae needs class labels, and dataset '{self.name}' has none")
+        names = self.splits.class_names
+        k = len(names) if names else int(max(train.max(), test.max())) + 1
+        if min(int(train.min()), int(test.min())) < 0 or max(int(train.max()), int(test.max())) >= k:
+            raise VaeError(f"dataset '{self.name}' has labels outside 0..{k - 1}")
+        section["num_classes"] = k
+        return train.long(), test.long()
+
     def describe(self, binarize: str = "none") -> dict:
         """The ``data`` section of a checkpoint's metadata."""
         return {
@@ -61,11 +85,11 @@ class LoadedDataset:
 def _check_split(split: Split, which: str, owner: str) -> None:
     images = split.images
     if not torch.is_tensor(images) or images.dtype != torch.uint8 or images.dim() != 4 or len(images) == 0:
-        raise VaeError(f"{owner} returned a bad {which} split: images must be a non-empty uint8 "
-                       f"tensor (N, C, H, W)")
+        raise VaeError(f"{owner} returned a bad {which} split: images must be a non-empty uint8 tensor (N, C, H, W)")
     if split.labels is not None and tuple(split.labels.shape) != (images.shape[0],):
-        raise VaeError(f"{owner} returned {which} labels of shape {tuple(split.labels.shape)} "
-                       f"for {images.shape[0]} images")
+        raise VaeError(
+            f"{owner} returned {which} labels of shape {tuple(split.labels.shape)} for {images.shape[0]} images"
+        )
 
 
 def split_dataset_name(text: str) -> tuple[str, dict]:
@@ -99,8 +123,10 @@ def load_dataset(
     values = dict(option_values or {})
     clash = [k for k in from_argument if k in values and str(values[k]) != from_argument[k]]
     if clash:
-        raise UsageError(f"dataset '{name}': {clash[0]} is given twice ({name}:{from_argument[clash[0]]} "
-                         f"and --dataset-option {clash[0]}={values[clash[0]]})")
+        raise UsageError(
+            f"dataset '{name}': {clash[0]} is given twice ({name}:{from_argument[clash[0]]} "
+            f"and --dataset-option {clash[0]}={values[clash[0]]})"
+        )
     values.update(from_argument)
     options = opts.build(spec.options, values, f"dataset '{name}'")
     request = DataRequest(Path(data_dir).expanduser() if data_dir else default_data_dir(), download)

@@ -23,8 +23,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA"
-        raise UsageError(f"--device {name}: no CUDA GPU is available here (torch {torch.__version__}, "
-                         f"built with {build}); use --device cpu or auto")
+        raise UsageError(
+            f"--device {name}: no CUDA GPU is available here (torch {torch.__version__}, "
+            f"built with {build}); use --device cpu or auto"
+        )
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
     return torch.device(name)

@@ -19,7 +19,11 @@ ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): a unit is active when Cov_x
 
 @torch.inference_mode()
 def importance_sampled(
-    model: VAE, x: torch.Tensor, k: int, generator: Optional[torch.Generator] = None, chunk: int = 0,
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    generator: Optional[torch.Generator] = None,
+    chunk: int = 0,
     labels: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The importance-weighted bound of Burda et al. (2015) with ``k`` samples z_i ~ q(z|x):
@@ -46,20 +50,24 @@ def importance_sampled(
 
 
 def _batch(labels: Optional[torch.Tensor], start: int, size: int) -> Optional[torch.Tensor]:
-    return None if labels is None else labels[start:start + size]
+    return None if labels is None else labels[start : start + size]
 
 
 @torch.inference_mode()
 def encode_all(
-    model: VAE, images: torch.Tensor, batch_size: int = 1000, progress: Optional[Callable[[int], None]] = None,
+    model: VAE,
+    images: torch.Tensor,
+    batch_size: int = 1000,
+    progress: Optional[Callable[[int], None]] = None,
     labels: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The posterior (mean, logvar) ``(N, D)`` of many uint8 images, in batches, on the CPU."""
     model.eval()
     means, logvars = [], []
     for start in range(0, len(images), batch_size):
-        mean, logvar = model.posterior(model.prepare(images[start:start + batch_size]),
-                                       _batch(labels, start, batch_size))
+        mean, logvar = model.posterior(
+            model.prepare(images[start : start + batch_size]), _batch(labels, start, batch_size)
+        )
         means.append(mean.float().cpu())
         logvars.append(logvar.float().cpu())
         if progress is not None:
@@ -97,7 +105,7 @@ def evaluate(
     k = max(1, int(iw_samples))
     # decoder rows per pass: about 64 MB per float tensor on a GPU; 8 MB on the CPU, where the
     # likelihood's elementwise passes then stay in cache (k=5000 on MNIST: 2.2x faster than 64 MB)
-    rows = max(1, (2 ** 21 if torch.device(device).type == "cpu" else 2 ** 24) // pixels)
+    rows = max(1, (2**21 if torch.device(device).type == "cpu" else 2**24) // pixels)
     batch = batch_size or max(1, min(1000, rows // k))
     chunk = max(1, min(k, rows // batch))
     acc = accumulator_dtype(device)
@@ -107,10 +115,10 @@ def evaluate(
     # one buffer, not a list of small tensors that would pin the heap between the large ones
     means = torch.empty((n, model.latent_dim), device=device)
     for start in range(0, n, batch):
-        x = model.prepare(images[start:start + batch])
+        x = model.prepare(images[start : start + batch])
         y = _batch(labels, start, batch)
         mean, logvar = model.posterior(x, y)
-        means[start:start + len(mean)] = mean
+        means[start : start + len(mean)] = mean
         if model.kind == "ae":
             recon -= model.likelihood.log_prob(x, model.likelihood_params(mean, y)).to(acc).sum()
         else:

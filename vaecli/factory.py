@@ -28,18 +28,23 @@ def check_kind(kind: str, arch: Registered) -> None:
     if kind == "cvae" and not arch.spec.conditional:
         reg = registry()
         able = [n for n in reg.names("architecture") if reg.get("architecture", n).spec.conditional]
-        raise UsageError(f"architecture '{arch.spec.name}' cannot build a class-conditional model; "
-                         f"--model cvae works with: {', '.join(able) or 'none installed'}")
+        raise UsageError(
+            f"architecture '{arch.spec.name}' cannot build a class-conditional model; "
+            f"--model cvae works with: {', '.join(able) or 'none installed'}"
+        )
 
 
 def check_data_range(name: str, data_range: str, binarize_mode: str) -> None:
     """Refuse preprocessing outside the values a likelihood models (see ``LikelihoodSpec``)."""
     if binarize_mode != "none" and data_range != "binary":
-        what = {"unit": "a density over [0, 1], unbounded on binary pixels",
-                "8bit": "a distribution over the 256 levels of 8-bit pixels",
-                "real": "a density over real values"}.get(data_range, f"data range {data_range!r}")
-        raise UsageError(f"--binarize {binarize_mode} is for likelihoods over {{0, 1}} such as bernoulli; "
-                         f"'{name}' is {what}")
+        what = {
+            "unit": "a density over [0, 1], unbounded on binary pixels",
+            "8bit": "a distribution over the 256 levels of 8-bit pixels",
+            "real": "a density over real values",
+        }.get(data_range, f"data range {data_range!r}")
+        raise UsageError(
+            f"--binarize {binarize_mode} is for likelihoods over {{0, 1}} such as bernoulli; '{name}' is {what}"
+        )
 
 
 def model_section(config: Any) -> dict:
@@ -56,20 +61,22 @@ def model_section(config: Any) -> dict:
         "kind": config.model,
         "latent_dim": int(config.latent_dim),
         "input_shape": None,
-        "architecture": {"name": config.arch, "options": opts.to_json(arch_opts),
-                         "provider": arch.plugin.provider()},
-        "likelihood": {"name": config.likelihood, "options": opts.to_json(lik_opts),
-                       "provider": lik.plugin.provider()},
+        "architecture": {"name": config.arch, "options": opts.to_json(arch_opts), "provider": arch.plugin.provider()},
+        "likelihood": {"name": config.likelihood, "options": opts.to_json(lik_opts), "provider": lik.plugin.provider()},
     }
 
 
 def _sizes(values: Any, what: str, count: int, low: int) -> tuple:
     """``count`` whole numbers >= ``low`` (a model's recorded sizes), or a CheckpointError."""
-    ok = (isinstance(values, (list, tuple)) and len(values) == count
-          and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values))
+    ok = (
+        isinstance(values, (list, tuple))
+        and len(values) == count
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in values)
+    )
     if not ok:
-        raise CheckpointError(f"the model's {what} must be {count} whole number(s) of at least {low}, "
-                              f"got {values!r}"[:300])
+        raise CheckpointError(
+            f"the model's {what} must be {count} whole number(s) of at least {low}, got {values!r}"[:300]
+        )
     return tuple(values)
 
 
@@ -127,8 +134,11 @@ def check_sizes(path: Path, section: dict, state: dict[str, torch.Tensor]) -> No
     if expected != found:
         differ = sorted(set(expected) ^ set(found)) or [k for k in sorted(expected) if expected[k] != found[k]]
         key = differ[0]
-        raise checkpoint.refuse(path, f"its weights do not fit the architecture it names ({key}: "
-                                      f"{found.get(key, 'missing')} in the file, {expected.get(key, 'none')} expected)")
+        raise checkpoint.refuse(
+            path,
+            f"its weights do not fit the architecture it names ({key}: "
+            f"{found.get(key, 'missing')} in the file, {expected.get(key, 'none')} expected)",
+        )
 
 
 def model_of(ckpt: checkpoint.Checkpoint, cls: type = VAE) -> VAE:
@@ -156,4 +166,3 @@ def model_of(ckpt: checkpoint.Checkpoint, cls: type = VAE) -> VAE:
 def load(path: Path | str, device: str | torch.device = "cpu", cls: type = VAE) -> VAE:
     """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
     return model_of(checkpoint.read(path), cls).to(device).eval()
-

@@ -84,7 +84,7 @@ class ArchitectureSpec:
 
     name: str
     help: str
-    build: Callable[[ModelShape, Any], "tuple[nn.Module, nn.Module]"]
+    build: Callable[[ModelShape, Any], tuple[nn.Module, nn.Module]]
     options: type = NoOptions
     conditional: bool = False
 
@@ -127,8 +127,8 @@ class Split:
     tensor ``(N,)``, for colouring latent plots.
     """
 
-    images: "torch.Tensor"
-    labels: "Optional[torch.Tensor]" = None
+    images: torch.Tensor
+    labels: Optional[torch.Tensor] = None
     factors: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -228,5 +228,5 @@ def register_recipes(register: Callable[[RecipeSpec], None]) -> None:
 
 
 @hookspec
-def register_commands(app: "typer.Typer") -> None:
+def register_commands(app: typer.Typer) -> None:
     """Add subcommands to ``vae``: decorate functions with ``@app.command()``."""

@@ -14,8 +14,21 @@ import torch
 
 from .errors import UsageError
 
-__all__ = ["read_image", "image_files", "class_labels", "drop_alpha", "to_grey", "square", "conform",
-           "describe_shape", "binarize", "to_unit", "IMAGE_FILES", "BINARIZE", "BINARIZE_SEEDS"]
+__all__ = [
+    "read_image",
+    "image_files",
+    "class_labels",
+    "drop_alpha",
+    "to_grey",
+    "square",
+    "conform",
+    "describe_shape",
+    "binarize",
+    "to_unit",
+    "IMAGE_FILES",
+    "BINARIZE",
+    "BINARIZE_SEEDS",
+]
 
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 CHANNEL_NAMES = {1: "grey", 3: "RGB"}
@@ -60,17 +73,18 @@ def read_image(path: Path, warnings: Optional[list] = None) -> torch.Tensor:
                 warnings.append(f"{path}: took the first of its {frames} frames")
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                raise UsageError(f"{path}: {img.mode} (16-bit or float) images are not supported; "
-                                 f"save it as 8-bit")
+                raise UsageError(f"{path}: {img.mode} (16-bit or float) images are not supported; save it as 8-bit")
             if img.mode not in ("L", "LA", "RGB", "RGBA"):
-                img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else
-                                  ("L" if img.mode == "1" else "RGB"))
+                img = img.convert(
+                    "RGBA" if "transparency" in img.info or img.mode == "PA" else ("L" if img.mode == "1" else "RGB")
+                )
             array = np.asarray(img)
     except PermissionError:
         raise UsageError(f"{path}: permission denied") from None
     except Image.DecompressionBombError:
-        raise UsageError(f"{path}: the image is too large to read safely ({Image.MAX_IMAGE_PIXELS} "
-                         f"pixels at most)") from None
+        raise UsageError(
+            f"{path}: the image is too large to read safely ({Image.MAX_IMAGE_PIXELS} pixels at most)"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         reason = "not an image" if isinstance(exc, UnidentifiedImageError) else f"corrupt ({exc})"
         raise UsageError(f"{path}: cannot read it as an image: {reason}") from None
@@ -93,8 +107,9 @@ def to_grey(images: torch.Tensor) -> torch.Tensor:
 
 
 def _resize(images: torch.Tensor, size: tuple) -> torch.Tensor:
-    out = torch.nn.functional.interpolate(images.float(), size=size, mode="bilinear", antialias=True,
-                                          align_corners=False)
+    out = torch.nn.functional.interpolate(
+        images.float(), size=size, mode="bilinear", antialias=True, align_corners=False
+    )
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
@@ -107,7 +122,7 @@ def square(image: torch.Tensor, size: int) -> torch.Tensor:
         image = _resize(image, (max(size, round(h * scale)), max(size, round(w * scale))))
         _, _, h, w = image.shape
     top, left = (h - size) // 2, (w - size) // 2
-    return image[:, :, top:top + size, left:left + size]
+    return image[:, :, top : top + size, left : left + size]
 
 
 def describe_shape(shape) -> str:
@@ -129,12 +144,13 @@ def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Ten
         elif ci == 3 and c == 1:
             images = to_grey(images)
         else:
-            raise UsageError(f"{what}: the model expects {describe_shape(expected)} images; these have "
-                             f"{ci} channels")
+            raise UsageError(f"{what}: the model expects {describe_shape(expected)} images; these have {ci} channels")
     if (hi, wi) != (h, w):
         if hi * w != wi * h:
-            raise UsageError(f"{what}: the model expects {describe_shape(expected)} images; these are "
-                             f"{hi}x{wi}, a different aspect ratio (crop them first)")
+            raise UsageError(
+                f"{what}: the model expects {describe_shape(expected)} images; these are "
+                f"{hi}x{wi}, a different aspect ratio (crop them first)"
+            )
         images = _resize(images, (h, w))
         warnings.append(f"{what}: resized {n} image(s) from {hi}x{wi} to {h}x{w}")
     return images.contiguous(), warnings
@@ -151,10 +167,10 @@ def binarize(images: torch.Tensor, seed: int) -> torch.Tensor:
     Returns uint8 on the images' device."""
     gen = torch.Generator().manual_seed(seed)
     flat = images.reshape(len(images), -1)
-    rows = max(1, 2 ** 22 // max(1, flat.shape[1]))  # about 16 MB of noise at a time
+    rows = max(1, 2**22 // max(1, flat.shape[1]))  # about 16 MB of noise at a time
     parts = []
     for start in range(0, len(flat), rows):
-        chunk = flat[start:start + rows].cpu()
+        chunk = flat[start : start + rows].cpu()
         noise = torch.rand(chunk.shape, generator=gen)
         parts.append((noise * 255 < chunk).to(torch.uint8) * 255)
     out = torch.cat(parts) if parts else flat.cpu().clone()

@@ -47,7 +47,10 @@ def _parse_dataset_input(text: str) -> Optional[tuple[str, str, Optional[int]]]:
 
 
 def load_input(
-    text: str, meta: Optional[dict] = None, data_dir: Optional[Path | str] = None, download: bool = True,
+    text: str,
+    meta: Optional[dict] = None,
+    data_dir: Optional[Path | str] = None,
+    download: bool = True,
     limit: Optional[int] = None,
 ) -> Inputs:
     """Resolve an INPUT argument for a model whose checkpoint metadata is ``meta`` (None: for no
@@ -87,13 +90,15 @@ def _load_input(text, meta, data_dir, download, limit) -> Inputs:
             raise UsageError(f"INPUT {text}: say which split, e.g. {text}:test or {text}:train:0")
         if path.suffix.lower() in IMAGE_FILES:
             raise UsageError(f"INPUT {text}: no such file")
-        raise UsageError(f"INPUT {text!r} is not a file, a folder or DATASET:SPLIT[:INDEX] "
-                         f"(datasets: {', '.join(sorted(known))})")
+        raise UsageError(
+            f"INPUT {text!r} is not a file, a folder or DATASET:SPLIT[:INDEX] (datasets: {', '.join(sorted(known))})"
+        )
     name, split_name, index = parsed
     trained_on = meta.get("data", {}).get("dataset", {})
     base, argument = split_dataset_name(name)
     same = trained_on.get("name") == base and all(
-        _same_value(trained_on.get("options", {}).get(k), v) for k, v in argument.items())
+        _same_value(trained_on.get("options", {}).get(k), v) for k, v in argument.items()
+    )
     if data_dir is None:
         recorded = meta.get("training", {}).get("data_dir")
         data_dir = recorded if recorded and Path(recorded).is_dir() else None
@@ -109,8 +114,10 @@ def _load_input(text, meta, data_dir, download, limit) -> Inputs:
         images = binarize(images, BINARIZE_SEEDS[split_name])
     if index is not None:
         if not 0 <= index < len(images):
-            raise UsageError(f"INPUT {text}: index {index} is out of range; {name}:{split_name} "
-                             f"has {len(images)} images (0 to {len(images) - 1})")
+            raise UsageError(
+                f"INPUT {text}: index {index} is out of range; {name}:{split_name} "
+                f"has {len(images)} images (0 to {len(images) - 1})"
+            )
         sel = slice(index, index + 1)
         images = images[sel]
         labels = None if labels is None else labels[sel]
@@ -119,8 +126,15 @@ def _load_input(text, meta, data_dir, download, limit) -> Inputs:
         images, labels = images[:limit], None if labels is None else labels[:limit]
         factors = {k: v[:limit] for k, v in factors.items()}
     images, warnings = conform(images, expected, text)
-    return Inputs(images, labels, loaded.splits.class_names, factors, text, list(loaded.splits.notes) + warnings,
-                  binarize_seed=None if drawn else BINARIZE_SEEDS[split_name])
+    return Inputs(
+        images,
+        labels,
+        loaded.splits.class_names,
+        factors,
+        text,
+        list(loaded.splits.notes) + warnings,
+        binarize_seed=None if drawn else BINARIZE_SEEDS[split_name],
+    )
 
 
 def _same_value(recorded: Any, given: str) -> bool:
@@ -140,7 +154,10 @@ def _load_folder(folder: Path, expected: Optional[tuple], limit: Optional[int] =
     it is read. Files that are not images are skipped, with one warning. When all images sit in
     subfolders, the subfolder names are the class labels."""
     files = image_files(folder)
-    images, skipped, paths, warnings = [], [], [], []
+    images: list = []
+    skipped: list = []
+    paths: list = []
+    warnings: list = []
     resized, first_reason = 0, ""
     for f in files:
         if limit is not None and len(images) >= limit:
@@ -162,13 +179,16 @@ def _load_folder(folder: Path, expected: Optional[tuple], limit: Optional[int] =
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         warnings.insert(0, f"{folder}: skipped {len(skipped)} file(s) that are not readable images: {shown}")
     if not images:
-        raise UsageError(f"INPUT {folder}: the folder holds no readable images"
-                         + (f" ({len(skipped)} other file(s); first: {first_reason})" if skipped else ""))
-    if resized:
+        raise UsageError(
+            f"INPUT {folder}: the folder holds no readable images"
+            + (f" ({len(skipped)} other file(s); first: {first_reason})" if skipped else "")
+        )
+    if resized and expected is not None:
         warnings.append(f"{folder}: resized {resized} of {len(paths)} image(s) to {expected[1]}x{expected[2]}")
     labels, class_names = class_labels([p.relative_to(folder).parts for p in paths])
-    return Inputs(torch.cat(images), None if labels is None else torch.tensor(labels), class_names, {},
-                  str(folder), warnings)
+    return Inputs(
+        torch.cat(images), None if labels is None else torch.tensor(labels), class_names, {}, str(folder), warnings
+    )
 
 
 # -- the classes of a class-conditional model -----------------------------------------------------
@@ -195,8 +215,10 @@ def condition(model, label: Optional[str], n: int) -> Optional[torch.Tensor]:
         index = int(label)
     else:
         shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
-        raise UsageError(f"--label {label}: not a class of this model; give 0 to {model.num_classes - 1}"
-                         + (f" or a name: {shown}" if names else ""))
+        raise UsageError(
+            f"--label {label}: not a class of this model; give 0 to {model.num_classes - 1}"
+            + (f" or a name: {shown}" if names else "")
+        )
     return torch.full((n,), index, dtype=torch.long)
 
 
@@ -209,14 +231,17 @@ def input_labels(model, inputs: Inputs, label: Optional[str] = None) -> Optional
     if inputs.labels is None and label is not None:
         return condition(model, label, len(inputs))
     if inputs.labels is None:
-        raise UsageError(f"{inputs.source}: a class-conditional model needs each image's class; give "
-                         f"DATASET:SPLIT, a folder with one subfolder per class, or --label")
+        raise UsageError(
+            f"{inputs.source}: a class-conditional model needs each image's class; give "
+            f"DATASET:SPLIT, a folder with one subfolder per class, or --label"
+        )
     names = [str(c) for c in model.meta.get("data", {}).get("class_names") or []]
     given = [str(c) for c in inputs.class_names or []]
     if not given or given == names:
         return inputs.labels
     unknown = sorted(set(given) - set(names))
     if unknown:
-        raise UsageError(f"{inputs.source}: class {unknown[0]!r} is not one of this model's classes "
-                         f"({', '.join(names[:20])})")
+        raise UsageError(
+            f"{inputs.source}: class {unknown[0]!r} is not one of this model's classes ({', '.join(names[:20])})"
+        )
     return torch.tensor([names.index(given[int(i)]) for i in inputs.labels])

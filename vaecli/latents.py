@@ -41,8 +41,14 @@ def check_suffix(path: Path, flag: str) -> None:
 # -- writing ----------------------------------------------------------------------------------
 
 
-def write(path: Path, mean: torch.Tensor, logvar: Optional[torch.Tensor], labels: Optional[torch.Tensor],
-          class_names: Optional[list], meta: dict) -> None:
+def write(
+    path: Path,
+    mean: torch.Tensor,
+    logvar: Optional[torch.Tensor],
+    labels: Optional[torch.Tensor],
+    class_names: Optional[list],
+    meta: dict,
+) -> None:
     """Write latents atomically in the format the suffix of ``path`` names."""
     path = Path(path)
     mean = mean.detach().float().cpu()
@@ -50,16 +56,16 @@ def write(path: Path, mean: torch.Tensor, logvar: Optional[torch.Tensor], labels
     if suffix == ".npy":
         import numpy as np
 
-        buf = io.BytesIO()
-        np.save(buf, mean.numpy(), allow_pickle=False)
-        data = buf.getvalue()
+        raw = io.BytesIO()
+        np.save(raw, mean.numpy(), allow_pickle=False)
+        data = raw.getvalue()
     elif suffix == ".csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         header = ["index"] + (["label", "class"] if labels is not None else [])
         w.writerow(header + [f"z{i}" for i in range(mean.shape[1])])
         for i, row in enumerate(mean.tolist()):
-            lead = [i]
+            lead: list = [i]
             if labels is not None:
                 label = int(labels[i])
                 names = class_names or []
@@ -155,22 +161,24 @@ def _read_npy(path: Path, raw: bytes) -> torch.Tensor:
         raise UsageError(f"LATENTS {path}: the array has dtype {dtype}; latents must be numbers (float or int)")
     declared, held = math.prod(shape) * dtype.itemsize, len(raw) - stream.tell()
     if any(not 0 <= n <= np.iinfo(np.intp).max for n in shape) or declared > held:
-        raise UsageError(f"LATENTS {path} is truncated or corrupt: its header declares shape "
-                         f"{str(list(shape))[:60]} of {dtype} but only {held} bytes of data follow")
+        raise UsageError(
+            f"LATENTS {path} is truncated or corrupt: its header declares shape "
+            f"{str(list(shape))[:60]} of {dtype} but only {held} bytes of data follow"
+        )
     try:
         array = np.load(io.BytesIO(raw), allow_pickle=False)
     except ValueError as exc:
         if "pickle" in str(exc).lower():
-            raise UsageError(f"LATENTS {path} holds Python objects (a pickle); refused, it is never "
-                             f"unpickled") from None
+            raise UsageError(
+                f"LATENTS {path} holds Python objects (a pickle); refused, it is never unpickled"
+            ) from None
         raise UsageError(f"LATENTS {path} is not a readable .npy file ({exc})") from None
     except (OSError, EOFError) as exc:
         raise UsageError(f"LATENTS {path} is not a readable .npy file ({exc})") from None
     if not isinstance(array, np.ndarray):
         raise UsageError(f"LATENTS {path} is not a single array")
     if array.dtype.kind not in "fiu":
-        raise UsageError(f"LATENTS {path}: the array has dtype {array.dtype}; latents must be numbers "
-                         f"(float or int)")
+        raise UsageError(f"LATENTS {path}: the array has dtype {array.dtype}; latents must be numbers (float or int)")
     with np.errstate(all="ignore"):  # float128 too big (or invalid) for float64: inf or nan, refused by check
         return torch.from_numpy(array.astype(np.float64))
 
@@ -222,18 +230,23 @@ def _read_safetensors(path: Path, raw: bytes) -> tuple[torch.Tensor, Optional[to
     except (SafetensorError, ValueError, OverflowError, RuntimeError, UnicodeDecodeError) as exc:
         raise UsageError(f"LATENTS {path} is not a readable safetensors file ({str(exc)[:80]})") from None
     except KeyError as exc:  # safetensors knows dtypes (F4, F8_E8M0, ...) that torch does not
-        raise UsageError(f"LATENTS {path} holds a tensor of dtype {exc.args[0]}, which torch cannot read; "
-                         f"latents must be numbers") from None
+        raise UsageError(
+            f"LATENTS {path} holds a tensor of dtype {exc.args[0]}, which torch cannot read; latents must be numbers"
+        ) from None
     if metadata.get("format") == "vaecli":
-        raise UsageError(f"LATENTS {path} is a model checkpoint, not latents; make latents with "
-                         f"`vae encode CKPT INPUT -o latents.safetensors`")
+        raise UsageError(
+            f"LATENTS {path} is a model checkpoint, not latents; make latents with "
+            f"`vae encode CKPT INPUT -o latents.safetensors`"
+        )
     if "mean" in tensors:
         z = tensors["mean"]
     else:
         matrices = [n for n, t in tensors.items() if t.dim() in (1, 2) and t.is_floating_point()]
         if len(matrices) != 1:
-            raise UsageError(f"LATENTS {path}: no tensor named 'mean', and not exactly one float "
-                             f"matrix among {sorted(tensors) or 'no tensors'}")
+            raise UsageError(
+                f"LATENTS {path}: no tensor named 'mean', and not exactly one float "
+                f"matrix among {sorted(tensors) or 'no tensors'}"
+            )
         z = tensors[matrices[0]]
     if not (z.is_floating_point() or z.dtype in (torch.int32, torch.int64, torch.int16, torch.int8, torch.uint8)):
         raise UsageError(f"LATENTS {path}: tensor of dtype {z.dtype}; latents must be numbers")
@@ -246,19 +259,17 @@ def _read_safetensors(path: Path, raw: bytes) -> tuple[torch.Tensor, Optional[to
 def check(z: torch.Tensor, latent_dim: int, source: str) -> torch.Tensor:
     """Latents the model can decode: ``(N, latent_dim)``, all finite -> float32."""
     if z.shape[1] != latent_dim:
-        raise UsageError(f"{source}: the latents have {z.shape[1]} dimensions but the model's latent "
-                         f"space has {latent_dim}")
+        raise UsageError(
+            f"{source}: the latents have {z.shape[1]} dimensions but the model's latent space has {latent_dim}"
+        )
     bad = ~torch.isfinite(z).all(dim=1)
     if bad.any():
         row = int(bad.nonzero()[0, 0])
-        raise UsageError(f"{source}: {int(bad.sum())} row(s) hold NaN or infinite values "
-                         f"(first: row {row}); refused")
+        raise UsageError(f"{source}: {int(bad.sum())} row(s) hold NaN or infinite values (first: row {row}); refused")
     too_big = z.abs().max().item()
     if too_big > 1e6:
-        raise UsageError(f"{source}: values up to {too_big:.3g}; latents of a VAE lie within a few "
-                         f"units of 0")
+        raise UsageError(f"{source}: values up to {too_big:.3g}; latents of a VAE lie within a few units of 0")
     return z.float()
-
 
 
 # -- geometry of the latent space -------------------------------------------------------------

@@ -12,7 +12,7 @@ per example: log-likelihoods are summed over pixels, then averaged over the batc
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -184,7 +184,7 @@ class VAE(nn.Module):
             return gaussian_noise(like, generator)
         offset, total = self.noise_rows
         full = torch.randn((total, *like.shape[1:]), generator=generator, device=like.device, dtype=like.dtype)
-        return full[offset:offset + like.shape[0]]
+        return full[offset : offset + like.shape[0]]
 
     def _iwae_loss(self, x, labels, mean, logvar, k: int, generator) -> LossTerms:
         """-log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) reparameterised (Burda et
@@ -195,8 +195,9 @@ class VAE(nn.Module):
         bound = torch.logsumexp(log_w, dim=1) - math.log(k)  # (B,)
         return LossTerms(-bound.mean(), -log_px.mean(dim=1), kl_standard_normal(mean, logvar))
 
-    def log_weights(self, x: torch.Tensor, labels, mean: torch.Tensor, logvar: torch.Tensor,
-                    eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def log_weights(
+        self, x: torch.Tensor, labels, mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The importance weights of samples z = mean + sigma * eps ``(B, S, D)`` of q(z|x):
         (log p(x|z) + log p(z) - log q(z|x), log p(x|z)), each ``(B, S)`` (Burda et al. 2015).
         The one helper of the IWAE objective and of the importance-sampled NLL."""
@@ -248,14 +249,19 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def decode(
-        self, z: torch.Tensor, mode: str = "mean", generator: Optional[torch.Generator] = None,
+        self,
+        z: torch.Tensor,
+        mode: str = "mean",
+        generator: Optional[torch.Generator] = None,
         labels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Images ``(N, C, H, W)`` from latents ``(N, D)``: the likelihood mean, or a draw."""
         return self._output(self.likelihood_params(self._check_latents(z), labels), mode, generator)
 
     @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor, mode: str = "mean", labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def reconstruct(
+        self, images: torch.Tensor, mode: str = "mean", labels: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Decode the posterior mean of each image."""
         mean, _ = self.encode(images, labels)
         return self.decode(mean, mode=mode, labels=labels)

@@ -3,14 +3,12 @@ Each writes one figure and returns its size in pixels."""
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from . import latents, viz
 from .console import warn
 from .errors import UsageError
-from .inputs import Inputs, class_name
+from .inputs import class_name
 
 __all__ = ["scatter", "manifold", "traverse"]
 
@@ -41,9 +39,17 @@ def scatter(model, output, inputs, mean, method, chosen, color_by):
         xlabel, ylabel = (f"PC{k + 1} ({100 * share[k]:.0f}% of variance)" for k in range(2))
         how = ", PCA"
     title = f"Posterior means of {len(mean)} images of {inputs.source} ({d}-D latent{how})"
-    return viz.scatter(points, output, title=title, xlabel=xlabel, ylabel=ylabel, labels=labels,
-                       class_names=inputs.class_names if color_by == "label" else None,
-                       values=values, value_name=value_name)
+    return viz.scatter(
+        points,
+        output,
+        title=title,
+        xlabel=xlabel,
+        ylabel=ylabel,
+        labels=labels,
+        class_names=inputs.class_names if color_by == "label" else None,
+        values=values,
+        value_name=value_name,
+    )
 
 
 def _decoded_as(model, condition) -> str:
@@ -56,33 +62,50 @@ def manifold(model, output, chosen, size, extent, condition=None):
     z = torch.zeros(size, size, model.latent_dim, dtype=torch.float64)
     z[:, :, i] = values.view(1, size)  # columns: z_i left to right
     z[:, :, j] = values.flip(0).view(size, 1)  # rows: z_j top to bottom, largest first
-    images = model.decode(z.view(-1, model.latent_dim),
-                          labels=None if condition is None else condition.repeat(size * size))
+    images = model.decode(
+        z.view(-1, model.latent_dim), labels=None if condition is None else condition.repeat(size * size)
+    )
     ticks = [f"{v:.2f}" if size <= 12 or k % max(1, size // 8) == 0 else "" for k, v in enumerate(values.tolist())]
     others = " (other dimensions at 0)" if model.latent_dim > 2 else ""
     spacing = "inverse normal CDF" if not extent else f"even over [-{extent:g}, {extent:g}]"
-    return viz.image_table(images, size, output, title=f"Learned manifold: z{i} and z{j}, {spacing}{others}"
-                                                      f"{_decoded_as(model, condition)}",
-                           row_labels=list(reversed(ticks)), col_labels=ticks, xlabel=f"z{i}", ylabel=f"z{j}")
+    return viz.image_table(
+        images,
+        size,
+        output,
+        title=f"Learned manifold: z{i} and z{j}, {spacing}{others}{_decoded_as(model, condition)}",
+        row_labels=list(reversed(ticks)),
+        col_labels=ticks,
+        xlabel=f"z{i}",
+        ylabel=f"z{j}",
+    )
 
 
 def traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=None):
     if len(by_kl) > MAX_TRAVERSE_ROWS:
-        warn(f"showing the {MAX_TRAVERSE_ROWS} of {len(by_kl)} latent dimensions with the largest "
-              f"{'KL' if model.kind != 'ae' else 'variance'}")
+        warn(
+            f"showing the {MAX_TRAVERSE_ROWS} of {len(by_kl)} latent dimensions with the largest "
+            f"{'KL' if model.kind != 'ae' else 'variance'}"
+        )
         by_kl = by_kl[:MAX_TRAVERSE_ROWS]
     values = latents.normal_grid(steps, extent)
     base = mean[0].double()
     z = base.repeat(len(by_kl), steps, 1)  # (rows, S, D)
     for row, d in enumerate(by_kl):
         z[row, :, d] = values
-    images = model.decode(z.view(-1, model.latent_dim),
-                          labels=None if condition is None else condition.repeat(len(by_kl) * steps))
+    images = model.decode(
+        z.view(-1, model.latent_dim), labels=None if condition is None else condition.repeat(len(by_kl) * steps)
+    )
     measure = "KL" if model.kind != "ae" else "var"
     row_labels = [f"z{d}  {measure} {kl[d]:.2f}" for d in by_kl]
     col_labels = [f"{v:.1f}" for v in values.tolist()]
     base_name = inputs.source if len(inputs) == 1 else f"image 0 of {inputs.source}"
-    return viz.image_table(images, len(by_kl), output,
-                           title=f"Latent traversal from {base_name}, rows by "
-                                 + ("KL (nats)" if model.kind != "ae" else "variance of the code"),
-                           row_labels=row_labels, col_labels=col_labels, xlabel="value of the swept dimension")
+    return viz.image_table(
+        images,
+        len(by_kl),
+        output,
+        title=f"Latent traversal from {base_name}, rows by "
+        + ("KL (nats)" if model.kind != "ae" else "variance of the code"),
+        row_labels=row_labels,
+        col_labels=col_labels,
+        xlabel="value of the swept dimension",
+    )

@@ -18,14 +18,14 @@ import re
 import sys
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import pluggy
 
 from . import hookspecs
-from .version import __version__
 from .errors import PluginMissingError, unknown_name
 from .hookspecs import ArchitectureSpec, DatasetSpec, LikelihoodSpec, RecipeSpec
+from .version import __version__
 
 ENTRY_POINT_GROUP = "vaecli"
 BUILTIN_MODULES = (
@@ -102,6 +102,7 @@ def _spec_problem(spec: Any, spec_cls: type) -> Optional[str]:
     """Why a registered spec cannot be used, or None."""
     if not isinstance(spec, spec_cls):
         return f"registered {type(spec).__name__}, not a {spec_cls.__name__}"
+    spec = cast(Any, spec)
     if not isinstance(spec.name, str) or not spec.name or any(c.isspace() for c in spec.name):
         return f"registered a {spec_cls.__name__} with a bad name {spec.name!r}"
     if spec_cls is RecipeSpec:  # data, not code: its settings are checked against TrainConfig when used
@@ -171,7 +172,9 @@ class Registry:
     def _load_builtins(self) -> None:
         for module_name in BUILTIN_MODULES:
             info = PluginInfo(
-                name=module_name.rsplit(".", 1)[-1], distribution="vaecli", version=__version__,
+                name=module_name.rsplit(".", 1)[-1],
+                distribution="vaecli",
+                version=__version__,
                 builtin=True,
             )
             self.plugins.append(info)
@@ -205,8 +208,11 @@ class Registry:
         """A hook's implementations in load order (built-ins first, then entry points by
         name), whatever tryfirst/trylast say: the first to claim a name keeps it.
         Wrappers are skipped: these hooks register, they do not wrap."""
-        impls = {impl.plugin_name: impl for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
-                 if not (impl.hookwrapper or getattr(impl, "wrapper", False))}
+        impls = {
+            impl.plugin_name: impl
+            for impl in getattr(self.pm.hook, hook_name).get_hookimpls()
+            if not (impl.hookwrapper or getattr(impl, "wrapper", False))
+        }
         for info in self.plugins:
             impl = impls.get(info.pm_name)
             if impl is not None:
@@ -218,7 +224,7 @@ class Registry:
         for impl, info in self._impls(hook_name):
             found: list[Any] = []
             try:
-                impl.function(**{arg: found.append for arg in impl.argnames})
+                impl.function(**dict.fromkeys(impl.argnames, found.append))
             except _PLUGIN_FAILURES as exc:
                 self._fail(info, f"{hook_name} raised {_describe_exc(exc)}")
                 continue
@@ -229,8 +235,9 @@ class Registry:
                     continue
                 taken = table.get(spec.name)
                 if taken is not None:
-                    self._fail(info, f"{kind} '{spec.name}' is already registered by "
-                                     f"{taken.plugin.label}; this one is ignored")
+                    self._fail(
+                        info, f"{kind} '{spec.name}' is already registered by {taken.plugin.label}; this one is ignored"
+                    )
                     continue
                 table[spec.name] = Registered(spec, info)
                 info.registers.setdefault(kind, []).append(spec.name)
@@ -245,7 +252,7 @@ class Registry:
         for impl, info in self._impls("register_commands"):
             before = list(app.registered_commands)
             try:
-                impl.function(**{arg: app for arg in impl.argnames})
+                impl.function(**dict.fromkeys(impl.argnames, app))
             except _PLUGIN_FAILURES as exc:
                 app.registered_commands[:] = before
                 self._fail(info, f"register_commands raised {_describe_exc(exc)}")
@@ -255,8 +262,7 @@ class Registry:
             for command in added:
                 name = _command_name(command)
                 if name in owners:
-                    self._fail(info, f"command '{name}' is already registered by {owners[name]}; "
-                                     f"this one is ignored")
+                    self._fail(info, f"command '{name}' is already registered by {owners[name]}; this one is ignored")
                     continue
                 owners[name] = info.label
                 kept.append(command)
@@ -281,7 +287,6 @@ class Registry:
             raise PluginMissingError(self._missing(kind, name, provider))
         raise unknown_name(kind, name, self.names(kind))
 
-
     def _missing(self, kind: str, name: str, provider: dict) -> str:
         """Why a checkpoint's part from a plugin distribution is not here, and what to do."""
         dist, version = provider["distribution"], provider.get("version", "")
@@ -293,8 +298,10 @@ class Registry:
             why = f"is broken ({'; '.join(p.errors)})" if p.errors else f"does not register {kind} '{name}'"
             return f"{made}; the installed {p.distribution} {p.version} {why}; see `vae plugins`"
         if any(same(p) for p in self.skipped):
-            return (f"{made}, which is installed but left out by VAECLI_LOAD_PLUGINS="
-                    f"{os.environ.get('VAECLI_LOAD_PLUGINS', '')!r}; add {dist} to it")
+            return (
+                f"{made}, which is installed but left out by VAECLI_LOAD_PLUGINS="
+                f"{os.environ.get('VAECLI_LOAD_PLUGINS', '')!r}; add {dist} to it"
+            )
         pin = f"=={version}" if version and version != "?" else ""
         return f"{made}, which is not installed; install it with: pip install {dist}{pin}"
 

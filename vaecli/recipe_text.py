@@ -44,9 +44,15 @@ def describe(settings: dict) -> str:
     if s.get("binarize") not in (None, "none"):
         data += f" ({s['binarize']} binarization)"
     parts.append(data)
-    net = " ".join(x for x in (s.get("model", "") if s.get("model") not in (None, "vae") else "",
-                              s.get("arch", ""),
-                              " ".join(_short(v) for v in (s.get("arch_options") or {}).values())) if x)
+    net = " ".join(
+        x
+        for x in (
+            s.get("model", "") if s.get("model") not in (None, "vae") else "",
+            s.get("arch", ""),
+            " ".join(_short(v) for v in (s.get("arch_options") or {}).values()),
+        )
+        if x
+    )
     parts.append(net)
     if "latent_dim" in s:
         parts.append(f"latent {s['latent_dim']}")
@@ -130,9 +136,14 @@ def _table(name: str, values: dict) -> list[str]:
 
 def to_toml(spec: RecipeSpec) -> str:
     """The recipe as a TOML file that ``--recipe FILE.toml`` reads back to the same settings."""
-    lines = [f"# vae recipes {spec.name} > {spec.name}.toml, edit, then: vae train --recipe {spec.name}.toml",
-             f"name = {_toml_value(spec.name)}", f"help = {_toml_value(spec.help)}",
-             f"source = {_toml_value(spec.source)}", "", *_table("settings", spec.settings)]
+    lines = [
+        f"# vae recipes {spec.name} > {spec.name}.toml, edit, then: vae train --recipe {spec.name}.toml",
+        f"name = {_toml_value(spec.name)}",
+        f"help = {_toml_value(spec.help)}",
+        f"source = {_toml_value(spec.source)}",
+        "",
+        *_table("settings", spec.settings),
+    ]
     if spec.published:
         lines += ["", *_table("published", spec.published)]
     return "\n".join(lines) + "\n"
@@ -152,7 +163,12 @@ def _base(training: dict):
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         return float(a) == float(b)
     if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
         return _value(a) == _value(b)
@@ -171,8 +187,11 @@ def changes(training: dict) -> dict:
             continue
         then = getattr(base, key)
         parent = PARENT.get(key)
-        if (key in recipe_settings and parent is not None
-                and not _same(training.get(parent), recipe_settings.get(parent, getattr(defaults, parent)))):
+        if (
+            key in recipe_settings
+            and parent is not None
+            and not _same(training.get(parent), recipe_settings.get(parent, getattr(defaults, parent)))
+        ):
             then = getattr(defaults, key)  # another arch (schedule, ...) than the recipe's: its options did not apply
         now = training[key]
         if s.options:

@@ -35,10 +35,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
-import math
-import re
-import shlex
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,8 +45,23 @@ from .errors import UsageError, unknown_name
 from .hookspecs import RecipeSpec
 from .recipe_text import PARENT, changes, citation, describe, published_text, repeat_command, to_toml
 
-__all__ = ["Recipe", "resolve", "registered", "read_file", "settings_of", "apply", "record", "config", "changes",
-           "citation", "describe", "published_text", "repeat_command", "to_json", "to_toml"]
+__all__ = [
+    "Recipe",
+    "resolve",
+    "registered",
+    "read_file",
+    "settings_of",
+    "apply",
+    "record",
+    "config",
+    "changes",
+    "citation",
+    "describe",
+    "published_text",
+    "repeat_command",
+    "to_json",
+    "to_toml",
+]
 
 FILE_KEYS = ("name", "help", "source", "settings", "published")
 
@@ -94,8 +105,10 @@ def resolve(text: str) -> Recipe:
     if found is None:
         known = reg.names("recipe")
         error = unknown_name("recipe", text, known)
-        raise UsageError(f"{error}; or give a recipe file NAME.toml (`vae recipes {known[0] if known else 'NAME'}` "
-                         f"prints one to start from)")
+        raise UsageError(
+            f"{error}; or give a recipe file NAME.toml (`vae recipes {known[0] if known else 'NAME'}` "
+            f"prints one to start from)"
+        )
     return Recipe(found.spec, provider=found.plugin.provider())
 
 
@@ -137,8 +150,10 @@ def read_file(path: str | Path) -> Recipe:
         raise UsageError(f"{label} is not valid TOML: {first}") from None
     unknown = sorted(set(data) - set(FILE_KEYS))
     if unknown:
-        raise UsageError(f"{label}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; a recipe file "
-                         f"has name, help, source, a [settings] table and an optional [published] table")
+        raise UsageError(
+            f"{label}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; a recipe file "
+            f"has name, help, source, a [settings] table and an optional [published] table"
+        )
     name = data.get("name", p.stem)
     if not isinstance(name, str) or not name or any(c.isspace() for c in name):
         raise UsageError(f"{label}: name must be a word without spaces, got {name!r}")
@@ -150,8 +165,13 @@ def read_file(path: str | Path) -> Recipe:
     for key in ("settings", "published"):
         if key in data and not isinstance(data[key], dict):
             raise UsageError(f"{label}: {key} must be a table ([{key}]), got {data[key]!r}")
-    spec = RecipeSpec(name=name, help=data.get("help", ""), source=data.get("source", ""),
-                      settings=data["settings"], published=data.get("published"))
+    spec = RecipeSpec(
+        name=name,
+        help=data.get("help", ""),
+        source=data.get("source", ""),
+        settings=data["settings"],
+        published=data.get("published"),
+    )
     return Recipe(spec, file=str(p.resolve()))
 
 
@@ -183,8 +203,11 @@ def _checked(key: str, value: Any, hint: Any, owner: str) -> Any:
     elif hint is str:
         ok, what = isinstance(value, str), "a string"
     elif hint is dict:
-        ok = (isinstance(value, dict) and all(isinstance(k, str) for k in value)
-              and all(_option_value(v) for v in value.values()))
+        ok = (
+            isinstance(value, dict)
+            and all(isinstance(k, str) for k in value)
+            and all(_option_value(v) for v in value.values())
+        )
         what = "a table of options (KEY = VALUE, values numbers, strings, booleans or lists of them)"
     elif hint is list:
         ok, what = isinstance(value, list) and all(_scalar(v) for v in value), "a list"
@@ -209,8 +232,9 @@ def settings_of(recipe: Recipe) -> dict:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             allowed = ", ".join(f for f in fields if declared[f].recipe)
-            raise UsageError(f"{recipe.label}: unknown setting '{key}'{hint}; a recipe sets these TrainConfig "
-                             f"fields: {allowed}")
+            raise UsageError(
+                f"{recipe.label}: unknown setting '{key}'{hint}; a recipe sets these TrainConfig fields: {allowed}"
+            )
         out[key] = _checked(key, copy.deepcopy(value), hints[key], recipe.label)
     try:  # the recipe's values on their own (the names of parts are checked when they are built)
         TrainConfig(**copy.deepcopy(out)).check()
@@ -221,9 +245,15 @@ def settings_of(recipe: Recipe) -> dict:
 
 def record(recipe: Recipe, settings: dict) -> dict:
     """What a checkpoint records about the recipe of its run (``training.recipe``)."""
-    return {"name": recipe.name, "help": recipe.spec.help, "source": recipe.spec.source,
-            "file": recipe.file, "provider": recipe.provider, "settings": copy.deepcopy(settings),
-            "published": copy.deepcopy(recipe.spec.published)}
+    return {
+        "name": recipe.name,
+        "help": recipe.spec.help,
+        "source": recipe.spec.source,
+        "file": recipe.file,
+        "provider": recipe.provider,
+        "settings": copy.deepcopy(settings),
+        "published": copy.deepcopy(recipe.spec.published),
+    }
 
 
 def apply(config, recipe: Recipe, given: set) -> Any:
@@ -233,7 +263,11 @@ def apply(config, recipe: Recipe, given: set) -> Any:
     defaults = type(config)()
     for key, value in settings.items():
         parent = PARENT.get(key)
-        if parent in given and getattr(config, parent) != settings.get(parent, getattr(defaults, parent)):
+        if (
+            parent is not None
+            and parent in given
+            and getattr(config, parent) != settings.get(parent, getattr(defaults, parent))
+        ):
             continue  # the user chose another architecture (schedule, ...): the recipe's options were for its own
         if key.endswith("_options"):
             setattr(config, key, {**value, **getattr(config, key)} if key in given else value)
@@ -251,6 +285,13 @@ def config(recipe: str, **settings: Any):
 
 def to_json(recipe: Recipe) -> dict:
     spec = recipe.spec
-    return {"name": spec.name, "help": spec.help, "source": spec.source, "settings": spec.settings,
-            "published": spec.published, "file": recipe.file, "provider": recipe.provider,
-            "trains": describe(spec.settings)}
+    return {
+        "name": spec.name,
+        "help": spec.help,
+        "source": spec.source,
+        "settings": spec.settings,
+        "published": spec.published,
+        "file": recipe.file,
+        "provider": recipe.provider,
+        "trains": describe(spec.settings),
+    }

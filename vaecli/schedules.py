@@ -27,8 +27,9 @@ def kl_weight(beta: float, warmup: float, step: int, batches: int) -> float:
     return beta * min(1.0, step / (warmup * batches))
 
 
-def learning_rate(schedule: str, lr: float, step: int, batches: int, *, epochs: int, gamma: float,
-                  every: int, milestones: list) -> float:
+def learning_rate(
+    schedule: str, lr: float, step: int, batches: int, *, epochs: int, gamma: float, every: int, milestones: list
+) -> float:
     """The learning rate of step ``step`` (0-based): constant; cosine from lr to 0 over the
     whole run of ``epochs`` (Loshchilov & Hutter 2017, without restarts); times ``gamma`` every
     ``every`` epochs (step); times ``gamma`` at each of ``milestones``, counted in completed
@@ -56,15 +57,19 @@ def check(schedule: str, every: int, gamma: float, milestones: object) -> None:
     if schedule != "step" and every:
         raise UsageError(f"--lr-step is for --lr-schedule step (not {schedule})")
     if not isinstance(milestones, (list, tuple)) or not all(
-            isinstance(m, int) and not isinstance(m, bool) for m in milestones):
+        isinstance(m, int) and not isinstance(m, bool) for m in milestones
+    ):
         raise UsageError(f"--lr-milestones must be a list of epochs, got {milestones!r}")
     if schedule == "multistep" and not milestones:
-        raise UsageError("--lr-schedule multistep needs --lr-milestones EPOCHS (e.g. 200,350: the epochs "
-                         "after which the rate is multiplied by --lr-gamma)")
+        raise UsageError(
+            "--lr-schedule multistep needs --lr-milestones EPOCHS (e.g. 200,350: the epochs "
+            "after which the rate is multiplied by --lr-gamma)"
+        )
     if schedule != "multistep" and milestones:
         raise UsageError(f"--lr-milestones is for --lr-schedule multistep (not {schedule})")
     if any(m < 1 for m in milestones) or any(b <= a for a, b in zip(milestones, milestones[1:])):
-        raise UsageError(f"--lr-milestones must be increasing epochs of at least 1, got "
-                         f"{','.join(map(str, milestones))}")
+        raise UsageError(
+            f"--lr-milestones must be increasing epochs of at least 1, got {','.join(map(str, milestones))}"
+        )
     if not 0 < gamma <= 1:
         raise UsageError(f"--lr-gamma must be in (0, 1], got {gamma}")

@@ -23,8 +23,8 @@ from typing import Any, Optional
 
 import torch
 
-from .hookspecs import DatasetSplits
 from .factory import create_model
+from .hookspecs import DatasetSplits
 from .model import VAE
 from .plugins import registry
 
@@ -78,8 +78,12 @@ def check_architecture(
     args = (onehot,) if num_classes else ()
 
     mean, logvar = model.encoder(x, *args)
-    assert tuple(mean.shape) == (batch, latent_dim), f"encoder mean has shape {tuple(mean.shape)}, expected {(batch, latent_dim)}"
-    assert tuple(logvar.shape) == (batch, latent_dim), f"encoder logvar has shape {tuple(logvar.shape)}, expected {(batch, latent_dim)}"
+    assert tuple(mean.shape) == (batch, latent_dim), (
+        f"encoder mean has shape {tuple(mean.shape)}, expected {(batch, latent_dim)}"
+    )
+    assert tuple(logvar.shape) == (batch, latent_dim), (
+        f"encoder logvar has shape {tuple(logvar.shape)}, expected {(batch, latent_dim)}"
+    )
     params = model.decoder(mean, *args)
     expected = (batch, model.likelihood.params_per_pixel * c, h, w)
     assert tuple(params.shape) == expected, f"decoder output has shape {tuple(params.shape)}, expected {expected}"
@@ -98,8 +102,9 @@ def check_architecture(
     return model.eval()
 
 
-def check_likelihood(name: str, input_shape: tuple = (1, 4, 4), *, options: Optional[dict] = None,
-                     batch: int = 3) -> Any:
+def check_likelihood(
+    name: str, input_shape: tuple = (1, 4, 4), *, options: Optional[dict] = None, batch: int = 3
+) -> Any:
     """Build likelihood ``name`` and check the contract on random parameters ``(B, P, C, H, W)``:
     ``log_prob``
     gives one finite value per example, ``mean`` and ``sample`` have the images' shape, and
@@ -126,15 +131,18 @@ def check_likelihood(name: str, input_shape: tuple = (1, 4, 4), *, options: Opti
     with torch.no_grad():
         for what, method in (("mean", lik.mean), ("sample", lik.sample)):
             value = method(params)
-            assert tuple(value.shape) == (batch, c, h, w), f"{what} has shape {tuple(value.shape)}, expected {(batch, c, h, w)}"
+            assert tuple(value.shape) == (batch, c, h, w), (
+                f"{what} has shape {tuple(value.shape)}, expected {(batch, c, h, w)}"
+            )
             assert torch.isfinite(value).all(), f"{what} is not finite"
             if spec.data_range != "real":
                 assert value.min() >= 0 and value.max() <= 1, f"{what} leaves [0, 1]"
     return lik
 
 
-def check_dataset(name: str, *, options: Optional[dict] = None, data_dir: Optional[Path] = None,
-                  download: bool = False) -> DatasetSplits:
+def check_dataset(
+    name: str, *, options: Optional[dict] = None, data_dir: Optional[Path] = None, download: bool = False
+) -> DatasetSplits:
     """Load dataset ``name`` as ``vae train`` does, which refuses images that are not uint8
     ``(N, C, H, W)``, empty splits, splits of two shapes and labels of another length (a
     ``VaeError``); then check what the loader leaves to ``vae train --model cvae``: int64 labels
@@ -158,11 +166,11 @@ def check_recipe(name: str):
     data: its settings are ``TrainConfig`` fields of the right types, valid together, and its
     architecture, likelihood and their options build, and its dataset is registered; its
     ``published`` figure, if any, holds numbers or strings. Returns the ``TrainConfig``."""
+    from .config import TrainConfig
     from .data import split_dataset_name
     from .errors import VaeError
-    from .recipes import Recipe, apply
-    from .config import TrainConfig
     from .factory import model_section
+    from .recipes import Recipe, apply
 
     found = _registered("recipe", name)
     recipe = Recipe(found.spec, provider=found.plugin.provider())
@@ -176,7 +184,8 @@ def check_recipe(name: str):
     _registered("dataset", dataset)
     for key, value in (found.spec.published or {}).items():
         assert isinstance(key, str) and isinstance(value, (int, float, str)), (
-            f"recipe '{name}': published {key!r} must be a number or a string, got {value!r}")
+            f"recipe '{name}': published {key!r} must be a number or a string, got {value!r}"
+        )
     return config
 
 

@@ -48,8 +48,10 @@ def grid(images: torch.Tensor, nrow: Optional[int] = None, scale: Optional[int] 
     pad = 2 * scale
     width, height = cols * (w * scale + pad) + pad, rows * (h * scale + pad) + pad
     if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
-        raise UsageError(f"{n} images in rows of {nrow} would make a {width}x{height} px picture, too "
-                         f"large to write; ask for fewer images (or other --nrow)")
+        raise UsageError(
+            f"{n} images in rows of {nrow} would make a {width}x{height} px picture, too "
+            f"large to write; ask for fewer images (or other --nrow)"
+        )
     if scale > 1:
         images = torch.nn.functional.interpolate(images, scale_factor=scale, mode="nearest")
     return make_grid(images, nrow=nrow, padding=2 * scale, pad_value=0.5)
@@ -61,7 +63,7 @@ def above(top: torch.Tensor, bottom: torch.Tensor, nrow: int) -> torch.Tensor:
     more than one row, so that the columns stay aligned."""
     rows = []
     for start in range(0, len(top), nrow):
-        a, b = top[start:start + nrow], bottom[start:start + nrow]
+        a, b = top[start : start + nrow], bottom[start : start + nrow]
         if len(a) < nrow and len(top) > nrow:
             blank = torch.ones((nrow - len(a), *a.shape[1:]), device=a.device, dtype=a.dtype)
             a, b = torch.cat([a, blank]), torch.cat([b, blank])
@@ -94,7 +96,9 @@ def save_image(image: torch.Tensor, path: Path) -> None:
     write_file(path, lambda buf: picture.save(buf, format=_format(path)))
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: Optional[int] = None, scale: Optional[int] = None) -> tuple[int, int]:
+def save_grid(
+    images: torch.Tensor, path: Path, nrow: Optional[int] = None, scale: Optional[int] = None
+) -> tuple[int, int]:
     """Write images as a grid picture; returns its (width, height)."""
     picture = grid(images, nrow, scale)
     save_image(picture, path)
@@ -117,8 +121,19 @@ def save_gif(frames: list, path: Path, frame_ms: int = 120, last_ms: Optional[in
     durations = [frame_ms] * len(pictures)
     if last_ms is not None:
         durations[-1] = last_ms
-    write_file(path, lambda buf: pictures[0].save(buf, format="GIF", save_all=True, append_images=pictures[1:],
-                                                  duration=durations, loop=0, optimize=False, disposal=1))
+    write_file(
+        path,
+        lambda buf: pictures[0].save(
+            buf,
+            format="GIF",
+            save_all=True,
+            append_images=pictures[1:],
+            duration=durations,
+            loop=0,
+            optimize=False,
+            disposal=1,
+        ),
+    )
     from PIL import Image
 
     with Image.open(path) as written:  # Pillow merges identical consecutive frames
@@ -171,13 +186,23 @@ def scatter(
         for c in classes:
             sel = labels_np == c
             name = class_names[c] if class_names and 0 <= c < len(class_names) else str(c)
-            ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.7, color=cmap(c), label=name,
-                       linewidths=0, rasterized=True)
-        ax.legend(title="class", markerscale=12 / size * 1.2, loc="center left", bbox_to_anchor=(1.01, 0.5),
-                  frameon=False)
+            ax.scatter(
+                xy[sel, 0], xy[sel, 1], s=size, alpha=0.7, color=cmap(c), label=name, linewidths=0, rasterized=True
+            )
+        ax.legend(
+            title="class", markerscale=12 / size * 1.2, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False
+        )
     elif values is not None:
-        sc = ax.scatter(xy[:, 0], xy[:, 1], s=size, alpha=0.8, c=values.double().cpu().numpy(),
-                        cmap="viridis", linewidths=0, rasterized=True)
+        sc = ax.scatter(
+            xy[:, 0],
+            xy[:, 1],
+            s=size,
+            alpha=0.8,
+            c=values.double().cpu().numpy(),
+            cmap="viridis",
+            linewidths=0,
+            rasterized=True,
+        )
         fig.colorbar(sc, ax=ax, label=value_name)
     else:
         ax.scatter(xy[:, 0], xy[:, 1], s=size, alpha=0.6, color="tab:blue", linewidths=0, rasterized=True)
@@ -243,8 +268,10 @@ def panels(pictures: list, captions: list, header: str, height: int = 360):
     line: one frame of the training animation."""
     from PIL import Image, ImageDraw
 
-    scaled = [p.convert("RGB").resize((round(p.width * height / p.height), height), Image.LANCZOS)
-              for p in pictures]
+    scaled = [
+        p.convert("RGB").resize((round(p.width * height / p.height), height), Image.Resampling.LANCZOS)
+        for p in pictures
+    ]
     gap, top = 12, 44
     width = sum(p.width for p in scaled) + gap * (len(scaled) + 1)
     frame = Image.new("RGB", (width, height + top + gap), "white")

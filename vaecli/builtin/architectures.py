@@ -33,13 +33,20 @@ class MLPOptions:
 
 
 def build_mlp(shape, options: MLPOptions):
-    from .nets import MLPDecoder, MLPEncoder
+    from ..nets import MLPDecoder, MLPEncoder
 
     return (
-        MLPEncoder(shape.input_shape, shape.latent_dim, options.hidden, options.activation,
-                   num_classes=shape.num_classes),
-        MLPDecoder(shape.input_shape, shape.latent_dim, shape.params_per_pixel, options.hidden,
-                   options.activation, num_classes=shape.num_classes),
+        MLPEncoder(
+            shape.input_shape, shape.latent_dim, options.hidden, options.activation, num_classes=shape.num_classes
+        ),
+        MLPDecoder(
+            shape.input_shape,
+            shape.latent_dim,
+            shape.params_per_pixel,
+            options.hidden,
+            options.activation,
+            num_classes=shape.num_classes,
+        ),
     )
 
 
@@ -65,29 +72,46 @@ class ConvOptions:
 
 
 def build_conv(shape, options: ConvOptions):
-    from .nets import ConvDecoder, ConvEncoder
+    from ..nets import ConvDecoder, ConvEncoder
 
     return (
-        ConvEncoder(shape.input_shape, shape.latent_dim, options.channels, options.hidden,
-                    options.activation, num_classes=shape.num_classes),
-        ConvDecoder(shape.input_shape, shape.latent_dim, shape.params_per_pixel, options.channels,
-                    options.hidden, options.activation, num_classes=shape.num_classes),
+        ConvEncoder(
+            shape.input_shape,
+            shape.latent_dim,
+            options.channels,
+            options.hidden,
+            options.activation,
+            num_classes=shape.num_classes,
+        ),
+        ConvDecoder(
+            shape.input_shape,
+            shape.latent_dim,
+            shape.params_per_pixel,
+            options.channels,
+            options.hidden,
+            options.activation,
+            num_classes=shape.num_classes,
+        ),
     )
 
 
 @hookimpl
 def register_architectures(register):
-    register(ArchitectureSpec(
-        name="mlp",
-        help="Fully connected encoder and decoder (default: one hidden layer of 400 ReLU units).",
-        build=build_mlp,
-        options=MLPOptions,
-        conditional=True,
-    ))
-    register(ArchitectureSpec(
-        name="conv",
-        help="Convolutional encoder (stride-2 convs) and transposed-conv decoder; adapts to any image size.",
-        build=build_conv,
-        options=ConvOptions,
-        conditional=True,
-    ))
+    register(
+        ArchitectureSpec(
+            name="mlp",
+            help="Fully connected encoder and decoder (default: one hidden layer of 400 ReLU units).",
+            build=build_mlp,
+            options=MLPOptions,
+            conditional=True,
+        )
+    )
+    register(
+        ArchitectureSpec(
+            name="conv",
+            help="Convolutional encoder (stride-2 convs) and transposed-conv decoder; adapts to any image size.",
+            build=build_conv,
+            options=ConvOptions,
+            conditional=True,
+        )
+    )

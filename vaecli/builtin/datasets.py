@@ -23,8 +23,11 @@ MNIST_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 EMNIST_SPLIT = "letters"
-EMNIST_FILES = tuple(f"emnist-{EMNIST_SPLIT}-{split}-{kind}"
-                     for split in ("train", "test") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte"))
+EMNIST_FILES = tuple(
+    f"emnist-{EMNIST_SPLIT}-{split}-{kind}"
+    for split in ("train", "test")
+    for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")
+)
 CIFAR10_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6)) + ("test_batch.bin",)
 # The binary release of CIFAR-10 (raw bytes, read here); torchvision's class reads the Python
 # release, whose files are pickles, and nothing in vaecli unpickles.
@@ -88,29 +91,60 @@ class Torchvision:
 
 
 TORCHVISION = (
-    Torchvision("mnist", "MNIST", "MNIST", "MNIST/raw", MNIST_FILES, tuple(str(d) for d in range(10)),
-                "the four IDX files",
-                "MNIST handwritten digits (28x28 grey) through torchvision; downloads when missing."),
-    Torchvision("fashion-mnist", "Fashion-MNIST", "FashionMNIST", "FashionMNIST/raw", MNIST_FILES,
-                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                 "Ankle boot"),
-                "the four IDX files",
-                "Fashion-MNIST clothes (28x28 grey, 10 classes) through torchvision; downloads when missing."),
-    Torchvision("kmnist", "KMNIST", "KMNIST", "KMNIST/raw", MNIST_FILES,
-                ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
-                "the four IDX files",
-                "Kuzushiji-MNIST cursive Japanese (28x28 grey, 10 classes) through torchvision; downloads "
-                "when missing."),
-    Torchvision("emnist", "EMNIST letters", "EMNIST", "EMNIST/raw", EMNIST_FILES, tuple(string.ascii_lowercase),
-                f"the four emnist-{EMNIST_SPLIT}-* IDX files (unzipped)",
-                "EMNIST handwritten letters a-z (28x28 grey, 26 classes) through torchvision; downloads "
-                "when missing (a 560 MB archive).",
-                layout="emnist", split=EMNIST_SPLIT),
-    Torchvision("cifar10", "CIFAR-10", "", "cifar-10-batches-bin", CIFAR10_FILES,
-                ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-                "the unpacked cifar-10-binary.tar.gz (data_batch_1.bin to 5, test_batch.bin)",
-                "CIFAR-10 photos (32x32 RGB, 10 classes), the binary release; downloads when missing (163 MB).",
-                layout="cifar"),
+    Torchvision(
+        "mnist",
+        "MNIST",
+        "MNIST",
+        "MNIST/raw",
+        MNIST_FILES,
+        tuple(str(d) for d in range(10)),
+        "the four IDX files",
+        "MNIST handwritten digits (28x28 grey) through torchvision; downloads when missing.",
+    ),
+    Torchvision(
+        "fashion-mnist",
+        "Fashion-MNIST",
+        "FashionMNIST",
+        "FashionMNIST/raw",
+        MNIST_FILES,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "the four IDX files",
+        "Fashion-MNIST clothes (28x28 grey, 10 classes) through torchvision; downloads when missing.",
+    ),
+    Torchvision(
+        "kmnist",
+        "KMNIST",
+        "KMNIST",
+        "KMNIST/raw",
+        MNIST_FILES,
+        ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        "the four IDX files",
+        "Kuzushiji-MNIST cursive Japanese (28x28 grey, 10 classes) through torchvision; downloads when missing.",
+    ),
+    Torchvision(
+        "emnist",
+        "EMNIST letters",
+        "EMNIST",
+        "EMNIST/raw",
+        EMNIST_FILES,
+        tuple(string.ascii_lowercase),
+        f"the four emnist-{EMNIST_SPLIT}-* IDX files (unzipped)",
+        "EMNIST handwritten letters a-z (28x28 grey, 26 classes) through torchvision; downloads "
+        "when missing (a 560 MB archive).",
+        layout="emnist",
+        split=EMNIST_SPLIT,
+    ),
+    Torchvision(
+        "cifar10",
+        "CIFAR-10",
+        "",
+        "cifar-10-batches-bin",
+        CIFAR10_FILES,
+        ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        "the unpacked cifar-10-binary.tar.gz (data_batch_1.bin to 5, test_batch.bin)",
+        "CIFAR-10 photos (32x32 RGB, 10 classes), the binary release; downloads when missing (163 MB).",
+        layout="cifar",
+    ),
 )
 
 
@@ -180,8 +214,10 @@ def load_torchvision(request: DataRequest, options, table: Torchvision) -> Datas
                 for train in (True, False):
                     cls(str(request.data_dir), train=train, download=True, **extra)
             # read here: one copy in memory, and no torchvision import when the files are there
-            splits = [_to_split(read_idx(where / images, 3), read_idx(where / labels, 1), table.layout)
-                      for images, labels in (table.files[:2], table.files[2:])]
+            splits = [
+                _to_split(read_idx(where / images, 3), read_idx(where / labels, 1), table.layout)
+                for images, labels in (table.files[:2], table.files[2:])
+            ]
     except (OSError, RuntimeError, ValueError, TypeError, AssertionError, EOFError) as exc:
         # URLError is an OSError; damaged IDX files fail asserts
         raise DataUnavailableError(
@@ -190,7 +226,11 @@ def load_torchvision(request: DataRequest, options, table: Torchvision) -> Datas
         ) from None
     k = len(table.class_names)
     for split in splits:
-        if len(split.labels) and not (0 <= int(split.labels.min()) and int(split.labels.max()) < k):
+        if (
+            split.labels is not None
+            and len(split.labels)
+            and not (0 <= int(split.labels.min()) and int(split.labels.max()) < k)
+        ):
             raise DataUnavailableError(
                 f"{table.title} files in {where} hold labels outside the {k} classes; they are not "
                 f"{table.title} or are damaged: delete them to download them again"
@@ -225,32 +265,40 @@ def _loader(table: Torchvision):
 
 @hookimpl
 def register_datasets(register):
-    register(DatasetSpec(
-        name="shapes",
-        help="dSprites-style squares, ellipses and hearts (32x32, drawn from a seed; no download).",
-        load=load_shapes,
-        options=ShapesOptions,
-    ))
+    register(
+        DatasetSpec(
+            name="shapes",
+            help="dSprites-style squares, ellipses and hearts (32x32, drawn from a seed; no download).",
+            load=load_shapes,
+            options=ShapesOptions,
+        )
+    )
     for table in TORCHVISION:
-        register(DatasetSpec(
-            name=table.name,
-            help=table.help,
-            load=_loader(table),
-            options=NoOptions,
-        ))
-    register(DatasetSpec(
-        name="folder",
-        help="Your images: folder:PATH, read recursively (subfolders are classes; train/ and test/ "
-             "subfolders are the splits, else test_fraction is held out).",
-        load=load_folder,
-        options=FolderOptions,
-        argument="path",
-    ))
-    register(DatasetSpec(
-        name="tensor",
-        help="Your image arrays: tensor:PATH, a .npy, .npz or .safetensors file (uint8, or floats in "
-             "[0, 1]; NCHW, NHWC or NHW), with optional labels.",
-        load=load_tensor,
-        options=TensorOptions,
-        argument="path",
-    ))
+        register(
+            DatasetSpec(
+                name=table.name,
+                help=table.help,
+                load=_loader(table),
+                options=NoOptions,
+            )
+        )
+    register(
+        DatasetSpec(
+            name="folder",
+            help="Your images: folder:PATH, read recursively (subfolders are classes; train/ and test/ "
+            "subfolders are the splits, else test_fraction is held out).",
+            load=load_folder,
+            options=FolderOptions,
+            argument="path",
+        )
+    )
+    register(
+        DatasetSpec(
+            name="tensor",
+            help="Your image arrays: tensor:PATH, a .npy, .npz or .safetensors file (uint8, or floats in "
+            "[0, 1]; NCHW, NHWC or NHW), with optional labels.",
+            load=load_tensor,
+            options=TensorOptions,
+            argument="path",
+        )
+    )

@@ -48,7 +48,7 @@ class Gaussian(Likelihood):
     def _log_sigma(self, params: torch.Tensor) -> torch.Tensor:
         if self.learn_sigma == "no":
             return self.log_sigma
-        raw = self.log_sigma
+        raw: torch.Tensor = self.log_sigma
         if self.learn_sigma == "pixel":
             raw = params[:, 1] + raw  # the decoder predicts an offset from the initial sigma
         # sigma = exp(raw) + min_sigma: a soft floor that never stops the gradient

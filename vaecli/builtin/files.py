@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Optional
 
 from ..errors import UsageError
 from ..hookspecs import DataRequest, DatasetSplits, Split
@@ -74,8 +74,9 @@ def holdout(n: int, fraction: float, seed: int, what: str):
     import torch
 
     if n < 2:
-        raise UsageError(f"{what} holds only {_plural(n, 'image')}; a dataset needs at least 2 (one to "
-                         f"train on and one to test)")
+        raise UsageError(
+            f"{what} holds only {_plural(n, 'image')}; a dataset needs at least 2 (one to train on and one to test)"
+        )
     n_test = min(n - 1, max(1, round(n * fraction)))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[n_test:].sort().values, order[:n_test].sort().values
@@ -117,8 +118,10 @@ class _FolderReader:
             paths.append(f.relative_to(folder).parts)
         if not images:
             others = f"{_plural(skipped, 'other file')}" if skipped else "it is empty"
-            raise UsageError(f"{folder} holds no readable images ({others}); folder:PATH needs a folder of "
-                             f"image files (PNG, JPEG, BMP, GIF, WebP, TIFF, PPM)")
+            raise UsageError(
+                f"{folder} holds no readable images ({others}); folder:PATH needs a folder of "
+                f"image files (PNG, JPEG, BMP, GIF, WebP, TIFF, PPM)"
+            )
         return images, paths
 
     def _check_size(self, image, name: str) -> None:
@@ -127,16 +130,20 @@ class _FolderReader:
             self.first_size = (size, name)
         elif size != self.first_size[0]:
             (h0, w0), name0 = self.first_size
-            raise UsageError(f"folder {self.root}: the images differ in size ({h0}x{w0} {name0}, {size[0]}x{size[1]} "
-                             f"{name}); pass --image-size N to resize and centre-crop them all to NxN")
+            raise UsageError(
+                f"folder {self.root}: the images differ in size ({h0}x{w0} {name0}, {size[0]}x{size[1]} "
+                f"{name}); pass --image-size N to resize and centre-crop them all to NxN"
+            )
 
     def notes(self) -> list[str]:
         notes = []
         if self.skipped:
             notes.append(f"folder {self.root}: skipped {_plural(len(self.skipped), 'file')}: {_listing(self.skipped)}")
         if self.animated:
-            notes.append(f"folder {self.root}: took the first frame of "
-                         f"{_plural(len(self.animated), 'animated image')}: {_listing(self.animated)}")
+            notes.append(
+                f"folder {self.root}: took the first frame of "
+                f"{_plural(len(self.animated), 'animated image')}: {_listing(self.animated)}"
+            )
         return notes
 
 
@@ -170,8 +177,11 @@ def load_folder(request: DataRequest, options: FolderOptions) -> DatasetSplits:
     if not root.exists():
         raise UsageError(f"folder {root}: no such folder; give folder:PATH an existing folder of images")
     if not root.is_dir():
-        hint = (f"; for an array file write tensor:{root}" if root.suffix.lower() in TENSOR_SUFFIXES
-                else "; give folder:PATH a folder of images")
+        hint = (
+            f"; for an array file write tensor:{root}"
+            if root.suffix.lower() in TENSOR_SUFFIXES
+            else "; give folder:PATH a folder of images"
+        )
         raise UsageError(f"folder {root}: not a folder{hint}")
     reader = _FolderReader(root, options)
     beside: list = []
@@ -181,21 +191,30 @@ def load_folder(request: DataRequest, options: FolderOptions) -> DatasetSplits:
         paths = parts["train"][1] + parts["test"][1]
         n_train = len(parts["train"][0])
         train_idx, test_idx = torch.arange(n_train), torch.arange(n_train, len(images))
-        beside = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir()
-                        if not p.name.startswith(".") and p.name not in ("train", "test"))
+        beside = sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in root.iterdir()
+            if not p.name.startswith(".") and p.name not in ("train", "test")
+        )
     else:
         images, paths = reader.read(root)
         train_idx, test_idx = holdout(len(images), options.test_fraction, options.seed, f"folder {root}")
     notes = reader.notes()
     if beside:
-        notes.append(f"folder {root}: read train/ and test/ only; ignored {len(beside)} other "
-                     f"{'entry' if len(beside) == 1 else 'entries'}: {_listing(beside)}")
+        notes.append(
+            f"folder {root}: read train/ and test/ only; ignored {len(beside)} other "
+            f"{'entry' if len(beside) == 1 else 'entries'}: {_listing(beside)}"
+        )
     images, grey_note = _one_colour_mode(images, options.grayscale)
     if grey_note:
         notes.append(f"folder {root}: {grey_note}")
     labels, class_names = class_labels(paths)
     labels_t = None if labels is None else torch.tensor(labels, dtype=torch.int64)
-    splits = [Split(torch.cat([images[i] for i in idx.tolist()]).contiguous(),  # (N, C, H, W)
-                    None if labels_t is None else labels_t[idx])
-              for idx in (train_idx, test_idx)]
+    splits = [
+        Split(
+            torch.cat([images[i] for i in idx.tolist()]).contiguous(),  # (N, C, H, W)
+            None if labels_t is None else labels_t[idx],
+        )
+        for idx in (train_idx, test_idx)
+    ]
     return DatasetSplits(train=splits[0], test=splits[1], class_names=class_names, notes=notes)

@@ -66,32 +66,40 @@ def build_logistic(options: LogisticOptions):
 
 @hookimpl
 def register_likelihoods(register):
-    register(LikelihoodSpec(
-        name="bernoulli",
-        help="Bernoulli over binary pixels (grey levels as the usual relaxation); logits, summed binary cross-entropy.",
-        build=build_bernoulli,
-        options=NoOptions,
-        data_range="binary",
-    ))
-    register(LikelihoodSpec(
-        name="continuous-bernoulli",
-        help="Continuous Bernoulli: the normalised Bernoulli density on [0, 1] (Loaiza-Ganem & Cunningham 2019); logits.",
-        build=build_continuous_bernoulli,
-        options=NoOptions,
-        data_range="unit",
-    ))
-    register(LikelihoodSpec(
-        name="gaussian",
-        help="Gaussian with fixed sigma (default 0.1), or a learned shared or per-pixel sigma.",
-        build=build_gaussian,
-        options=GaussianOptions,
-        data_range="real",
-    ))
-    register(LikelihoodSpec(
-        name="logistic",
-        help="Discretized logistic over the 256 levels of 8-bit images (PixelCNN++, one component); "
-             "NLL in bits/dim comparable with papers.",
-        build=build_logistic,
-        options=LogisticOptions,
-        data_range="8bit",
-    ))
+    register(
+        LikelihoodSpec(
+            name="bernoulli",
+            help="Bernoulli over binary pixels (grey levels as the usual relaxation); logits, summed binary cross-entropy.",
+            build=build_bernoulli,
+            options=NoOptions,
+            data_range="binary",
+        )
+    )
+    register(
+        LikelihoodSpec(
+            name="continuous-bernoulli",
+            help="Continuous Bernoulli: the normalised Bernoulli density on [0, 1] (Loaiza-Ganem & Cunningham 2019); logits.",
+            build=build_continuous_bernoulli,
+            options=NoOptions,
+            data_range="unit",
+        )
+    )
+    register(
+        LikelihoodSpec(
+            name="gaussian",
+            help="Gaussian with fixed sigma (default 0.1), or a learned shared or per-pixel sigma.",
+            build=build_gaussian,
+            options=GaussianOptions,
+            data_range="real",
+        )
+    )
+    register(
+        LikelihoodSpec(
+            name="logistic",
+            help="Discretized logistic over the 256 levels of 8-bit images (PixelCNN++, one component); "
+            "NLL in bits/dim comparable with papers.",
+            build=build_logistic,
+            options=LogisticOptions,
+            data_range="8bit",
+        )
+    )

@@ -36,10 +36,12 @@ RECIPES = (
     RecipeSpec(
         name="pytorch-example",
         help="The PyTorch example VAE: 784-400-20 ReLU, Bernoulli on grey levels, Adam 1e-3, batch 128, 10 epochs.",
-        source=("PyTorch examples, vae/main.py (github.com/pytorch/examples): the same network, objective "
-                "(binary cross-entropy on grey levels + KL), optimiser, batch size and epochs. It publishes "
-                "no figure; run side by side it reaches a test -ELBO of 105.6 after 10 epochs "
-                "(benchmarks/RESULTS.md)"),
+        source=(
+            "PyTorch examples, vae/main.py (github.com/pytorch/examples): the same network, objective "
+            "(binary cross-entropy on grey levels + KL), optimiser, batch size and epochs. It publishes "
+            "no figure; run side by side it reaches a test -ELBO of 105.6 after 10 epochs "
+            "(benchmarks/RESULTS.md)"
+        ),
         settings={
             "dataset": "mnist",
             "arch": "mlp",
@@ -57,11 +59,13 @@ RECIPES = (
     RecipeSpec(
         name="kingma-welling",
         help="Kingma & Welling's MNIST VAE: one tanh layer of 500, latent 20, Bernoulli, batch 100 (Adam, not Adagrad).",
-        source=("Kingma & Welling 2013, Auto-Encoding Variational Bayes, section 5: one hidden layer of "
-                "500 tanh units each way, Bernoulli decoder, minibatches of 100, one sample per example. "
-                "Differs: Adam 1e-3 instead of Adagrad (step size 0.01-0.1) with a weight-decay prior "
-                "(vaecli trains with adam or adamw only), and 100 epochs where their figure 2 runs to "
-                "1e8 examples (about 1,700 epochs). They plot the bound and publish no test NLL"),
+        source=(
+            "Kingma & Welling 2013, Auto-Encoding Variational Bayes, section 5: one hidden layer of "
+            "500 tanh units each way, Bernoulli decoder, minibatches of 100, one sample per example. "
+            "Differs: Adam 1e-3 instead of Adagrad (step size 0.01-0.1) with a weight-decay prior "
+            "(vaecli trains with adam or adamw only), and 100 epochs where their figure 2 runs to "
+            "1e8 examples (about 1,700 epochs). They plot the bound and publish no test NLL"
+        ),
         settings={
             "dataset": "mnist",
             "arch": "mlp",
@@ -79,11 +83,13 @@ RECIPES = (
     RecipeSpec(
         name="pythae-vae",
         help="pythae's reproduced VAE: 784-400-40 ReLU, Bernoulli, binarized MNIST, batch 100, lr 1e-4, 500 epochs.",
-        source=("pythae (Chadebec et al. 2022), examples/scripts/reproducibility/vae.py: 784-400-40 ReLU, "
-                "Bernoulli, Adam 1e-4, batch 100, 500 epochs, the rate times 10^(-1/5) after epochs 200 "
-                "and 350; 89.78 nats with 200 importance samples (their reference: 89.9, Rezende & "
-                "Mohamed 2015). Differs: pythae trains on Larochelle's fixed binarization of 50,000 MNIST "
-                "images; here one fixed draw of all 60,000 (--binarize static)"),
+        source=(
+            "pythae (Chadebec et al. 2022), examples/scripts/reproducibility/vae.py: 784-400-40 ReLU, "
+            "Bernoulli, Adam 1e-4, batch 100, 500 epochs, the rate times 10^(-1/5) after epochs 200 "
+            "and 350; 89.78 nats with 200 importance samples (their reference: 89.9, Rezende & "
+            "Mohamed 2015). Differs: pythae trains on Larochelle's fixed binarization of 50,000 MNIST "
+            "images; here one fixed draw of all 60,000 (--binarize static)"
+        ),
         settings={
             "dataset": "mnist",
             "arch": "mlp",

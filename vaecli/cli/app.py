@@ -20,8 +20,8 @@ try:  # newer typer vendors click as typer._click; older ones use click itself
     from typer._click.core import ParameterSource
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
 except ImportError:  # pragma: no cover
-    from click.core import ParameterSource  # type: ignore[no-redef]
-    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[no-redef]
+    from click.core import ParameterSource  # type: ignore[assignment]
+    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
 
 __all__ = ["app", "ParameterSource"]
 
@@ -57,8 +57,19 @@ class _Group(TyperGroup):
             sys.exit(1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
-    ORDER = ("train", "sample", "encode", "decode", "reconstruct", "interpolate", "plot-latent", "evaluate", "info",
-             "recipes", "plugins")
+    ORDER = (
+        "train",
+        "sample",
+        "encode",
+        "decode",
+        "reconstruct",
+        "interpolate",
+        "plot-latent",
+        "evaluate",
+        "info",
+        "recipes",
+        "plugins",
+    )
 
     def list_commands(self, ctx: Any) -> list:
         """The built-in commands in the order a user meets them, then those of plugins."""
@@ -85,7 +96,7 @@ app = typer.Typer(
     cls=_Group,
     name="vae",
     help="A workbench for variational auto-encoders: train one, then sample and inspect it.\n\n"
-         "Start with:  vae train --epochs 2  (the built-in shapes dataset, no download)",
+    "Start with:  vae train --epochs 2  (the built-in shapes dataset, no download)",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -103,8 +114,9 @@ def _version(value: bool) -> None:
 def _main(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
-                                                    help="Print the version and exit.")] = None,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = None,
 ) -> None:
     ctx.obj = {"debug": debug}
 
@@ -112,15 +124,29 @@ def _main(
 # -- option types shared by the commands ---------------------------------------------------------
 
 CkptArg = Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)]
-INPUT_HELP = ("DATASET:SPLIT (mnist:test), DATASET:SPLIT:INDEX (mnist:test:7), an image file or a "
-              "folder of images.")
-InputArg = Annotated[Optional[str], typer.Argument(help=INPUT_HELP + " Default: the test split of the checkpoint's "
-                                                   "dataset.", show_default=False)]
+INPUT_HELP = "DATASET:SPLIT (mnist:test), DATASET:SPLIT:INDEX (mnist:test:7), an image file or a folder of images."
+InputArg = Annotated[
+    Optional[str],
+    typer.Argument(help=INPUT_HELP + " Default: the test split of the checkpoint's dataset.", show_default=False),
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
-DataDirOpt = Annotated[Optional[Path], typer.Option("--data-dir", help="Where datasets live (default: the one the checkpoint was trained with, else ~/.cache/vaecli/data).")]
-NoDownloadOpt = Annotated[bool, typer.Option("--no-download", help="Never download a dataset; fail if its files are missing.")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")]
-LabelOpt = Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): decode as this class (an index or a class name).")]
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-dir",
+        help="Where datasets live (default: the one the checkpoint was trained with, else ~/.cache/vaecli/data).",
+    ),
+]
+NoDownloadOpt = Annotated[
+    bool, typer.Option("--no-download", help="Never download a dataset; fail if its files are missing.")
+]
+ModeOpt = Annotated[
+    str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")
+]
+LabelOpt = Annotated[
+    Optional[str],
+    typer.Option("--label", help="A class-conditional model (cvae): decode as this class (an index or a class name)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print as JSON.")]
 
 

@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
+from rich.table import Table
 from typing_extensions import Annotated
 
-from ..console import escape, out, progress, warn
-from ..errors import UsageError
-from .app import (INPUT_HELP, MAX_GRID, MAX_SAMPLES, CkptArg, DataDirOpt, DeviceOpt, InputArg, JsonOpt, LabelOpt,
-                  ModeOpt, NoDownloadOpt, app, check_mode, data_out, picture_out, positive)
-from .app import inputs as inputs_of
-from .app import model as model_of
-from rich.table import Table
-
+from ..console import escape, out
+from .app import (
+    app,
+)
 from .text import fmt_provider, fmt_setting
-
 
 # -- recipes ----------------------------------------------------------------------------------
 
 
 @app.command(name="recipes")
 def recipes_command(
-    recipe: Annotated[Optional[str], typer.Argument(help="A recipe (a name, or a NAME.toml file to check): print it as TOML, to copy and edit.", show_default=False)] = None,
+    recipe: Annotated[
+        Optional[str],
+        typer.Argument(
+            help="A recipe (a name, or a NAME.toml file to check): print it as TOML, to copy and edit.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List the training recipes (vae train --recipe NAME), or print one as a TOML file.
@@ -49,15 +50,20 @@ def recipes_command(
     if as_json:
         print(json.dumps([recipes.to_json(r) for r in every], indent=2))
         return
-    table = Table(title="vae recipes  (vae train --recipe NAME; vae recipes NAME prints one as TOML)",
-                  title_justify="left")
+    table = Table(
+        title="vae recipes  (vae train --recipe NAME; vae recipes NAME prints one as TOML)", title_justify="left"
+    )
     plugins = any((r.provider or {}).get("distribution") != "vaecli" for r in every)
     for col in ("recipe", "trains", "source", "published", *(["from"] if plugins else [])):
         table.add_column(col, overflow="fold", no_wrap=col == "recipe")
     for r in every:
-        table.add_row(r.name, escape(recipes.describe(r.spec.settings)), escape(recipes.citation(r.spec.source)),
-                      escape(recipes.published_text(r.spec.published)) or "-",
-                      *([fmt_provider(r.provider)] if plugins else []))
+        table.add_row(
+            r.name,
+            escape(recipes.describe(r.spec.settings)),
+            escape(recipes.citation(r.spec.source)),
+            escape(recipes.published_text(r.spec.published)) or "-",
+            *([fmt_provider(r.provider)] if plugins else []),
+        )
     out.print(table)
     out.print("[dim]vae recipes NAME prints one as TOML, with its full source and how it differs from it.[/]")
 
@@ -71,16 +77,21 @@ def plugins(
     details: Annotated[bool, typer.Option("--details", help="Also list every part with its help and options.")] = False,
 ) -> None:
     """List plugins, built-in and installed, with what each registers and any load error."""
-    from .. import options as opts
     from ..plugins import registry
 
     reg = registry()
     reg.add_commands(app)
     if as_json:
         parts = {
-            kind: {name: {"plugin": r.plugin.name, "distribution": r.plugin.distribution,
-                          "help": r.spec.help, "options": _part_options(kind, r.spec)}
-                   for name, r in sorted(table.items())}
+            kind: {
+                name: {
+                    "plugin": r.plugin.name,
+                    "distribution": r.plugin.distribution,
+                    "help": r.spec.help,
+                    "options": _part_options(kind, r.spec),
+                }
+                for name, r in sorted(table.items())
+            }
             for kind, table in reg.parts.items()
         }
         print(json.dumps({"plugins": [p.to_json() for p in reg.plugins], "parts": parts}, indent=2))
@@ -93,15 +104,16 @@ def plugins(
         if p.commands:
             regs.append(f"commands: {', '.join(p.commands)}")
         status = "[red]" + "; ".join(p.errors).replace("[", r"\[") + "[/]" if p.errors else "[green]ok[/]"
-        table.add_row(p.name + (" (built-in)" if p.builtin else ""), p.distribution, p.version,
-                      "\n".join(regs) or "-", status)
+        table.add_row(
+            p.name + (" (built-in)" if p.builtin else ""), p.distribution, p.version, "\n".join(regs) or "-", status
+        )
     out.print(table)
     if details:
-        for kind, parts in reg.parts.items():
+        for kind, named in reg.parts.items():
             dt = Table(title=f"{kind}s", title_justify="left")
             for col in ("name", "help", "settings" if kind == "recipe" else "options (defaults)", "from"):
                 dt.add_column(col)
-            for name, r in sorted(parts.items()):
+            for name, r in sorted(named.items()):
                 dt.add_row(name, escape(r.spec.help), escape(_part_options(kind, r.spec)), r.plugin.distribution)
             out.print(dt)
 

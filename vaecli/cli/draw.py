@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import List, Optional
 
 import typer
 from typing_extensions import Annotated
 
-from ..console import escape, out, progress, warn
+from ..console import out, warn
 from ..errors import UsageError
-from .app import (INPUT_HELP, MAX_GRID, MAX_SAMPLES, CkptArg, DataDirOpt, DeviceOpt, InputArg, JsonOpt, LabelOpt,
-                  ModeOpt, NoDownloadOpt, app, check_mode, data_out, picture_out, positive)
+from .app import (
+    INPUT_HELP,
+    MAX_GRID,
+    MAX_SAMPLES,
+    CkptArg,
+    DataDirOpt,
+    DeviceOpt,
+    InputArg,
+    LabelOpt,
+    ModeOpt,
+    NoDownloadOpt,
+    app,
+    check_mode,
+    picture_out,
+    positive,
+)
 from .app import inputs as inputs_of
 from .app import model as model_of
 
@@ -21,16 +35,29 @@ from .app import model as model_of
 def sample(
     ckpt: Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)],
     n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-samples.png.")] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-samples.png.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
-    temperature: Annotated[float, typer.Option("--temperature", "-t", help="Scale of the prior draws (below 1: cleaner, less varied).")] = 1.0,
+    temperature: Annotated[
+        float, typer.Option("--temperature", "-t", help="Scale of the prior draws (below 1: cleaner, less varied).")
+    ] = 1.0,
     nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
-    mode: Annotated[str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")] = "mean",
-    label: Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): draw this class (an index or a class name). Default: one class per column.")] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")
+    ] = "mean",
+    label: Annotated[
+        Optional[str],
+        typer.Option(
+            "--label",
+            help="A class-conditional model (cvae): draw this class (an index or a class name). Default: one class per column.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
 ) -> None:
     """Decode draws from the prior into a grid of images."""
     from ..inputs import class_name, condition
+
     positive(n, "-n", MAX_SAMPLES)
     if nrow is not None:
         positive(nrow, "--nrow")
@@ -50,7 +77,7 @@ def sample(
         nrow = k * max(1, round(math.sqrt(n) / k))
     images = model.sample(n, temperature=temperature, mode=mode, generator=gen, labels=labels)
     width, height = viz.save_grid(images, output, nrow)
-    what = f" of class {class_name(model, int(labels[0]))}" if label is not None else ""
+    what = f" of class {class_name(model, int(labels[0]))}" if labels is not None else ""
     out.print(f"Wrote {n} samples{what} to {output} ({width}x{height} px).")
 
 
@@ -60,10 +87,22 @@ def sample(
 @app.command()
 def decode(
     ckpt: CkptArg,
-    latent_file: Annotated[Optional[Path], typer.Argument(metavar="LATENTS", help="A file from vae encode, or a .npy/.csv of shape [N, D].", show_default=False)] = None,
-    z: Annotated[Optional[List[str]], typer.Option("--z", help="One latent code as comma-separated numbers (repeatable), e.g. --z 0.5,-1.2,...")] = None,
-    n: Annotated[Optional[int], typer.Option("-n", help=f"Decode the first N codes. Default: all, at most {MAX_GRID}.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-decoded.png.")] = None,
+    latent_file: Annotated[
+        Optional[Path],
+        typer.Argument(
+            metavar="LATENTS", help="A file from vae encode, or a .npy/.csv of shape [N, D].", show_default=False
+        ),
+    ] = None,
+    z: Annotated[
+        Optional[List[str]],
+        typer.Option("--z", help="One latent code as comma-separated numbers (repeatable), e.g. --z 0.5,-1.2,..."),
+    ] = None,
+    n: Annotated[
+        Optional[int], typer.Option("-n", help=f"Decode the first N codes. Default: all, at most {MAX_GRID}.")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-decoded.png.")
+    ] = None,
     nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
     mode: ModeOpt = "mean",
     seed: Annotated[int, typer.Option("--seed", help="Seed of --mode sample.")] = 0,
@@ -71,20 +110,23 @@ def decode(
     device: DeviceOpt = "auto",
 ) -> None:
     """Decode latent codes into a grid of images."""
-    from ..inputs import condition
     import torch
 
     from .. import latents, viz
+    from ..inputs import condition
 
     if (latent_file is None) == (not z):
-        raise UsageError("give either a LATENTS file or --z values, not both" if latent_file else
-                         "give a LATENTS file (from vae encode) or --z 0.1,-2,... ")
+        raise UsageError(
+            "give either a LATENTS file or --z values, not both"
+            if latent_file
+            else "give a LATENTS file (from vae encode) or --z 0.1,-2,... "
+        )
     if n is not None:
         positive(n, "-n", MAX_SAMPLES)
     if nrow is not None:
         positive(nrow, "--nrow")
     check_mode(mode)
-    codes, file_labels = latents.read(latent_file) if latent_file else (latents.parse_rows(z), None)
+    codes, file_labels = latents.read(latent_file) if latent_file else (latents.parse_rows(z or []), None)
     source = f"LATENTS {latent_file}" if latent_file else "--z"
     model = model_of(ckpt, device)
     codes = latents.check(codes, model.latent_dim, source)
@@ -96,7 +138,7 @@ def decode(
     gen = torch.Generator(device=model.device).manual_seed(seed)
     classes = condition(model, label, len(codes))
     if classes is None and model.num_classes and file_labels is not None:  # as vae encode wrote them
-        classes = file_labels[:len(codes)].long()
+        classes = file_labels[: len(codes)].long()
     images = model.decode(codes, mode=mode, generator=gen, labels=classes)
     width, height = viz.save_grid(images, output, nrow)
     out.print(f"Wrote {len(images)} decoded images to {output} ({width}x{height} px).")
@@ -110,16 +152,20 @@ def reconstruct(
     ckpt: CkptArg,
     input: InputArg = None,
     n: Annotated[int, typer.Option("-n", help="How many images (the first N of INPUT).")] = 16,
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-reconstructions.png.")] = None,
-    nrow: Annotated[int, typer.Option("--nrow", help="Images per row; each row of inputs has its reconstructions below it.")] = 8,
+    output: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-reconstructions.png.")
+    ] = None,
+    nrow: Annotated[
+        int, typer.Option("--nrow", help="Images per row; each row of inputs has its reconstructions below it.")
+    ] = 8,
     mode: ModeOpt = "mean",
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
     """Show images above their reconstructions (decoded posterior means)."""
-    from ..inputs import input_labels
     from .. import viz
+    from ..inputs import input_labels
 
     positive(n, "-n", MAX_SAMPLES)
     positive(nrow, "--nrow")
@@ -131,8 +177,10 @@ def reconstruct(
     recon = model.reconstruct(inputs.images, mode=mode, labels=input_labels(model, inputs))
     width, height = viz.save_grid(viz.above(originals, recon, nrow), output, min(nrow, len(originals)))
     count = f"{len(originals)} image{'s' if len(originals) != 1 else ''}"
-    out.print(f"Wrote {count} and {'their reconstructions' if len(originals) != 1 else 'its reconstruction'} "
-              f"to {output} ({width}x{height} px).")
+    out.print(
+        f"Wrote {count} and {'their reconstructions' if len(originals) != 1 else 'its reconstruction'} "
+        f"to {output} ({width}x{height} px)."
+    )
 
 
 # -- interpolate ------------------------------------------------------------------------------
@@ -141,25 +189,52 @@ def reconstruct(
 @app.command()
 def interpolate(
     ckpt: CkptArg,
-    a: Annotated[Optional[str], typer.Argument(metavar="[A", help="Start: " + INPUT_HELP + " Without A and B: two draws from the prior.", show_default=False)] = None,
+    a: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="[A",
+            help="Start: " + INPUT_HELP + " Without A and B: two draws from the prior.",
+            show_default=False,
+        ),
+    ] = None,
     b: Annotated[Optional[str], typer.Argument(metavar="B]", help="End, named like A.", show_default=False)] = None,
     steps: Annotated[int, typer.Option("--steps", "-s", help="Images along each path, both ends included.")] = 10,
-    method: Annotated[str, typer.Option("--method", help="slerp (great circle, White 2016) or lerp (straight line).")] = "slerp",
-    pairs: Annotated[int, typer.Option("--pairs", "-k", help="Paths, one per row: the first K images of A and B, or K pairs of prior draws.")] = 1,
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output: .png (one row per path) or .gif (animated there and back). Default: CKPT-interpolation.png.")] = None,
+    method: Annotated[
+        str, typer.Option("--method", help="slerp (great circle, White 2016) or lerp (straight line).")
+    ] = "slerp",
+    pairs: Annotated[
+        int,
+        typer.Option(
+            "--pairs", "-k", help="Paths, one per row: the first K images of A and B, or K pairs of prior draws."
+        ),
+    ] = 1,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output: .png (one row per path) or .gif (animated there and back). Default: CKPT-interpolation.png.",
+        ),
+    ] = None,
     frame_ms: Annotated[int, typer.Option("--frame-ms", help="Milliseconds per frame of a .gif.")] = 100,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
     mode: ModeOpt = "mean",
-    label: Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): decode the paths as this class. Default: the class of A (with prior ends: class k for path k).")] = None,
+    label: Annotated[
+        Optional[str],
+        typer.Option(
+            "--label",
+            help="A class-conditional model (cvae): decode the paths as this class. Default: the class of A (with prior ends: class k for path k).",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
     """Decode the path between two latent codes: of two images, or of two prior draws."""
-    from ..inputs import condition
     import torch
 
     from .. import latents, viz
+    from ..inputs import condition
 
     if (a is None) != (b is None):
         raise UsageError("give both A and B, or neither (then two prior draws are used)")
@@ -185,12 +260,15 @@ def interpolate(
         if model.num_classes and classes is None:
             classes = torch.arange(pairs) % model.num_classes
     else:
-        (start, a_labels), (end, _) = (_endpoints(model, text, pairs, data_dir, no_download, label)
-                                       for text in (a, b))
+        (start, a_labels), (end, _) = (
+            _endpoints(model, str(text), pairs, data_dir, no_download, label) for text in (a, b)
+        )
         classes = a_labels if classes is None else classes
     path = latents.interpolate(start, end, steps, method)  # (K, S, D)
     row_labels = None if classes is None else torch.as_tensor(classes).repeat_interleave(steps)
-    images = model.decode(path.reshape(-1, model.latent_dim), mode=mode, generator=gen, labels=row_labels)  # (K*S, C, H, W)
+    images = model.decode(
+        path.reshape(-1, model.latent_dim), mode=mode, generator=gen, labels=row_labels
+    )  # (K*S, C, H, W)
     if output.suffix.lower() == ".gif":
         per_step = images.view(pairs, steps, *images.shape[1:]).transpose(0, 1)  # (S, K, C, H, W)
         order = list(range(steps)) + list(range(steps - 2, 0, -1))  # there and back
@@ -204,6 +282,7 @@ def interpolate(
 
 def _endpoints(model, text: str, pairs: int, data_dir, no_download, label=None):
     from ..inputs import input_labels
+
     inputs = inputs_of(model, text, data_dir, no_download, limit=pairs)
     if len(inputs) < pairs:
         raise UsageError(f"{text} holds {len(inputs)} image(s); --pairs {pairs} needs {pairs}")

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any, List, Optional
 
 import typer
+from rich.table import Table
 from typing_extensions import Annotated
 
-from ..console import escape, out, progress, warn
-from ..errors import UsageError
-from .app import (INPUT_HELP, MAX_GRID, MAX_SAMPLES, CkptArg, DataDirOpt, DeviceOpt, InputArg, JsonOpt, LabelOpt,
-                  ModeOpt, NoDownloadOpt, app, check_mode, data_out, picture_out, positive)
+from ..console import escape, out, progress
+from .app import (
+    CkptArg,
+    DataDirOpt,
+    DeviceOpt,
+    InputArg,
+    NoDownloadOpt,
+    app,
+    positive,
+)
 from .app import inputs as inputs_of
 from .app import model as model_of
-from rich.table import Table
 
 
 def _bits_note(model) -> str:
@@ -39,9 +43,23 @@ def _bits_note(model) -> str:
 def evaluate(
     ckpt: CkptArg,
     input: InputArg = None,
-    iw_samples: Annotated[int, typer.Option("--iw-samples", "-k", help="Importance samples per image for the NLL estimate (Burda et al. 2015 use 5000).")] = 100,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch. Default: as many as fit in about 64 MB per tensor.")] = 0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the posterior samples (the one vae train's test pass uses: -k 1 gives its test -ELBO).")] = 1234,
+    iw_samples: Annotated[
+        int,
+        typer.Option(
+            "--iw-samples", "-k", help="Importance samples per image for the NLL estimate (Burda et al. 2015 use 5000)."
+        ),
+    ] = 100,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", "-b", help="Images per batch. Default: as many as fit in about 64 MB per tensor."),
+    ] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--seed",
+            help="Seed of the posterior samples (the one vae train's test pass uses: -k 1 gives its test -ELBO).",
+        ),
+    ] = 1234,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
@@ -52,8 +70,9 @@ def evaluate(
     The negative ELBO with its reconstruction and KL parts, the importance-weighted estimate of
     the negative log-likelihood (Burda et al. 2015), in nats per example.
     """
-    from ..inputs import input_labels
     import time
+
+    from ..inputs import input_labels
 
     positive(iw_samples, "--iw-samples", 100_000)
     if batch_size:
@@ -62,14 +81,20 @@ def evaluate(
     inputs = inputs_of(model, input, data_dir, no_download)
     started = time.perf_counter()
     with progress(len(inputs), f"evaluating (k={iw_samples})", show=not as_json) as update:
-        result = model.evaluate(inputs.images, iw_samples, batch_size, seed, labels=input_labels(model, inputs),
-                                progress=update)
+        result = model.evaluate(
+            inputs.images, iw_samples, batch_size, seed, labels=input_labels(model, inputs), progress=update
+        )
     result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    table = Table(title=f"{ckpt} on {inputs.source} ({result['examples']} images), nats per example",
-                  title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table = Table(
+        title=f"{ckpt} on {inputs.source} ({result['examples']} images), nats per example",
+        title_justify="left",
+        show_header=False,
+        box=None,
+        padding=(0, 2),
+    )
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_column(style="dim")
@@ -80,8 +105,11 @@ def evaluate(
         table.add_row("  reconstruction", f"{result['recon']:.2f}", escape(f"E_q[-log p(x|z)], {iw_samples} sample(s)"))
         table.add_row("  KL", f"{result['kl']:.2f}", "KL(q(z|x) || p(z)), closed form")
         table.add_row("NLL (IWAE)", f"{result['nll']:.2f}", f"-log p(x), k={iw_samples} (Burda et al. 2015)")
-        table.add_row("bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)"
-                      + _bits_note(model))
-        table.add_row("active units", f"{result['active_units']} / {result['latent_dim']}", escape("Cov_x E_q[z_u] > 0.01"))
+        table.add_row(
+            "bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)" + _bits_note(model)
+        )
+        table.add_row(
+            "active units", f"{result['active_units']} / {result['latent_dim']}", escape("Cov_x E_q[z_u] > 0.01")
+        )
     out.print(table)
     out.print(f"[dim]{result['seconds']:.1f} s on {model.device}[/]")

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
 
 import typer
+from rich.table import Table
 from typing_extensions import Annotated
 
-from ..console import escape, out, progress, warn
-from ..errors import UsageError
-from .app import (INPUT_HELP, MAX_GRID, MAX_SAMPLES, CkptArg, DataDirOpt, DeviceOpt, InputArg, JsonOpt, LabelOpt,
-                  ModeOpt, NoDownloadOpt, app, check_mode, data_out, picture_out, positive)
-from .app import inputs as inputs_of
-from .app import model as model_of
-from rich.table import Table
-
+from ..console import escape, out
+from .app import (
+    app,
+)
 from .text import fmt_objective, fmt_optimizer, fmt_options, fmt_provider, fmt_setting
 
 
@@ -31,8 +27,13 @@ def _recipe_rows(t: dict) -> list:
         origin = f"file {rec['file']}" if rec.get("file") else fmt_provider(rec.get("provider"))
         changed = {k: v for k, v in changes(t).items() if k in (rec.get("settings") or {})}
         what = "; ".join(f"{k} {fmt_setting(then)} -> {fmt_setting(now)}" for k, (then, now) in changed.items())
-        rows.append(("recipe", f"{escape(str(rec.get('name')))}  [dim]({escape(origin)})[/]"
-                               + (f"  changed by options: {escape(what)}" if what else "")))
+        rows.append(
+            (
+                "recipe",
+                f"{escape(str(rec.get('name')))}  [dim]({escape(origin)})[/]"
+                + (f"  changed by options: {escape(what)}" if what else ""),
+            )
+        )
         if rec.get("source"):
             rows.append(("  source", escape(rec["source"])))
         if rec.get("published"):
@@ -64,26 +65,47 @@ def info(
     table.add_column(style="bold")
     table.add_column()
     rows = [
-        ("model", f"{m.get('kind', 'vae').upper()}, latent dim {m.get('latent_dim')}, "
-                  + (f"{m['num_classes']} classes, " if m.get("num_classes") else "") +
-                  f"input {'x'.join(map(str, m.get('input_shape', [])))}, {n_params:,} parameters"),
-        ("architecture", f"{arch.get('name')}  {fmt_options(arch.get('options', {}))}  [dim]({fmt_provider(arch.get('provider'))})[/]"),
-        ("likelihood", f"{lik.get('name')}  {fmt_options(lik.get('options', {}))}  [dim]({fmt_provider(lik.get('provider'))})[/]"),
-        ("dataset", f"{ds.get('name')}  {fmt_options(ds.get('options', {}))}  [dim]({fmt_provider(ds.get('provider'))})[/]  "
-                    f"{d.get('n_train', '?')} train / {d.get('n_test', '?')} test"),
+        (
+            "model",
+            f"{m.get('kind', 'vae').upper()}, latent dim {m.get('latent_dim')}, "
+            + (f"{m['num_classes']} classes, " if m.get("num_classes") else "")
+            + f"input {'x'.join(map(str, m.get('input_shape', [])))}, {n_params:,} parameters",
+        ),
+        (
+            "architecture",
+            f"{arch.get('name')}  {fmt_options(arch.get('options', {}))}  [dim]({fmt_provider(arch.get('provider'))})[/]",
+        ),
+        (
+            "likelihood",
+            f"{lik.get('name')}  {fmt_options(lik.get('options', {}))}  [dim]({fmt_provider(lik.get('provider'))})[/]",
+        ),
+        (
+            "dataset",
+            f"{ds.get('name')}  {fmt_options(ds.get('options', {}))}  [dim]({fmt_provider(ds.get('provider'))})[/]  "
+            f"{d.get('n_train', '?')} train / {d.get('n_test', '?')} test",
+        ),
         ("classes", ", ".join(map(str, d.get("class_names") or [])) or "none"),
         ("preprocessing", fmt_options(d.get("preprocessing", {}))),
         ("objective", fmt_objective(t) if m.get("kind") != "ae" else "reconstruction only"),
         ("optimizer", fmt_optimizer(t)),
-        ("training", f"epochs {meta['epoch']}/{t.get('epochs')}"
-                     + (f" and {meta['progress']['step']} steps of epoch {meta['progress']['epoch']}"
-                        if meta.get("progress") else "")
-                     + f", batch {t.get('batch_size')}, seed {t.get('seed')}, device {t.get('device')}"
-                     + (f", {t['precision']}" if t.get("precision") else "")
-                     + (", compiled" if t.get("compile") else "")
-                     + (f", {t['distributed']['world_size']} processes ({t['distributed']['backend']})"
-                        if (t.get("distributed") or {}).get("world_size", 1) > 1 else "")
-                     + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else "")),
+        (
+            "training",
+            f"epochs {meta['epoch']}/{t.get('epochs')}"
+            + (
+                f" and {meta['progress']['step']} steps of epoch {meta['progress']['epoch']}"
+                if meta.get("progress")
+                else ""
+            )
+            + f", batch {t.get('batch_size')}, seed {t.get('seed')}, device {t.get('device')}"
+            + (f", {t['precision']}" if t.get("precision") else "")
+            + (", compiled" if t.get("compile") else "")
+            + (
+                f", {t['distributed']['world_size']} processes ({t['distributed']['backend']})"
+                if (t.get("distributed") or {}).get("world_size", 1) > 1
+                else ""
+            )
+            + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else ""),
+        ),
         *_recipe_rows(t),
         ("versions", fmt_options(meta.get("versions", {}))),
         ("written", f"{meta.get('created', '?')} (updated {meta.get('updated', '?')})"),
@@ -97,6 +119,12 @@ def info(
         for col in ("epoch", "train -ELBO", "test -ELBO", "test recon", "test KL", "seconds"):
             mt.add_column(col, justify="right")
         for r in metrics:
-            mt.add_row(str(r["epoch"]), f"{r['train_nelbo']:.2f}", f"{r['test_nelbo']:.2f}",
-                       f"{r['test_recon']:.2f}", f"{r['test_kl']:.2f}", f"{r['seconds']:.1f}")
+            mt.add_row(
+                str(r["epoch"]),
+                f"{r['train_nelbo']:.2f}",
+                f"{r['test_nelbo']:.2f}",
+                f"{r['test_recon']:.2f}",
+                f"{r['test_kl']:.2f}",
+                f"{r['seconds']:.1f}",
+            )
         out.print(mt)

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Optional
 
 import typer
 from typing_extensions import Annotated
 
-from ..console import escape, out, progress, warn
+from ..console import out, progress
 from ..errors import UsageError
-from .app import (INPUT_HELP, MAX_GRID, MAX_SAMPLES, CkptArg, DataDirOpt, DeviceOpt, InputArg, JsonOpt, LabelOpt,
-                  ModeOpt, NoDownloadOpt, app, check_mode, data_out, picture_out, positive)
+from .app import (
+    INPUT_HELP,
+    CkptArg,
+    DataDirOpt,
+    DeviceOpt,
+    InputArg,
+    NoDownloadOpt,
+    app,
+    data_out,
+    picture_out,
+    positive,
+)
 from .app import inputs as inputs_of
 from .app import model as model_of
 
@@ -21,7 +31,14 @@ from .app import model as model_of
 def encode(
     ckpt: CkptArg,
     input: Annotated[str, typer.Argument(help=INPUT_HELP, show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output: .npy (posterior means [N, D]), .safetensors (mean, logvar, labels) or .csv (a table with labels). Default: CKPT-latents.npy.")] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output: .npy (posterior means [N, D]), .safetensors (mean, logvar, labels) or .csv (a table with labels). Default: CKPT-latents.npy.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output file.")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch.")] = 1000,
     device: DeviceOpt = "auto",
@@ -29,8 +46,8 @@ def encode(
     no_download: NoDownloadOpt = False,
 ) -> None:
     """Encode images into their latent codes (the posterior means and log-variances)."""
-    from ..inputs import input_labels
     from .. import latents
+    from ..inputs import input_labels
 
     positive(batch_size, "--batch-size")
     output = Path(output or ckpt.with_name(f"{ckpt.stem}-latents.npy")).expanduser()
@@ -40,26 +57,91 @@ def encode(
     inputs = inputs_of(model, input, data_dir, no_download)
     with progress(len(inputs), "encoding", show=len(inputs) > 5 * batch_size) as update:
         mean, logvar = model.encode_all(inputs.images, batch_size, input_labels(model, inputs), update)
-    latents.write(output, mean, logvar if model.kind != "ae" else None, inputs.labels, inputs.class_names,
-                  {"checkpoint": str(ckpt), "input": inputs.source, "latent_dim": model.latent_dim})
-    out.print(f"Wrote the latent codes of {len(mean)} image{'s' if len(mean) != 1 else ''} "
-              f"({model.latent_dim} dimensions) to {output}.")
+    latents.write(
+        output,
+        mean,
+        logvar if model.kind != "ae" else None,
+        inputs.labels,
+        inputs.class_names,
+        {"checkpoint": str(ckpt), "input": inputs.source, "latent_dim": model.latent_dim},
+    )
+    out.print(
+        f"Wrote the latent codes of {len(mean)} image{'s' if len(mean) != 1 else ''} "
+        f"({model.latent_dim} dimensions) to {output}."
+    )
 
 
 @app.command("plot-latent")
 def plot_latent(
     ckpt: CkptArg,
     input: InputArg = None,
-    output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output picture (.png, .pdf, .svg). Default: CKPT-latent.png, CKPT-manifold.png or CKPT-traverse.png.")] = None,
-    manifold: Annotated[bool, typer.Option("--manifold", help="Decode a grid over a latent plane, spaced by the inverse normal CDF (Kingma & Welling 2013, fig. 4).")] = False,
-    traverse: Annotated[bool, typer.Option("--traverse", help="One row per latent dimension, ordered by its KL: that dimension swept, the others at the first input's code.")] = False,
-    method: Annotated[str, typer.Option("--method", help="Scatter axes for more than 2 dimensions: pca (first two principal components) or dims (two latent dimensions, see --dims).")] = "pca",
-    dims: Annotated[Optional[str], typer.Option("--dims", help="Two latent dimensions I,J for --method dims and --manifold. Default: the two with the largest KL.")] = None,
-    color_by: Annotated[Optional[str], typer.Option("--color-by", help="label, or a factor of variation the dataset records (shapes: scale, orientation, pos_x, pos_y).")] = None,
-    max_points: Annotated[int, typer.Option("--max-points", help="Plot at most this many points (the first ones).")] = 10_000,
-    grid_size: Annotated[Optional[int], typer.Option("--grid", help="Cells per side of --manifold (20); columns of --traverse (11).", show_default=False)] = None,
-    extent: Annotated[Optional[float], typer.Option("--range", help="--traverse sweeps each dimension over [-R, R] (3); --manifold spans [-R, R] instead of the inverse-CDF grid.", show_default=False)] = None,
-    label: Annotated[Optional[str], typer.Option("--label", help="A class-conditional model (cvae): decode --manifold and --traverse as this class. Default: the class of the first input (class 0 for --manifold).")] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output picture (.png, .pdf, .svg). Default: CKPT-latent.png, CKPT-manifold.png or CKPT-traverse.png.",
+        ),
+    ] = None,
+    manifold: Annotated[
+        bool,
+        typer.Option(
+            "--manifold",
+            help="Decode a grid over a latent plane, spaced by the inverse normal CDF (Kingma & Welling 2013, fig. 4).",
+        ),
+    ] = False,
+    traverse: Annotated[
+        bool,
+        typer.Option(
+            "--traverse",
+            help="One row per latent dimension, ordered by its KL: that dimension swept, the others at the first input's code.",
+        ),
+    ] = False,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            help="Scatter axes for more than 2 dimensions: pca (first two principal components) or dims (two latent dimensions, see --dims).",
+        ),
+    ] = "pca",
+    dims: Annotated[
+        Optional[str],
+        typer.Option(
+            "--dims",
+            help="Two latent dimensions I,J for --method dims and --manifold. Default: the two with the largest KL.",
+        ),
+    ] = None,
+    color_by: Annotated[
+        Optional[str],
+        typer.Option(
+            "--color-by",
+            help="label, or a factor of variation the dataset records (shapes: scale, orientation, pos_x, pos_y).",
+        ),
+    ] = None,
+    max_points: Annotated[
+        int, typer.Option("--max-points", help="Plot at most this many points (the first ones).")
+    ] = 10_000,
+    grid_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--grid", help="Cells per side of --manifold (20); columns of --traverse (11).", show_default=False
+        ),
+    ] = None,
+    extent: Annotated[
+        Optional[float],
+        typer.Option(
+            "--range",
+            help="--traverse sweeps each dimension over [-R, R] (3); --manifold spans [-R, R] instead of the inverse-CDF grid.",
+            show_default=False,
+        ),
+    ] = None,
+    label: Annotated[
+        Optional[str],
+        typer.Option(
+            "--label",
+            help="A class-conditional model (cvae): decode --manifold and --traverse as this class. Default: the class of the first input (class 0 for --manifold).",
+        ),
+    ] = None,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
@@ -69,9 +151,8 @@ def plot_latent(
     By default a scatter of the posterior means of INPUT coloured by label; --manifold decodes a
     grid over a latent plane; --traverse sweeps each dimension in turn.
     """
+    from .. import pictures, viz
     from ..inputs import condition, input_labels
-    from .. import viz
-    from .. import pictures
     from ..model import kl_per_dim
 
     if manifold and traverse:
@@ -87,8 +168,10 @@ def plot_latent(
     kind = "manifold" if manifold else "traverse" if traverse else "latent"
     output = picture_out(output, ckpt, kind, viz.PLOT_SUFFIXES, (input,))
     if manifold and model.kind == "ae" and extent is None:
-        raise UsageError("a plain auto-encoder has no N(0, I) prior for the inverse-CDF grid; give the "
-                         "extent of the grid with --range R")
+        raise UsageError(
+            "a plain auto-encoder has no N(0, I) prior for the inverse-CDF grid; give the "
+            "extent of the grid with --range R"
+        )
     chosen = _parse_dims(dims, model.latent_dim)
     if model.latent_dim < 2 and not traverse:
         raise UsageError("this model has a 1-dimensional latent space; use --traverse")
@@ -106,7 +189,8 @@ def plot_latent(
         chosen = (0, 1) if model.latent_dim == 2 else tuple(sorted(by_kl[:2]))
     cls = condition(model, label, 1)
     if model.num_classes and cls is None:  # the first input's class, else class 0
-        first = input_labels(model, inputs, label)[:1] if inputs is not None else None
+        known = input_labels(model, inputs, label) if inputs is not None else None
+        first = known[:1] if known is not None else None
         cls = first if first is not None else condition(model, "0", 1)
     if manifold:
         size = pictures.manifold(model, output, chosen, grid_size or 20, extent or 0.0, cls)
@@ -126,8 +210,9 @@ def _parse_dims(text: Optional[str], latent_dim: int):
         raise UsageError(f"--dims {text!r}: give two latent dimensions as I,J, e.g. --dims 0,1") from None
     for d in (i, j):
         if not 0 <= d < latent_dim:
-            raise UsageError(f"--dims {text}: dimension {d} does not exist (the latent space has "
-                             f"dimensions 0 to {latent_dim - 1})")
+            raise UsageError(
+                f"--dims {text}: dimension {d} does not exist (the latent space has dimensions 0 to {latent_dim - 1})"
+            )
     if i == j:
         raise UsageError(f"--dims {text}: give two different dimensions")
     return i, j

@@ -19,11 +19,53 @@ from .text import fmt_objective
 
 # options of the command that are not settings of a run
 COMMAND_OPTIONS = {
-    "recipe": (Optional[str], None, typer.Option("--recipe", help="Start from a recipe: a name from `vae recipes` (pythae-vae, burda-iwae, ...) or a NAME.toml file of the same form; the options you give win over it.", show_default=False)),
-    "resume": (Optional[Path], None, typer.Option("--resume", help="Continue the run in this checkpoint up to --epochs in total, writing to it; its dataset and settings are used (--data-dir, --no-download, --device and --save-every may be given again).", rich_help_panel=PANELS["run"], show_default=False)),
-    "nproc": (int, 1, typer.Option("--nproc", help="Train on N processes of this machine with DistributedDataParallel (torchrun; NCCL on GPUs, gloo on the CPU); each process takes its share of every batch.", rich_help_panel=PANELS["run"])),
-    "image_size": (Optional[int], None, typer.Option("--image-size", help="folder: resize the shorter side to N and centre-crop N x N (the dataset option image_size).", rich_help_panel=PANELS["data"], show_default=False)),
-    "grayscale": (bool, False, typer.Option("--grayscale", help="folder: convert the images to grey (the dataset option grayscale).", rich_help_panel=PANELS["data"])),
+    "recipe": (
+        Optional[str],
+        None,
+        typer.Option(
+            "--recipe",
+            help="Start from a recipe: a name from `vae recipes` (pythae-vae, burda-iwae, ...) or a NAME.toml file of the same form; the options you give win over it.",
+            show_default=False,
+        ),
+    ),
+    "resume": (
+        Optional[Path],
+        None,
+        typer.Option(
+            "--resume",
+            help="Continue the run in this checkpoint up to --epochs in total, writing to it; its dataset and settings are used (--data-dir, --no-download, --device and --save-every may be given again).",
+            rich_help_panel=PANELS["run"],
+            show_default=False,
+        ),
+    ),
+    "nproc": (
+        int,
+        1,
+        typer.Option(
+            "--nproc",
+            help="Train on N processes of this machine with DistributedDataParallel (torchrun; NCCL on GPUs, gloo on the CPU); each process takes its share of every batch.",
+            rich_help_panel=PANELS["run"],
+        ),
+    ),
+    "image_size": (
+        Optional[int],
+        None,
+        typer.Option(
+            "--image-size",
+            help="folder: resize the shorter side to N and centre-crop N x N (the dataset option image_size).",
+            rich_help_panel=PANELS["data"],
+            show_default=False,
+        ),
+    ),
+    "grayscale": (
+        bool,
+        False,
+        typer.Option(
+            "--grayscale",
+            help="folder: convert the images to grey (the dataset option grayscale).",
+            rich_help_panel=PANELS["data"],
+        ),
+    ),
 }
 RESUME_ALLOWED = {"resume", "epochs", "data_dir", "download", "device", "save_every"}
 
@@ -38,16 +80,21 @@ def _parameter(s) -> inspect.Parameter:
     else:
         decls = [s.flag, *s.aliases]
         show_default = default not in (None, {}, [])
-        info = typer.Option(*decls, help=s.help, rich_help_panel=panel, show_default=show_default,
-                            metavar=s.metavar)
-        hint = TrainConfig.__dataclass_fields__[s.name].type
+        info = typer.Option(*decls, help=s.help, rich_help_panel=panel, show_default=show_default, metavar=s.metavar)
+        hint = str(TrainConfig.__dataclass_fields__[s.name].type)
         if s.options:
             kind, default = Optional[List[str]], None
         elif isinstance(default, list):
             kind, default = Optional[str], None
         else:
-            kind = {"str": str, "int": int, "float": float, "bool": bool, "Optional[float]": Optional[float],
-                    "Optional[str]": Optional[str]}[hint]
+            kind = {
+                "str": str,
+                "int": int,
+                "float": float,
+                "bool": bool,
+                "Optional[float]": Optional[float],
+                "Optional[str]": Optional[str],
+            }[hint]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
 
 
@@ -73,8 +120,10 @@ def config_from(values: dict) -> TrainConfig:
         elif isinstance(getattr(TrainConfig(), s.name), list):
             value = _int_list(value, s.flag)
         fields[s.name] = value
-    for key, value, given in (("image_size", values["image_size"], values["image_size"] is not None),
-                              ("grayscale", "true", values["grayscale"])):
+    for key, value, given in (
+        ("image_size", values["image_size"], values["image_size"] is not None),
+        ("grayscale", "true", values["grayscale"]),
+    ):
         if given:
             if key in fields["dataset_options"]:
                 raise UsageError(f"--{key.replace('_', '-')} and --dataset-option {key}= both given; use one")
@@ -99,20 +148,31 @@ def train(ctx: typer.Context, **values: Any) -> None:
     explicit = {p for p in ctx.params if ctx.get_parameter_source(p) not in (ParameterSource.DEFAULT, None)}
     resume, recipe = values["resume"], values["recipe"]
     if resume is not None and recipe is not None:
-        raise UsageError("--recipe and --resume do not combine: a resumed run keeps the settings and the recipe "
-                         "recorded in its checkpoint; drop --recipe")
+        raise UsageError(
+            "--recipe and --resume do not combine: a resumed run keeps the settings and the recipe "
+            "recorded in its checkpoint; drop --recipe"
+        )
     reporter = ProgressReporter()
     try:
         if resume is not None:
             given = [p for p in ctx.params if p in explicit and p not in RESUME_ALLOWED]
             if given:
-                spelled = {p.name: p.opts[0] if p.opts[0].startswith("-") else p.name.upper() for p in ctx.command.params}
+                spelled = {
+                    p.name: p.opts[0] if p.opts[0].startswith("-") else p.name.upper() for p in ctx.command.params
+                }
                 flags = ", ".join(spelled.get(p, p) for p in given)
-                raise UsageError(f"--resume continues a run with the settings in its checkpoint; {flags} "
-                                 f"cannot change them (only --epochs, --data-dir, --no-download, --device "
-                                 f"and --save-every can be given)")
-            result = resume_run(resume, **{k: values[k] for k in ("epochs", "device", "save_every") if k in explicit},
-                                data_dir=values["data_dir"], download=values["download"], reporter=reporter)
+                raise UsageError(
+                    f"--resume continues a run with the settings in its checkpoint; {flags} "
+                    f"cannot change them (only --epochs, --data-dir, --no-download, --device "
+                    f"and --save-every can be given)"
+                )
+            result = resume_run(
+                resume,
+                **{k: values[k] for k in ("epochs", "device", "save_every") if k in explicit},
+                data_dir=values["data_dir"],
+                download=values["download"],
+                reporter=reporter,
+            )
             viz_dir = None
         else:
             config = config_from(values)
@@ -131,8 +191,11 @@ def train(ctx: typer.Context, **values: Any) -> None:
 train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
     + [_parameter(s) for s in settings() if s.flag]
-    + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
-       for name, (kind, default, info) in COMMAND_OPTIONS.items()])
+    + [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
+        for name, (kind, default, info) in COMMAND_OPTIONS.items()
+    ]
+)
 app.command()(train)
 
 
@@ -143,8 +206,10 @@ def _launch_processes(ctx: typer.Context, nproc: int) -> None:
     if nproc < 1:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if distributed.from_environment().distributed:
-        raise UsageError("--nproc launches torchrun; this process already runs under it (give the number of "
-                         "processes to torchrun's --nproc-per-node)")
+        raise UsageError(
+            "--nproc launches torchrun; this process already runs under it (give the number of "
+            "processes to torchrun's --nproc-per-node)"
+        )
     args: list[str] = []
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
@@ -171,10 +236,10 @@ def _trained(result, kind: str, viz_dir: Optional[str]) -> None:
     if not result.main:
         return  # rank 0 says it
     last = result.metrics[-1]
-    score = (f"test reconstruction {last['test_recon']:.2f}" if kind == "ae"
-             else f"test -ELBO {last['test_nelbo']:.2f}")
-    out.print(f"Saved {result.path} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}: "
-              f"{score} nats per example.")
+    score = f"test reconstruction {last['test_recon']:.2f}" if kind == "ae" else f"test -ELBO {last['test_nelbo']:.2f}"
+    out.print(
+        f"Saved {result.path} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}: {score} nats per example."
+    )
     if viz_dir:
         out.print(f"Pictures of each epoch and the animation: {Path(viz_dir) / 'training.gif'}")
     out.print(f"Next: vae sample {result.path} -o samples.png   |   vae info {result.path}")
@@ -186,8 +251,14 @@ class ProgressReporter:
     REFRESH_S = 0.25  # how often the running loss is read back from the device
 
     def __init__(self) -> None:
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
@@ -201,7 +272,7 @@ class ProgressReporter:
             transient=True,
             disable=not err.is_terminal,  # no bar (nor its blank line) in logs and pipes
         )
-        self.task = None
+        self.task: Any = None
         self.started = False
         self.kind = "vae"
         self._last = 0.0
@@ -211,8 +282,14 @@ class ProgressReporter:
 
         self.kind = config.model
         objective = fmt_objective(dataclasses.asdict(config)) if config.model != "ae" else ""
-        extras = [x for x in (objective if objective != "ELBO" else "",
-                              f"binarized {config.binarize}" if config.binarize != "none" else "") if x]
+        extras = [
+            x
+            for x in (
+                objective if objective != "ELBO" else "",
+                f"binarized {config.binarize}" if config.binarize != "none" else "",
+            )
+            if x
+        ]
         err.print(
             f"Training {'an' if config.model == 'ae' else 'a'} {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}"
             f"{'; ' + ', '.join(extras) if extras else ''}) "
@@ -226,8 +303,13 @@ class ProgressReporter:
 
             rec = config.recipe
             changed = [k for k in changes(dataclasses.asdict(config)) if k in rec["settings"]]
-            err.print(escape(f"Recipe: {rec['name']}" + (f" ({rec['file']})" if rec.get("file") else "")
-                             + (f"; changed by your options: {', '.join(changed)}" if changed else "")))
+            err.print(
+                escape(
+                    f"Recipe: {rec['name']}"
+                    + (f" ({rec['file']})" if rec.get("file") else "")
+                    + (f"; changed by your options: {', '.join(changed)}" if changed else "")
+                )
+            )
         err.print(f"Checkpoint: {path}")
         self.progress.start()
         self.started = True
@@ -244,7 +326,7 @@ class ProgressReporter:
         import time
 
         now = time.perf_counter()
-        fields = {}
+        fields: dict[str, Any] = {}
         if now - self._last >= self.REFRESH_S:
             fields["objective"] = f"{objective.item():.2f}"
             self._last = now
@@ -254,8 +336,9 @@ class ProgressReporter:
         if self.kind == "ae":
             summary = f"test recon [bold]{m['test_recon']:.2f}[/] nats"
         else:
-            summary = (f"test -ELBO [bold]{m['test_nelbo']:.2f}[/] nats "
-                       f"(recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})")
+            summary = (
+                f"test -ELBO [bold]{m['test_nelbo']:.2f}[/] nats (recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})"
+            )
         self.progress.console.print(
             f"epoch {m['epoch']:>3}  train {m['train_nelbo']:.2f}  {summary}  {m['seconds']:.1f} s"
         )

@@ -11,5 +11,17 @@ from .precision import MixedPrecision, native_bf16, resolve_precision
 from .report import Reporter, Silent, TrainResult
 from .run import output_path, resume, run
 
-__all__ = ["run", "resume", "output_path", "TrainConfig", "TrainResult", "Reporter", "Silent", "MixedPrecision",
-           "make_optimizer", "native_bf16", "resolve_precision", "burda_stage"]
+__all__ = [
+    "run",
+    "resume",
+    "output_path",
+    "TrainConfig",
+    "TrainResult",
+    "Reporter",
+    "Silent",
+    "MixedPrecision",
+    "make_optimizer",
+    "native_bf16",
+    "resolve_precision",
+    "burda_stage",
+]

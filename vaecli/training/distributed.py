@@ -49,7 +49,7 @@ class World:
             return idx, 0
         sizes = [len(p) for p in idx.tensor_split(self.size)]
         start = sum(sizes[: self.rank])
-        return idx[start:start + sizes[self.rank]], start
+        return idx[start : start + sizes[self.rank]], start
 
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over all ranks, in place."""
@@ -97,16 +97,19 @@ def start(world: World, device: torch.device) -> tuple[World, torch.device]:
 
     if device.type == "cuda":
         if world.local_rank >= torch.cuda.device_count():
-            raise UsageError(f"local rank {world.local_rank} has no GPU: this machine has "
-                             f"{torch.cuda.device_count()}; start at most that many processes per node")
+            raise UsageError(
+                f"local rank {world.local_rank} has no GPU: this machine has "
+                f"{torch.cuda.device_count()}; start at most that many processes per node"
+            )
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"
     elif device.type == "cpu":
         backend = "gloo"
     else:
-        raise UsageError(f"training on several processes works on CUDA GPUs (NCCL) and on the CPU (gloo), "
-                         f"not on {device.type}")
+        raise UsageError(
+            f"training on several processes works on CUDA GPUs (NCCL) and on the CPU (gloo), not on {device.type}"
+        )
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return World(world.rank, world.size, world.local_rank, backend), device
@@ -144,8 +147,9 @@ def launch(nproc: int, args: list[str]) -> int:
     env = dict(os.environ)
     # torchrun sets 1 thread per process and prints a banner about it; share the cores instead
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    proc = subprocess.Popen([sys.executable, "-m", "vaecli.training.distributed", str(nproc), *args], start_new_session=True,
-                            env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vaecli.training.distributed", str(nproc), *args], start_new_session=True, env=env
+    )
 
     def forward(number, frame):
         proc.send_signal(number)
@@ -163,11 +167,11 @@ def _agent(argv: list[str]) -> int:
     training processes have said what went wrong)."""
     # the training processes say what failed, once, in one line; torchrun's own log would repeat it
     os.environ.setdefault("LOGLEVEL", "CRITICAL")
+    import logging
+
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
-
-    import logging
 
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
 

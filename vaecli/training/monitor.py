@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .. import viz
-from ..errors import UsageError
+from ..errors import UsageError, VaeError
 
 PICTURES = ("recon", "samples", "latent")
 MAX_FRAMES = 200  # training.gif keeps every k-th epoch beyond this, k doubling as needed
@@ -40,7 +41,7 @@ class MetricsLog:
     def __init__(self, checkpoint: Path, earlier: tuple = ()) -> None:
         """``earlier``: the records of the epochs a resumed run already has, written first."""
         self.path = metrics_path(checkpoint)
-        self.file = None
+        self.file: Any = None
         self.earlier = list(earlier)
 
     def epoch_end(self, epoch: int, model, record: dict) -> None:
@@ -112,11 +113,14 @@ def check_viz_dir(folder: Path, force: bool) -> None:
     """Before training: ``--viz-dir`` can be made, and holds no pictures of another run unless
     ``force``."""
     folder = check_folder(folder, "--viz-dir")
-    used = folder.is_dir() and (any(folder.glob(f"{kind}-*.png") for kind in PICTURES)
-                                or (folder / "training.gif").exists())
+    used = folder.is_dir() and (
+        any(folder.glob(f"{kind}-*.png") for kind in PICTURES) or (folder / "training.gif").exists()
+    )
     if used and not force:
-        raise UsageError(f"--viz-dir {folder} already holds pictures of a run; pass --force to "
-                         f"overwrite them, or choose another folder")
+        raise UsageError(
+            f"--viz-dir {folder} already holds pictures of a run; pass --force to "
+            f"overwrite them, or choose another folder"
+        )
 
 
 class TrainingPictures:
@@ -132,7 +136,7 @@ class TrainingPictures:
         self.latent_dim = latent_dim
         self.frames: list = []  # every ``stride``-th epoch
         self.stride = 1
-        self.last = None  # (epoch, frame) of the latest epoch, always the animation's end
+        self.last: Any = None  # (epoch, frame) of the latest epoch, always the animation's end
 
     def epoch_end(self, epoch: int, model, record: dict) -> None:
         from PIL import Image
@@ -149,8 +153,16 @@ class TrainingPictures:
             else:
                 points, _ = pca(mean)
                 axes = ("PC1", "PC2")
-            viz.scatter(points, paths[2], title=f"Posterior means, epoch {epoch}", xlabel=axes[0], ylabel=axes[1],
-                        labels=self.fixed.scatter_labels, class_names=self.fixed.class_names, limits=SCATTER_LIMIT)
+            viz.scatter(
+                points,
+                paths[2],
+                title=f"Posterior means, epoch {epoch}",
+                xlabel=axes[0],
+                ylabel=axes[1],
+                labels=self.fixed.scatter_labels,
+                class_names=self.fixed.class_names,
+                limits=SCATTER_LIMIT,
+            )
         pictures = [viz.to_pil(recon_grid), viz.to_pil(samples_grid)]
         captions = ["test inputs over their reconstructions", "decoded fixed prior draws"]
         if self.latent_dim >= 2:
@@ -201,6 +213,20 @@ def summary_writer():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UsageError("--tensorboard needs the tensorboard package: pip install 'vaecli[tensorboard]' "
-                         "(or pip install tensorboard)") from None
+        raise UsageError(
+            "--tensorboard needs the tensorboard package: pip install 'vaecli[tensorboard]' "
+            "(or pip install tensorboard)"
+        ) from None
     return SummaryWriter
+
+
+def guarded(call, m, reporter, *args) -> bool:
+    """Run a monitor's method; a failure to write is a warning, not the end of training."""
+    try:
+        call(*args)
+        return True
+    except (OSError, VaeError) as exc:
+        reporter.warn(
+            f"could not write the {m.label}: {getattr(exc, 'strerror', None) or exc}; training goes on without it"
+        )
+        return False

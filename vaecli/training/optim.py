@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..config import TrainConfig
@@ -14,5 +16,5 @@ def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.o
     fused implementation (one kernel for all parameters) where the device has it."""
     kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     decay = config.weight_decay if config.weight_decay is not None else (0.01 if config.optimizer == "adamw" else 0.0)
-    fused = device.type in ("cpu", "cuda")
-    return kind(params, lr=config.lr, weight_decay=decay, **({"fused": True} if fused else {}))
+    extra: dict[str, Any] = {"fused": True} if device.type in ("cpu", "cuda") else {}
+    return kind(params, lr=config.lr, weight_decay=decay, **extra)

@@ -19,7 +19,9 @@ def native_bf16(device: torch.device) -> bool:
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         cpu = torch.cpu
-        return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+        return any(
+            getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        )
     return False
 
 
@@ -28,8 +30,10 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise UsageError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16; "
-                         f"use --precision fp16 or fp32")
+        raise UsageError(
+            f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16; "
+            f"use --precision fp16 or fp32"
+        )
     return name
 
 
@@ -75,8 +79,10 @@ class MixedPrecision:
         sd = self.scaler.state_dict()
         if not sd:  # no step taken yet
             return {}
-        return {"amp.scale": torch.tensor(float(sd["scale"]), dtype=torch.float64),
-                "amp.growth_tracker": torch.tensor(int(sd["_growth_tracker"]), dtype=torch.int64)}
+        return {
+            "amp.scale": torch.tensor(float(sd["scale"]), dtype=torch.float64),
+            "amp.growth_tracker": torch.tensor(int(sd["_growth_tracker"]), dtype=torch.int64),
+        }
 
     def restore(self, tensors: dict) -> None:
         if self.scaler is not None and "amp.scale" in tensors:
@@ -100,7 +106,8 @@ class Compiled:
             out = self.call(*args, **kwargs)
         except Exception as exc:  # inductor needs a C++ compiler on the CPU, Triton on GPUs
             first = (str(exc).strip().splitlines() or [""])[0][:200]
-            raise UsageError(f"--compile: torch.compile failed ({type(exc).__name__}: {first}); "
-                             f"train without --compile") from None
+            raise UsageError(
+                f"--compile: torch.compile failed ({type(exc).__name__}: {first}); train without --compile"
+            ) from None
         self.compiled = True
         return out

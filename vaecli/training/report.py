@@ -66,7 +66,7 @@ class StopSignal:
         self.received: Optional[str] = None
         self._previous: dict = {}
 
-    def __enter__(self) -> "StopSignal":
+    def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():  # signal handlers live there
             for name in self.SIGNALS:
                 number = getattr(signal, name)

@@ -51,9 +51,16 @@ def run(config: TrainConfig, reporter: Optional[Reporter] = None) -> TrainResult
     return Trainer(config, path, reporter or Silent()).fit()
 
 
-def resume(path: Path | str, epochs: Optional[int] = None, *, data_dir: Optional[str] = None,
-           download: bool = True, device: Optional[str] = None, save_every: Optional[int] = None,
-           reporter: Optional[Reporter] = None) -> TrainResult:
+def resume(
+    path: Path | str,
+    epochs: Optional[int] = None,
+    *,
+    data_dir: Optional[str] = None,
+    download: bool = True,
+    device: Optional[str] = None,
+    save_every: Optional[int] = None,
+    reporter: Optional[Reporter] = None,
+) -> TrainResult:
     """Continue the run recorded in checkpoint ``path`` up to ``epochs`` epochs in total (default:
     the epochs it was started with), writing to the same file. The dataset, model and training
     settings come from the checkpoint; the optimizer, the learning-rate schedule and the random
@@ -71,8 +78,10 @@ def resume(path: Path | str, epochs: Optional[int] = None, *, data_dir: Optional
     done = ckpt.epoch
     config.epochs = int(epochs) if epochs is not None else int(recorded.get("epochs", done))
     if config.epochs < done or (config.epochs == done and not ckpt.meta.get("progress")):
-        raise UsageError(f"{path} has already trained {done} epoch{'s' if done != 1 else ''}; "
-                         f"give --epochs more than {done} to train on")
+        raise UsageError(
+            f"{path} has already trained {done} epoch{'s' if done != 1 else ''}; "
+            f"give --epochs more than {done} to train on"
+        )
     config.out, config.force = str(path), True
     if data_dir is not None:
         config.data_dir = str(data_dir)

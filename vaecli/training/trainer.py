@@ -15,7 +15,7 @@ from .. import checkpoint
 from ..config import TrainConfig
 from ..data import LoadedDataset, load_dataset
 from ..device import resolve_device
-from ..errors import Interrupted, Terminated, TrainingError, UsageError, VaeError
+from ..errors import Interrupted, Terminated, TrainingError, UsageError
 from ..evaluation import test_pass
 from ..factory import create_model, model_of, model_section
 from ..images import BINARIZE_SEEDS, binarize, to_unit
@@ -23,7 +23,7 @@ from ..model import accumulator_dtype
 from . import distributed, monitor
 from .optim import make_optimizer
 from .precision import Compiled, MixedPrecision
-from .report import Quiet, Reporter, Silent, StopSignal, TrainResult
+from .report import Quiet, Reporter, StopSignal, TrainResult
 
 CHECK_STEPS = 200  # steps between looks at the running objective for non-finite values (a host sync)
 
@@ -34,9 +34,11 @@ class Trainer:
     by Ctrl-C). All randomness of training (batch order, the reparameterisation noise, dynamic
     binarization) comes from one generator on the device, saved with every checkpoint."""
 
-    def __init__(self, config: TrainConfig, path: Path, reporter: Reporter,
-                 ckpt: Optional[checkpoint.Checkpoint] = None) -> None:
-        self.config, self.path, self.reporter, self.ckpt = config, path, reporter, ckpt
+    def __init__(
+        self, config: TrainConfig, path: Path, reporter: Reporter, ckpt: Optional[checkpoint.Checkpoint] = None
+    ) -> None:
+        self.config, self.path, self.reporter = config, path, reporter
+        self.ckpt: Any = ckpt  # None for a fresh run
         self.saved = ""  # what the checkpoint on disk holds, for messages ("" when none yet)
         self.epoch = 0  # the epoch being trained
 
@@ -52,7 +54,7 @@ class Trainer:
             self.world.barrier()  # every rank done before the group is taken down
             return result
         finally:
-            self.objective = None  # DistributedDataParallel holds the process group: let go of it first
+            self.objective: Any = None  # DistributedDataParallel holds the process group: let go of it first
             distributed.stop(self.world)
 
     def _fit(self) -> TrainResult:
@@ -75,7 +77,7 @@ class Trainer:
         finally:
             self.model.noise_rows = None
             for m in monitors:
-                _guarded(m.close, m, self.reporter)
+                monitor.guarded(m.close, m, self.reporter)
         self.model.eval()
         self.model.meta = self.meta
         return TrainResult(self.path, self.model, self.metrics, world.main)
@@ -94,16 +96,20 @@ class Trainer:
             section["input_shape"] = list(data.input_shape)
         else:
             self._check_same_data(data)
-        self.labels = _class_labels(config, data, section)
+        self.labels = data.class_labels(config.model == "cvae", section)
         for note in data.splits.notes:
             reporter.warn(note)
         if ckpt is None and config.kl_warmup > config.epochs:
-            reporter.warn(f"--kl-warmup {config.kl_warmup:g} is longer than the run ({config.epochs} epochs): "
-                          f"the KL weight ends at {config.kl_weight(config.epochs, 1):g}, not {config.beta:g}")
+            reporter.warn(
+                f"--kl-warmup {config.kl_warmup:g} is longer than the run ({config.epochs} epochs): "
+                f"the KL weight ends at {config.kl_weight(config.epochs, 1):g}, not {config.beta:g}"
+            )
         stale = checkpoint.remove_stale_temps(self.path) if world.main else []
         if stale:
-            reporter.warn(f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
-                          f"run left beside {self.path}: {', '.join(stale)}")
+            reporter.warn(
+                f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
+                f"run left beside {self.path}: {', '.join(stale)}"
+            )
         return data
 
     def _build(self, section: dict) -> None:
@@ -147,12 +153,18 @@ class Trainer:
         settings.update(device=str(self.device), out=str(self.path), distributed=self.world.describe())
         settings.pop("force")
         if ckpt is None:
-            self.meta: dict[str, Any] = {"model": section, "data": data.describe(config.binarize),
-                                         "training": settings, "metrics": [], "epoch": 0,
-                                         "created": checkpoint.now()}
+            self.meta: dict[str, Any] = {
+                "model": section,
+                "data": data.describe(config.binarize),
+                "training": settings,
+                "metrics": [],
+                "epoch": 0,
+                "created": checkpoint.now(),
+            }
         else:
-            self.meta = {key: ckpt.meta[key] for key in ("model", "data", "metrics", "epoch", "created")
-                         if key in ckpt.meta}
+            self.meta = {
+                key: ckpt.meta[key] for key in ("model", "data", "metrics", "epoch", "created") if key in ckpt.meta
+            }
             self.meta["training"] = settings
             self.meta["epoch"] = ckpt.epoch
             self.saved = self._describe_saved(ckpt.epoch, (ckpt.meta.get("progress") or {}).get("step"))
@@ -163,12 +175,17 @@ class Trainer:
         config = self.config
         if not self.world.main:
             return []
-        monitors: list = [monitor.MetricsLog(self.path, earlier=self.metrics)]
+        monitors: list = [monitor.MetricsLog(self.path, earlier=tuple(self.metrics))]
         if config.viz_dir or config.tensorboard:
             test_labels = self.labels[1]
-            pictures = monitor.EpochPictures(self.model, self.test[0], test_labels if test_labels is not None
-                                             else data.splits.test.labels, data.splits.class_names,
-                                             config.seed, conditional=config.model == "cvae")
+            pictures = monitor.EpochPictures(
+                self.model,
+                self.test[0],
+                test_labels if test_labels is not None else data.splits.test.labels,
+                data.splits.class_names,
+                config.seed,
+                conditional=config.model == "cvae",
+            )
             if config.viz_dir:
                 monitors.append(monitor.TrainingPictures(Path(config.viz_dir), pictures, self.model.latent_dim))
             if config.tensorboard:
@@ -185,23 +202,27 @@ class Trainer:
                 for epoch in range(first, config.epochs + 1):
                     record = self._epoch(epoch, partial if epoch == first else None)
                     for m in list(monitors):
-                        if not _guarded(m.epoch_end, m, reporter, epoch, self.model, record):
+                        if not monitor.guarded(m.epoch_end, m, reporter, epoch, self.model, record):
                             monitors.remove(m)  # a picture or log that fails never stops training
-                            _guarded(m.close, m, reporter)
+                            monitor.guarded(m.close, m, reporter)
                     if world.any(self.stop.received is not None, self.device) and epoch < config.epochs:
                         raise self._stopped(f"after epoch {epoch}")
         except KeyboardInterrupt:  # a second Ctrl-C: no time to save
-            raise Interrupted(f"interrupted in epoch {self.epoch}, before it could be saved; {self._kept()}"
-                              + (f"; resume with: {self._resume_line()}" if self.saved else "")) from None
+            raise Interrupted(
+                f"interrupted in epoch {self.epoch}, before it could be saved; {self._kept()}"
+                + (f"; resume with: {self._resume_line()}" if self.saved else "")
+            ) from None
 
     def _check_same_data(self, data: LoadedDataset) -> None:
         recorded = self.ckpt.meta["data"]
         then = (recorded.get("n_train"), recorded.get("n_test"), list(self.ckpt.meta["model"]["input_shape"]))
         now = (len(data.splits.train), len(data.splits.test), list(data.input_shape))
         if then != now:
-            raise UsageError(f"--resume {self.path}: the dataset is not the one it was trained on "
-                             f"({then[0]} train / {then[1]} test images of {'x'.join(map(str, then[2]))} then, "
-                             f"{now[0]} / {now[1]} of {'x'.join(map(str, now[2]))} now)")
+            raise UsageError(
+                f"--resume {self.path}: the dataset is not the one it was trained on "
+                f"({then[0]} train / {then[1]} test images of {'x'.join(map(str, then[2]))} then, "
+                f"{now[0]} / {now[1]} of {'x'.join(map(str, now[2]))} now)"
+            )
 
     def _restore(self, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
         """Optimizer and random states as the checkpoint left them (its weights are loaded)."""
@@ -214,8 +235,10 @@ class Trainer:
         if state is not None and torch.device(trained_on).type == self.device.type:
             gen.set_state(state)
         else:
-            self.reporter.warn(f"resuming on {self.device}, not {trained_on or 'the device it was trained on'}: "
-                               f"the random draws from here on differ from those of an uninterrupted run")
+            self.reporter.warn(
+                f"resuming on {self.device}, not {trained_on or 'the device it was trained on'}: "
+                f"the random draws from here on differ from those of an uninterrupted run"
+            )
 
     # -- messages -----------------------------------------------------------------------------
 
@@ -268,18 +291,26 @@ class Trainer:
             if config.binarize == "dynamic":  # a new draw every batch
                 x = torch.bernoulli(x, generator=gen)
             if world.distributed:  # the whole batch was drawn, as one process draws it
-                x = x[offset:offset + len(local)]
+                x = x[offset : offset + len(local)]
                 model.noise_rows = (offset, len(idx))
             lr = config.learning_rate(step, batches)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             beta = config.kl_weight(step + 1, batches)
             with amp.autocast():
-                terms = objective_of(x, beta, gen, labels=None if train_labels is None else train_labels.index_select(0, local),
-                                free_bits=config.free_bits, iw_samples=config.iw_samples)
+                terms = objective_of(
+                    x,
+                    beta,
+                    gen,
+                    labels=None if train_labels is None else train_labels.index_select(0, local),
+                    free_bits=config.free_bits,
+                    iw_samples=config.iw_samples,
+                )
             optimizer.zero_grad(set_to_none=True)
             # the gradient of the batch's mean: ranks' shards may differ by one example
-            amp.backward(terms.objective if not world.distributed else terms.objective * (world.size * len(local) / len(idx)))
+            amp.backward(
+                terms.objective if not world.distributed else terms.objective * (world.size * len(local) / len(idx))
+            )
             if config.grad_clip:
                 amp.unscale(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -316,8 +347,10 @@ class Trainer:
             "seconds": train_seconds,
         }
         if not math.isfinite(test["nelbo"]):
-            raise TrainingError(f"the test loss became non-finite after epoch {epoch}; {self._kept()}; "
-                                f"try a smaller --lr or --grad-clip")
+            raise TrainingError(
+                f"the test loss became non-finite after epoch {epoch}; {self._kept()}; "
+                f"try a smaller --lr or --grad-clip"
+            )
         self.meta["metrics"] = self.metrics + [record]
         self.meta["epoch"] = epoch
         self._save(epoch, None, objectives)
@@ -332,8 +365,10 @@ class Trainer:
             return
         bad = (~torch.isfinite(objectives[:steps])).nonzero()
         where = f"at step {int(bad[0]) + 1} of {self.batches}" if len(bad) else f"by step {steps} of {self.batches}"
-        raise TrainingError(f"the training loss or its gradients became non-finite in epoch {epoch} {where}; "
-                            f"{self._kept()}; try a smaller --lr or --grad-clip")
+        raise TrainingError(
+            f"the training loss or its gradients became non-finite in epoch {epoch} {where}; "
+            f"{self._kept()}; try a smaller --lr or --grad-clip"
+        )
 
     def _save(self, epoch: int, partial: Optional[tuple], objectives: torch.Tensor) -> None:
         """Write the checkpoint: after an epoch (``partial`` None, ``self.meta`` already holds its
@@ -346,35 +381,10 @@ class Trainer:
             meta = {**meta, "progress": {"epoch": epoch, "step": i, "seconds": seconds}}
             extra.update({"progress.order": order, "progress.sums": self.world.sum_(sums.clone()).double()})
         if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
-            raise TrainingError(f"the weights became non-finite in epoch {epoch}; nothing of it was saved; "
-                                f"{self._kept()}; try a smaller --lr or --grad-clip")
+            raise TrainingError(
+                f"the weights became non-finite in epoch {epoch}; nothing of it was saved; "
+                f"{self._kept()}; try a smaller --lr or --grad-clip"
+            )
         if self.world.main:  # one writer
             checkpoint.save(self.path, self.model, meta, optimizer=self.optimizer, rng=True, extra=extra)
         self.saved = self._describe_saved(meta["epoch"], None if partial is None else partial[0])
-
-
-def _guarded(call, m, reporter, *args) -> bool:
-    """Run a monitor's method; a failure to write is a warning, not the end of training."""
-    try:
-        call(*args)
-        return True
-    except (OSError, VaeError) as exc:
-        warn = getattr(reporter, "warn", Silent().warn)
-        warn(f"could not write the {m.label}: {getattr(exc, 'strerror', None) or exc}; training goes on without it")
-        return False
-
-
-def _class_labels(config: TrainConfig, data: LoadedDataset, section: dict):
-    """The labels a cvae is conditioned on (train, test), with ``num_classes`` recorded in
-    ``section``; (None, None) for other models."""
-    if config.model != "cvae":
-        return None, None
-    train, test = data.splits.train.labels, data.splits.test.labels
-    if train is None or test is None:
-        raise UsageError(f"--model cvae needs class labels, and dataset '{config.dataset}' has none")
-    names = data.splits.class_names
-    k = len(names) if names else int(max(train.max(), test.max())) + 1
-    if min(int(train.min()), int(test.min())) < 0 or max(int(train.max()), int(test.max())) >= k:
-        raise VaeError(f"dataset '{config.dataset}' has labels outside 0..{k - 1}")
-    section["num_classes"] = k
-    return train.long(), test.long()

@@ -18,8 +18,15 @@ WIDE = {"COLUMNS": "200"}  # a table that is not squeezed, whatever the terminal
 
 
 def _train(path, **settings):
-    options = dict(dataset="shapes", dataset_options={"n_train": 96, "n_test": 48, "size": 8},
-                   arch_options={"hidden": (32,)}, latent_dim=3, epochs=2, batch_size=32, device="cpu")
+    options = dict(
+        dataset="shapes",
+        dataset_options={"n_train": 96, "n_test": 48, "size": 8},
+        arch_options={"hidden": (32,)},
+        latent_dim=3,
+        epochs=2,
+        batch_size=32,
+        device="cpu",
+    )
     options.update(settings)
     vaecli.train(out=str(path), **options)
     return path
@@ -201,7 +208,9 @@ def test_the_command_is_credited_to_the_plugin():
 
 
 def test_importing_the_plugin_is_light():
-    code = ("import sys, vaecli_compare; "
-            "print(sorted(m for m in ('matplotlib', 'torch', 'rich.table') if m in sys.modules))")
+    code = (
+        "import sys, vaecli_compare; "
+        "print(sorted(m for m in ('matplotlib', 'torch', 'rich.table') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

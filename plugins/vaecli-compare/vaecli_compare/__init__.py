@@ -24,10 +24,15 @@ __version__ = "0.1.0"
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 DEFAULT_METRIC = "test_nelbo"
 LABELS = {  # per-epoch metric -> how the table and the plot name it
-    "train_nelbo": "train -ELBO", "test_nelbo": "test -ELBO",
-    "train_recon": "train recon", "test_recon": "test recon",
-    "train_kl": "train KL", "test_kl": "test KL",
-    "train_objective": "train objective", "kl_weight": "KL weight", "lr": "learning rate",
+    "train_nelbo": "train -ELBO",
+    "test_nelbo": "test -ELBO",
+    "train_recon": "train recon",
+    "test_recon": "test recon",
+    "train_kl": "train KL",
+    "test_kl": "test KL",
+    "train_objective": "train objective",
+    "kl_weight": "KL weight",
+    "lr": "learning rate",
 }
 NATS = ("nelbo", "loss", "recon", "kl", "objective")  # metrics named *_<one of these> are nats per example
 
@@ -72,8 +77,7 @@ def metric_names(metas: list[dict]) -> list[str]:
     common: Optional[set] = None
     for meta in metas:
         for m in meta["metrics"]:
-            keys = {k for k, v in m.items()
-                    if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            keys = {k for k, v in m.items() if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)}
             common = keys if common is None else common & keys
     return sorted(common or ())
 
@@ -122,10 +126,15 @@ def summarize(path, meta: dict, metric: str = DEFAULT_METRIC) -> dict:
 def not_comparable(rows: list[dict]) -> list[str]:
     """Why the runs' nats per example do not measure the same thing (empty if they do)."""
     reasons = []
-    for key, what in (("dataset", "datasets"), ("input_shape", "image shapes"),
-                      ("likelihood", "likelihoods"), ("binarize", "binarizations")):
-        values = list(dict.fromkeys(
-            "x".join(map(str, r[key])) if isinstance(r[key], list) else str(r[key]) for r in rows))
+    for key, what in (
+        ("dataset", "datasets"),
+        ("input_shape", "image shapes"),
+        ("likelihood", "likelihoods"),
+        ("binarize", "binarizations"),
+    ):
+        values = list(
+            dict.fromkeys("x".join(map(str, r[key])) if isinstance(r[key], list) else str(r[key]) for r in rows)
+        )
         if len(values) > 1:
             reasons.append(f"different {what} ({', '.join(values)})")
     return reasons
@@ -148,8 +157,13 @@ def table(rows: list[dict], metric: str):
 
     lowest = min((r["best"] for r in rows if r["best"] is not None), default=None)
     unit = ", nats per example" if in_nats(metric) else ""
-    t = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''}{unit}; the lowest {label(metric)} in green",
-              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    t = Table(
+        title=f"{len(rows)} run{'s' if len(rows) != 1 else ''}{unit}; the lowest {label(metric)} in green",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     cells = []
     for r in rows:
         best = _fmt(r["best"], metric)
@@ -159,10 +173,22 @@ def table(rows: list[dict], metric: str):
         if r["objective"] not in ("ELBO", "reconstruction"):
             model += f", {r['objective']}"
         binarized = f", binarized {r['binarize']}" if r["binarize"] != "none" else ""
-        cells.append([escape(r["file"]), escape(model), escape(str(r["architecture"])),
-                      escape(f"{r['likelihood']}{binarized}"), escape(str(r["dataset"])), str(r["epochs"]),
-                      f"{r['parameters']:,}", _fmt(r["final_train_loss"]), _fmt(r["final_test_loss"]), best,
-                      str(r["best_epoch"] or "-"), f"{r['seconds']:.1f}"])
+        cells.append(
+            [
+                escape(r["file"]),
+                escape(model),
+                escape(str(r["architecture"])),
+                escape(f"{r['likelihood']}{binarized}"),
+                escape(str(r["dataset"])),
+                str(r["epochs"]),
+                f"{r['parameters']:,}",
+                _fmt(r["final_train_loss"]),
+                _fmt(r["final_test_loss"]),
+                best,
+                str(r["best_epoch"] or "-"),
+                f"{r['seconds']:.1f}",
+            ]
+        )
     t.add_column("file", no_wrap=True)
     for name in ("model", "arch", "likelihood", "dataset"):
         t.add_column(name)
@@ -195,8 +221,15 @@ def plot_curves(rows: list[dict], metas: list[dict], metric: str, path: Path, av
         colour = f"C{i % 10}"
         epochs = [m["epoch"] for m in meta["metrics"]]
         for key, style in keys:
-            ax.plot(epochs, [m[key] for m in meta["metrics"]], linestyle=style, color=colour,
-                    marker="o" if longest <= 30 else None, markersize=3, linewidth=1.6)
+            ax.plot(
+                epochs,
+                [m[key] for m in meta["metrics"]],
+                linestyle=style,
+                color=colour,
+                marker="o" if longest <= 30 else None,
+                markersize=3,
+                linewidth=1.6,
+            )
         handles.append(Line2D([], [], color=colour, label=row["file"]))
     if len(keys) == 2:
         handles.append(Line2D([], [], linestyle="none", label=" "))  # a gap between runs and styles
@@ -214,8 +247,9 @@ def plot_curves(rows: list[dict], metas: list[dict], metric: str, path: Path, av
 # -- the command --------------------------------------------------------------------------------
 
 
-def run(ckpts: list, output: Optional[Path] = None, metric: str = DEFAULT_METRIC,
-        sort: bool = False, as_json: bool = False) -> list[dict]:
+def run(
+    ckpts: list, output: Optional[Path] = None, metric: str = DEFAULT_METRIC, sort: bool = False, as_json: bool = False
+) -> list[dict]:
     """What ``vae compare`` does; returns the rows."""
     from rich.markup import escape
 
@@ -237,8 +271,9 @@ def run(ckpts: list, output: Optional[Path] = None, metric: str = DEFAULT_METRIC
         rows, metas = [rows[i] for i in order], [metas[i] for i in order]
     reasons = not_comparable(rows)
     if reasons:
-        err.print("[yellow]vae: warning:[/] these runs' nats per example are not comparable: "
-                  + escape("; ".join(reasons)))
+        err.print(
+            "[yellow]vae: warning:[/] these runs' nats per example are not comparable: " + escape("; ".join(reasons))
+        )
     if output is not None:
         plot_curves(rows, metas, metric, output, available)
     if as_json:
@@ -254,11 +289,41 @@ def run(ckpts: list, output: Optional[Path] = None, metric: str = DEFAULT_METRIC
 def register_commands(app: typer.Typer) -> None:
     @app.command()
     def compare(
-        checkpoints: Annotated[List[Path], typer.Argument(metavar="CKPT", help="Checkpoints written by vae train, in the order to show them.", show_default=False)],
-        output: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also draw the learning curves into this picture: .png, .pdf or .svg.", show_default=False)] = None,
-        metric: Annotated[str, typer.Option("--metric", "-m", help="Per-epoch metric for the 'best' column and the plot: test_nelbo (the test -ELBO), test_recon, test_kl, train_nelbo, ...")] = DEFAULT_METRIC,
-        sort: Annotated[bool, typer.Option("--sort", help="Order the runs by the best value of --metric, lowest first (default: as given).")] = False,
-        as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON (a list of objects, numbers as numbers) instead of the table.")] = False,
+        checkpoints: Annotated[
+            List[Path],
+            typer.Argument(
+                metavar="CKPT", help="Checkpoints written by vae train, in the order to show them.", show_default=False
+            ),
+        ],
+        output: Annotated[
+            Optional[Path],
+            typer.Option(
+                "--out",
+                "-o",
+                help="Also draw the learning curves into this picture: .png, .pdf or .svg.",
+                show_default=False,
+            ),
+        ] = None,
+        metric: Annotated[
+            str,
+            typer.Option(
+                "--metric",
+                "-m",
+                help="Per-epoch metric for the 'best' column and the plot: test_nelbo (the test -ELBO), test_recon, test_kl, train_nelbo, ...",
+            ),
+        ] = DEFAULT_METRIC,
+        sort: Annotated[
+            bool,
+            typer.Option(
+                "--sort", help="Order the runs by the best value of --metric, lowest first (default: as given)."
+            ),
+        ] = False,
+        as_json: Annotated[
+            bool,
+            typer.Option(
+                "--json", help="Print the rows as JSON (a list of objects, numbers as numbers) instead of the table."
+            ),
+        ] = False,
     ) -> None:
         """Compare training runs side by side from their checkpoints.
 

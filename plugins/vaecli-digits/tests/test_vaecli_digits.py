@@ -12,8 +12,8 @@ from sklearn.datasets import load_digits
 
 import vaecli
 from vaecli import testing
-from vaecli.plugins import registry
 from vaecli.errors import DataUnavailableError
+from vaecli.plugins import registry
 from vaecli_digits import split_indices
 
 N = 1797
@@ -67,8 +67,12 @@ def test_pixels_are_the_sklearn_values_scaled_to_8_bits(splits, sklearn_digits):
     assert raw[0].tolist() == [0, 0, 5, 13, 9, 1, 0, 0] and raw[2, 6] == 8
     both = torch.cat([splits.train.images, splits.test.images])[:, 0]
     labels = torch.cat([splits.train.labels, splits.test.labels])
-    found = [i for i in range(N) if both[i, 0].tolist() == [0, 0, 80, 207, 143, 16, 0, 0]
-             and np.array_equal(both[i].numpy(), np.rint(raw * 255 / 16))]
+    found = [
+        i
+        for i in range(N)
+        if both[i, 0].tolist() == [0, 0, 80, 207, 143, 16, 0, 0]
+        and np.array_equal(both[i].numpy(), np.rint(raw * 255 / 16))
+    ]
     assert len(found) == 1 and labels[found[0]] == 0
     assert both[found[0], 2, 6] == 128  # 8 * 255 / 16 = 127.5 rounds up
     assert both.dtype == torch.uint8 and int(both.max()) == 255 and int(both.min()) == 0
@@ -92,8 +96,9 @@ def test_the_plugin_is_found_through_its_entry_point():
 @pytest.mark.parametrize("fraction", ["1.5", "0", "0.0001"])
 def test_a_bad_test_fraction_is_one_error_line(fraction, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = testing.invoke("train", "digits", "--data-option", f"test_fraction={fraction}",
-                            "--epochs", "1", "--device", "cpu")
+    result = testing.invoke(
+        "train", "digits", "--data-option", f"test_fraction={fraction}", "--epochs", "1", "--device", "cpu"
+    )
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and "test_fraction" in lines[0], result.stderr
@@ -104,8 +109,9 @@ def test_a_bad_test_fraction_is_one_error_line(fraction, tmp_path, monkeypatch):
 
 def test_train_sample_evaluate_through_the_cli(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = testing.invoke("train", "digits", "--epochs", "1", "--device", "cpu", "--batch-size", "64",
-                            "-o", "d.safetensors")
+    result = testing.invoke(
+        "train", "digits", "--epochs", "1", "--device", "cpu", "--batch-size", "64", "-o", "d.safetensors"
+    )
     assert result.exit_code == 0, result.output
     data = vaecli.metadata("d.safetensors")["data"]
     assert data["dataset"]["provider"]["distribution"] == "vaecli-digits"
@@ -131,8 +137,22 @@ def test_train_sample_evaluate_through_the_cli(tmp_path, monkeypatch):
 
 def test_a_cvae_trains_on_digits(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = testing.invoke("train", "digits", "--model", "cvae", "--latent-dim", "2", "--epochs", "1",
-                            "--device", "cpu", "--batch-size", "64", "-o", "c.safetensors")
+    result = testing.invoke(
+        "train",
+        "digits",
+        "--model",
+        "cvae",
+        "--latent-dim",
+        "2",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "64",
+        "-o",
+        "c.safetensors",
+    )
     assert result.exit_code == 0, result.output
     assert vaecli.metadata("c.safetensors")["model"]["kind"] == "cvae"
 

@@ -91,10 +91,12 @@ def load_digits(request: vaecli.DataRequest, options: DigitsOptions) -> vaecli.D
 
 @vaecli.hookimpl
 def register_datasets(register):
-    register(vaecli.DatasetSpec(
-        name="digits",
-        help="UCI handwritten digits (8x8 grey, 1797 images, 10 classes) bundled with scikit-learn; "
-             "no download. test_fraction of each class is held out (seeded).",
-        load=load_digits,
-        options=DigitsOptions,
-    ))
+    register(
+        vaecli.DatasetSpec(
+            name="digits",
+            help="UCI handwritten digits (8x8 grey, 1797 images, 10 classes) bundled with scikit-learn; "
+            "no download. test_fraction of each class is held out (seeded).",
+            load=load_digits,
+            options=DigitsOptions,
+        )
+    )

@@ -105,17 +105,33 @@ def test_found_through_its_entry_point():
     assert [(e.group, e.name, e.value) for e in entry_points] == [("vaecli", "resnet", "vaecli_resnet")]
 
 
-@pytest.mark.parametrize("option, message", [
-    ("channels=8,8,8,8", "8x8 images allow at most 3 stages"),
-    ("channels=8,0", "channels must be positive"),
-    ("channels=", "channels needs at least one entry"),
-    ("blocks=0", "blocks must be at least 1"),
-    ("groups=-2", "groups must be at least 1"),
-    ("depth=3", "has no option depth"),
-])
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("channels=8,8,8,8", "8x8 images allow at most 3 stages"),
+        ("channels=8,0", "channels must be positive"),
+        ("channels=", "channels needs at least one entry"),
+        ("blocks=0", "blocks must be at least 1"),
+        ("groups=-2", "groups must be at least 1"),
+        ("depth=3", "has no option depth"),
+    ],
+)
 def test_bad_option_is_a_one_line_usage_error(in_tmp, option, message):
-    result = testing.invoke("train", "shapes", "--arch", "resnet", "--arch-option", option, *TINY_SHAPES,
-                            "--data-option", "size=8", "--epochs", "1", "--device", "cpu")
+    result = testing.invoke(
+        "train",
+        "shapes",
+        "--arch",
+        "resnet",
+        "--arch-option",
+        option,
+        *TINY_SHAPES,
+        "--data-option",
+        "size=8",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
@@ -126,9 +142,27 @@ def test_bad_option_is_a_one_line_usage_error(in_tmp, option, message):
 
 def test_train_sample_and_metadata_through_the_cli(in_tmp):
     ckpt = in_tmp / "resnet.safetensors"
-    result = testing.invoke("train", "shapes", "--arch", "resnet", "--arch-option", "channels=4,8",
-                            "--arch-option", "groups=2", *TINY_SHAPES, "--data-option", "size=16",
-                            "--epochs", "1", "--latent-dim", "4", "--device", "cpu", "-o", ckpt)
+    result = testing.invoke(
+        "train",
+        "shapes",
+        "--arch",
+        "resnet",
+        "--arch-option",
+        "channels=4,8",
+        "--arch-option",
+        "groups=2",
+        *TINY_SHAPES,
+        "--data-option",
+        "size=16",
+        "--epochs",
+        "1",
+        "--latent-dim",
+        "4",
+        "--device",
+        "cpu",
+        "-o",
+        ckpt,
+    )
     assert result.exit_code == 0, result.output
     result = testing.invoke("sample", ckpt, "-n", "4", "-o", "grid.png")
     assert result.exit_code == 0, result.output
@@ -147,9 +181,27 @@ def test_train_sample_and_metadata_through_the_cli(in_tmp):
 
 
 def test_cvae_trains_through_the_cli(in_tmp):
-    result = testing.invoke("train", "shapes", "--model", "cvae", "--arch", "resnet",
-                            "--arch-option", "channels=4,8", "--arch-option", "groups=2", *TINY_SHAPES,
-                            "--data-option", "size=16", "--epochs", "1", "--device", "cpu", "-o", "c.safetensors")
+    result = testing.invoke(
+        "train",
+        "shapes",
+        "--model",
+        "cvae",
+        "--arch",
+        "resnet",
+        "--arch-option",
+        "channels=4,8",
+        "--arch-option",
+        "groups=2",
+        *TINY_SHAPES,
+        "--data-option",
+        "size=16",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "-o",
+        "c.safetensors",
+    )
     assert result.exit_code == 0, result.output
     meta = vaecli.metadata(in_tmp / "c.safetensors")
     assert meta["model"]["kind"] == "cvae" and meta["model"]["num_classes"] > 0

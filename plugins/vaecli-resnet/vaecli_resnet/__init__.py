@@ -53,18 +53,19 @@ def build_resnet(shape: vaecli.ModelShape, options: ResNetOptions):
     sides = stage_sides(*shape.input_shape[1:], options.channels)  # ValueError if too small
     return (
         ResNetEncoder(shape.input_shape, shape.latent_dim, options, sides, shape.num_classes),
-        ResNetDecoder(shape.input_shape, shape.latent_dim, shape.params_per_pixel, options, sides,
-                      shape.num_classes),
+        ResNetDecoder(shape.input_shape, shape.latent_dim, shape.params_per_pixel, options, sides, shape.num_classes),
     )
 
 
 @vaecli.hookimpl
 def register_architectures(register):
-    register(vaecli.ArchitectureSpec(
-        name="resnet",
-        help="Residual conv encoder/decoder (GroupNorm, SiLU, stride-2 stages); for 32x32 and 64x64 "
-             "RGB, adapts to any image size.",
-        build=build_resnet,
-        options=ResNetOptions,
-        conditional=True,
-    ))
+    register(
+        vaecli.ArchitectureSpec(
+            name="resnet",
+            help="Residual conv encoder/decoder (GroupNorm, SiLU, stride-2 stages); for 32x32 and 64x64 "
+            "RGB, adapts to any image size.",
+            build=build_resnet,
+            options=ResNetOptions,
+            conditional=True,
+        )
+    )

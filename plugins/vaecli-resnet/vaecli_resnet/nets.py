@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vaecli.nets import with_labels
+
 
 def stage_sides(height: int, width: int, channels) -> list[tuple[int, int]]:
     """The sizes ``[(H, W), ...]`` before and after each stage (``len(channels) + 1`` entries).
@@ -30,11 +32,15 @@ def stage_sides(height: int, width: int, channels) -> list[tuple[int, int]]:
         side, most = (side + 1) // 2, most + 1
     if len(channels) > most:
         if most == 0:
-            raise ValueError(f"{height}x{width} images are too small for a stride-2 stage (it needs both "
-                             f"sides at least 2); use the mlp architecture")
-        raise ValueError(f"{height}x{width} images allow at most {most} stage{'s' if most > 1 else ''}, one per "
-                         f"entry of channels, which has {len(channels)}; give fewer, e.g. "
-                         f"--arch-option channels={','.join(str(c) for c in channels[:most])}")
+            raise ValueError(
+                f"{height}x{width} images are too small for a stride-2 stage (it needs both "
+                f"sides at least 2); use the mlp architecture"
+            )
+        raise ValueError(
+            f"{height}x{width} images allow at most {most} stage{'s' if most > 1 else ''}, one per "
+            f"entry of channels, which has {len(channels)}; give fewer, e.g. "
+            f"--arch-option channels={','.join(str(c) for c in channels[:most])}"
+        )
     sides = [(height, width)]
     for _ in channels:
         h, w = sides[-1]
@@ -52,8 +58,12 @@ class ResBlock(nn.Module):
     def __init__(self, channels: int, groups: int) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _norm(channels, groups), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
-            _norm(channels, groups), nn.SiLU(), nn.Conv2d(channels, channels, 3, padding=1),
+            _norm(channels, groups),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            _norm(channels, groups),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,19 +80,6 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, size=self.size, mode="nearest"))
-
-
-def _with_labels(h: torch.Tensor, y: Optional[torch.Tensor], num_classes: int, who: str) -> torch.Tensor:
-    """``h`` (B, N) -> (B, N + K): the one-hot labels appended when the module is conditional."""
-    if num_classes == 0:
-        if y is not None:
-            raise TypeError(f"{who} is unconditional (num_classes=0): call it without labels")
-        return h
-    if y is None or y.dim() != 2 or y.shape[0] != h.shape[0] or y.shape[1] != num_classes:
-        got = "none" if y is None else f"shape {tuple(y.shape)}"
-        raise TypeError(f"{who} is class-conditional: call it with one-hot labels y of shape "
-                        f"({h.shape[0]}, {num_classes}) as its second argument, got {got}")
-    return torch.cat([h, y.to(h.dtype)], dim=1)
 
 
 class ResNetEncoder(nn.Module):
@@ -102,7 +99,7 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.convs(x)  # (B, channels[-1], h, w): the last entry of sides
-        h = _with_labels(features.flatten(1), y, self.num_classes, "ResNetEncoder")  # (B, F + K)
+        h = with_labels(features.flatten(1), y, self.num_classes, "ResNetEncoder")  # (B, F + K)
         mean, logvar = self.head(h).chunk(2, dim=-1)  # (B, D), (B, D)
         return mean, logvar
 
@@ -111,8 +108,9 @@ class ResNetDecoder(nn.Module):
     """z (B, D) [+ y] -> linear -> feature map -> stages (residual blocks, upsample) -> norm,
     SiLU -> conv -> likelihood parameters (B, P*C, H, W)."""
 
-    def __init__(self, input_shape, latent_dim: int, params_per_pixel: int, options, sides,
-                 num_classes: int = 0) -> None:
+    def __init__(
+        self, input_shape, latent_dim: int, params_per_pixel: int, options, sides, num_classes: int = 0
+    ) -> None:
         super().__init__()
         channels, groups = options.channels, options.groups
         self.num_classes = int(num_classes)
@@ -122,10 +120,13 @@ class ResNetDecoder(nn.Module):
         for i in reversed(range(len(channels))):  # stage i: blocks at sides[i + 1], then up to sides[i]
             layers += [ResBlock(channels[i], groups) for _ in range(options.blocks)]
             layers.append(Upsample(channels[i], channels[max(i - 1, 0)], sides[i]))
-        layers += [_norm(channels[0], groups), nn.SiLU(),
-                   nn.Conv2d(channels[0], params_per_pixel * input_shape[0], 3, padding=1)]
+        layers += [
+            _norm(channels[0], groups),
+            nn.SiLU(),
+            nn.Conv2d(channels[0], params_per_pixel * input_shape[0], 3, padding=1),
+        ]
         self.convs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
-        h = self.head(_with_labels(z, y, self.num_classes, "ResNetDecoder"))  # (B, F)
+        h = self.head(with_labels(z, y, self.num_classes, "ResNetDecoder"))  # (B, F)
         return self.convs(h.view(z.shape[0], *self.feature_shape))  # (B, P*C, H, W)
