@@ -270,7 +270,7 @@ def test_folder_path_is_stored_absolute(tmp_path):
     png(tmp_path / "rel" / "b.png", grey(2))
     data = load_dataset("folder:rel")  # the tests run in tmp_path
     assert data.options.path == str((tmp_path / "rel").resolve())
-    assert data.describe()["dataset"]["options"]["path"] == str((tmp_path / "rel").resolve())
+    assert data.section()["dataset"]["options"]["path"] == str((tmp_path / "rel").resolve())
 
 
 def test_folder_skips_non_images_in_one_note_and_ignores_dot_files(tmp_path):

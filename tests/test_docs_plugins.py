@@ -229,3 +229,28 @@ def test_the_pages_testing_snippet_runs(tmp_path, monkeypatch):
     namespace["test_linear"]()
     namespace["test_train_through_the_cli"](tmp_path, monkeypatch)
     assert (tmp_path / "stripes-linear.safetensors").exists()
+
+
+TOOLBOX = (
+    "vaecli.console",
+    "vaecli.inputs",
+    "vaecli.viz",
+    "vaecli.nets",
+    "vaecli.images",
+    "vaecli.errors",
+    "vaecli.likelihood",
+    "vaecli.testing",
+)
+
+
+@pytest.mark.parametrize("module", TOOLBOX)
+def test_every_toolbox_name_is_listed_in_all_and_on_the_page(module):
+    mod = importlib.import_module(module)
+    names = getattr(mod, "__all__", None)
+    assert names, f"{module} has no __all__"
+    section = TEXT[TEXT.index("## The toolbox") : TEXT.index("## Checkpoints remember your plugin")]
+    for name in names:
+        assert hasattr(mod, name), f"{module}.__all__ names {name}, which it lacks"
+        assert f"`{name}" in section or f"{name}`" in section or f".{name}`" in section, (
+            f"docs/plugins.md's toolbox section does not name {module}.{name}"
+        )

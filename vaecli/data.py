@@ -67,7 +67,7 @@ class LoadedDataset:
         section["num_classes"] = k
         return train.long(), test.long()
 
-    def describe(self, binarize: str = "none") -> dict:
+    def section(self, binarize: str = "none") -> dict:
         """The ``data`` section of a checkpoint's metadata."""
         return {
             "dataset": {

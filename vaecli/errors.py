@@ -7,6 +7,18 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+__all__ = [
+    "VaeError",
+    "UsageError",
+    "CheckpointError",
+    "PluginMissingError",
+    "DataUnavailableError",
+    "TrainingError",
+    "Interrupted",
+    "Terminated",
+    "unknown_name",
+]
+
 
 class VaeError(Exception):
     """A failure at run time that is not a bug of vaecli (exit code 1)."""

@@ -18,8 +18,17 @@ from typing import Optional
 import torch
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "mlp_layers", "with_labels", "max_conv_layers", "conv_sides", "MLPEncoder", "MLPDecoder",
-           "ConvEncoder", "ConvDecoder"]
+__all__ = [
+    "ACTIVATIONS",
+    "mlp_layers",
+    "with_labels",
+    "max_conv_layers",
+    "conv_sides",
+    "MLPEncoder",
+    "MLPDecoder",
+    "ConvEncoder",
+    "ConvDecoder",
+]
 
 ACTIVATIONS = {
     "relu": nn.ReLU,

@@ -36,7 +36,7 @@ def _short(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else _value(value)
 
 
-def describe(settings: dict) -> str:
+def one_line(settings: dict) -> str:
     """One line of what a recipe trains, from the settings it sets."""
     s = settings
     parts = []

@@ -43,7 +43,7 @@ from typing import Any, Optional
 from .config import TrainConfig, flag_of, settings
 from .errors import UsageError, unknown_name
 from .hookspecs import RecipeSpec
-from .recipe_text import PARENT, changes, citation, describe, published_text, repeat_command, to_toml
+from .recipe_text import PARENT, changes, citation, one_line, published_text, repeat_command, to_toml
 
 __all__ = [
     "Recipe",
@@ -56,7 +56,7 @@ __all__ = [
     "config",
     "changes",
     "citation",
-    "describe",
+    "one_line",
     "published_text",
     "repeat_command",
     "to_json",
@@ -293,5 +293,5 @@ def to_json(recipe: Recipe) -> dict:
         "published": spec.published,
         "file": recipe.file,
         "provider": recipe.provider,
-        "trains": describe(spec.settings),
+        "trains": one_line(spec.settings),
     }

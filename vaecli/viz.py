@@ -14,6 +14,23 @@ import torch
 
 from .errors import UsageError, VaeError
 
+__all__ = [
+    "check_output",
+    "grid",
+    "above",
+    "save_image",
+    "save_grid",
+    "save_gif",
+    "write_file",
+    "to_pil",
+    "scatter",
+    "image_table",
+    "panels",
+    "IMAGE_SUFFIXES",
+    "ANIMATION_SUFFIXES",
+    "PLOT_SUFFIXES",
+]
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 ANIMATION_SUFFIXES = (".gif",)
 PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".pdf", ".svg")

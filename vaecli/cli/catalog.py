@@ -59,7 +59,7 @@ def recipes_command(
     for r in every:
         table.add_row(
             r.name,
-            escape(recipes.describe(r.spec.settings)),
+            escape(recipes.one_line(r.spec.settings)),
             escape(recipes.citation(r.spec.source)),
             escape(recipes.published_text(r.spec.published)) or "-",
             *([fmt_provider(r.provider)] if plugins else []),

@@ -155,7 +155,7 @@ class Trainer:
         if ckpt is None:
             self.meta: dict[str, Any] = {
                 "model": section,
-                "data": data.describe(config.binarize),
+                "data": data.section(config.binarize),
                 "training": settings,
                 "metrics": [],
                 "epoch": 0,

@@ -88,8 +88,8 @@ def test_json_rows_are_the_checkpoints_numbers(runs, metric):
     for row, name in zip(rows, names):
         meta = vaecli.metadata(name)
         metrics = meta["metrics"]
-        assert row["final_test_loss"] == metrics[-1]["test_nelbo"]
-        assert row["final_train_loss"] == metrics[-1]["train_nelbo"]
+        assert row["final_test_nelbo"] == metrics[-1]["test_nelbo"]
+        assert row["final_train_nelbo"] == metrics[-1]["train_nelbo"]
         assert (row["best"], row["best_epoch"]) == _best(meta, metric)
         assert row["metric"] == metric
         assert row["epochs"] == meta["epoch"] == len(metrics)
