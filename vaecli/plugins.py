@@ -15,7 +15,6 @@ import dataclasses
 import importlib
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Optional, cast
@@ -307,7 +306,9 @@ class Registry:
 
 
 def _print_warning(message: str) -> None:
-    print(f"vae: warning: {message}", file=sys.stderr)
+    from .console import warn
+
+    warn(message)
 
 
 _REGISTRY: Optional[Registry] = None

@@ -139,8 +139,8 @@ def train(ctx: typer.Context, **values: Any) -> None:
     or a kill leaves the last one intact; Ctrl-C saves the run where it is and says how to
     continue it: vae train --resume CKPT --epochs N.
     """
-    from ..training import resume as resume_run
-    from ..training import run
+    from ..api import resume as resume_run
+    from ..api import train as run
 
     if values["nproc"] != 1:
         _launch_processes(ctx, values["nproc"])

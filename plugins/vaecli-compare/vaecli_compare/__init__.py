@@ -251,10 +251,9 @@ def run(
     ckpts: list, output: Optional[Path] = None, metric: str = DEFAULT_METRIC, sort: bool = False, as_json: bool = False
 ) -> list[dict]:
     """What ``vae compare`` does; returns the rows."""
-    from rich.markup import escape
 
     from vaecli import viz
-    from vaecli.console import err, out
+    from vaecli.console import out, warn
 
     if output is not None:
         target = Path(output).expanduser().resolve()
@@ -271,9 +270,7 @@ def run(
         rows, metas = [rows[i] for i in order], [metas[i] for i in order]
     reasons = not_comparable(rows)
     if reasons:
-        err.print(
-            "[yellow]vae: warning:[/] these runs' nats per example are not comparable: " + escape("; ".join(reasons))
-        )
+        warn("these runs' nats per example are not comparable: " + "; ".join(reasons))
     if output is not None:
         plot_curves(rows, metas, metric, output, available)
     if as_json:
