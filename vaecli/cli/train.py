@@ -75,7 +75,7 @@ def _parameter(s) -> inspect.Parameter:
     default = getattr(TrainConfig(), s.name)
     panel = PANELS[s.group]
     if s.flag == "DATASET":
-        info: Any = typer.Argument(help=s.help, rich_help_panel=panel, metavar="[DATASET]")
+        info: Any = typer.Argument(help=s.help, rich_help_panel=panel, metavar="DATASET")
         kind: Any = str
     else:
         decls = [s.flag, *s.aliases]
