@@ -235,3 +235,34 @@ def test_saving_never_takes_hashes_from_the_metadata_given(tiny_ckpt, tmp_path):
     checkpoint.save(path, model, ckpt.meta)  # meta still holds the old tensor_sha256 and meta_sha256
     again = checkpoint.read(path)
     assert again.meta["tensor_sha256"] != ckpt.meta["tensor_sha256"]
+
+
+def test_metrics_written_by_0_5_with_the_old_keys_read_with_the_new_ones(tiny_ckpt, tmp_path, monkeypatch):
+    """vaecli 0.5 called the negative ELBO train_loss and test_loss; such a checkpoint still shows
+    its metrics, and resumes into one metrics log with one set of keys."""
+    ckpt = checkpoint.read(tiny_ckpt)
+    old = [
+        {("train_loss" if k == "train_nelbo" else "test_loss" if k == "test_nelbo" else k): v for k, v in m.items()}
+        for m in ckpt.meta["metrics"]
+    ]
+    assert "test_loss" in old[0] and "test_nelbo" not in old[0]
+    path = tmp_path / "old.safetensors"
+    model = factory.model_of(ckpt)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("optim", "versions", "updated")}
+    meta["metrics"] = old
+    optimizer = torch.optim.Adam(model.parameters())
+    checkpoint.load_optimizer_state(optimizer, ckpt)
+    checkpoint.save(path, model, meta, optimizer=optimizer, rng=True, extra={"rng.train": ckpt.tensors["rng.train"]})
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:  # the file holds the old keys, as 0.5 wrote them
+        assert json.loads(f.metadata()["metrics"])[0]["test_loss"] == old[0]["test_loss"]
+    read = vaecli.metadata(path)["metrics"]
+    assert [m["test_nelbo"] for m in read] == [m["test_loss"] for m in old]
+    assert all("test_loss" not in m and "train_loss" not in m for m in read)
+    monkeypatch.chdir(tmp_path)
+    result = vaecli.resume(path, epochs=3)
+    assert [m["epoch"] for m in result.metrics] == [1, 2, 3]
+    assert all({"train_nelbo", "test_nelbo"} <= set(m) for m in result.metrics)
+    log = [json.loads(line) for line in (tmp_path / "old.metrics.jsonl").read_text().splitlines()]
+    assert [m["test_nelbo"] for m in log[:2]] == [m["test_loss"] for m in old]

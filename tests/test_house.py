@@ -112,7 +112,7 @@ def test_a_setting_is_one_declaration():
         else:
             with pytest.raises(UsageError, match="setting of the run"):
                 recipes.settings_of(recipes.Recipe(spec))
-        if s.minimum is not None:
+        if s.minimum is not None or s.positive:
             with pytest.raises(UsageError, match=re.escape(s.flag)):
                 TrainConfig(**{s.name: -1}).check()
 

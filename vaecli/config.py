@@ -41,9 +41,10 @@ class Setting:
     group: str
     flag: str  # the vae train option ("--lr"), or DATASET for the argument; "" when there is none
     aliases: tuple = ()  # more names of the option ("-e", an old spelling)
-    choices: tuple = ()  # the allowed values, checked with ``kind`` naming them in the error
-    kind: str = ""
-    minimum: Optional[float] = None  # ints: at least this; floats: >= 0 (0) or > 0 (a positive minimum)
+    choices: tuple = ()  # the allowed values, checked with ``choice_name`` naming them in the error
+    choice_name: str = ""  # what an unknown choice is called in the error ("model kind")
+    minimum: Optional[float] = None  # the smallest value allowed (floats must also be finite)
+    positive: bool = False  # a number above 0
     maximum: Optional[float] = None
     repeat: bool = True  # shown in the line that repeats a run (not where its files went)
     metavar: Optional[str] = None
@@ -68,9 +69,10 @@ def setting(
     flag: Optional[str] = None,
     aliases: tuple = (),
     choices: tuple = (),
-    kind: str = "",
+    choice_name: str = "",
     minimum: Optional[float] = None,
     maximum: Optional[float] = None,
+    positive: bool = False,
     repeat: bool = True,
     metavar: Optional[str] = None,
     parent: str = "",
@@ -85,9 +87,10 @@ def setting(
         "flag": flag,
         "aliases": tuple(aliases),
         "choices": tuple(choices),
-        "kind": kind,
+        "choice_name": choice_name,
         "minimum": minimum,
         "maximum": maximum,
+        "positive": positive,
         "repeat": repeat,
         "metavar": metavar,
         "parent": parent,
@@ -123,7 +126,7 @@ class TrainConfig:
         "draw every batch, the standard for NLLs).",
         "data",
         choices=("none", "static", "dynamic"),
-        kind="binarization",
+        choice_name="binarization",
     )
     # -- model --
     model: str = setting(
@@ -131,7 +134,7 @@ class TrainConfig:
         "vae; cvae, conditioned on the class (sample --label draws one); ae, a plain deterministic auto-encoder.",
         "model",
         choices=("vae", "ae", "cvae"),
-        kind="model kind",
+        choice_name="model kind",
     )
     arch: str = setting("mlp", "Encoder/decoder architecture: mlp, conv, ...", "model", aliases=("-a",))
     arch_options: dict = setting(
@@ -177,9 +180,13 @@ class TrainConfig:
     # -- optimiser --
     epochs: int = setting(10, "Epochs to train.", "optimiser", aliases=("-e",), minimum=1)
     batch_size: int = setting(128, "Examples per batch.", "optimiser", aliases=("-b",), minimum=1)
-    lr: float = setting(1e-3, "Learning rate.", "optimiser", minimum=1e-300)
+    lr: float = setting(1e-3, "Learning rate.", "optimiser", positive=True)
     optimizer: str = setting(
-        "adam", "adam, or adamw (decoupled weight decay).", "optimiser", choices=("adam", "adamw"), kind="optimizer"
+        "adam",
+        "adam, or adamw (decoupled weight decay).",
+        "optimiser",
+        choices=("adam", "adamw"),
+        choice_name="optimizer",
     )
     weight_decay: Optional[float] = setting(
         None, "Weight decay. Default: 0 for adam, 0.01 for adamw.", "optimiser", minimum=0
@@ -192,7 +199,7 @@ class TrainConfig:
         "2015).",
         "optimiser",
         choices=schedules.LR_SCHEDULES,
-        kind="learning-rate schedule",
+        choice_name="learning-rate schedule",
     )
     lr_step: int = setting(
         0, "Epochs between the steps of --lr-schedule step.", "optimiser", minimum=0, parent="lr_schedule"
@@ -218,7 +225,7 @@ class TrainConfig:
         "the GPU or CPU has it natively, else fp32.",
         "run",
         choices=("auto", "fp32", "bf16", "fp16"),
-        kind="precision",
+        choice_name="precision",
     )
     compile: bool = setting(
         False,
@@ -334,16 +341,16 @@ def check_value(s: Setting, value: Any) -> None:
     """One setting's value against its declaration (choices, bounds)."""
     flag = flag_of(s.name)
     if s.choices and value not in s.choices:
-        raise unknown_name(s.kind or s.name, value, list(s.choices))
-    if s.minimum is None or value is None or isinstance(value, bool):
+        raise unknown_name(s.choice_name or s.name, value, list(s.choices))
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if isinstance(value, int) and isinstance(getattr(TrainConfig(), s.name), int):
-        if value < s.minimum:
+        if s.minimum is not None and value < s.minimum:
             raise UsageError(f"{flag} must be at least {int(s.minimum)}, got {value}")
         if s.maximum is not None and value > s.maximum:
             raise UsageError(f"{flag} must be at most {int(s.maximum)}, got {value}")
         return
-    if s.minimum > 0 and not (math.isfinite(value) and value > 0):
+    if s.positive and not (math.isfinite(value) and value > 0):
         raise UsageError(f"{flag} must be a positive number, got {value}")
-    if not (math.isfinite(value) and value >= s.minimum):
+    if s.minimum is not None and not (math.isfinite(value) and value >= s.minimum):
         raise UsageError(f"{flag} must be a number >= {s.minimum:g}, got {value}")
