@@ -10,9 +10,7 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from ..console import escape, out
-from .app import (
-    app,
-)
+from .app import JsonOpt, app
 from .text import fmt_provider, fmt_setting
 
 # -- recipes ----------------------------------------------------------------------------------
@@ -27,7 +25,7 @@ def recipes_command(
             show_default=False,
         ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the training recipes (vae train --recipe NAME), or print one as a TOML file.
 
@@ -73,7 +71,7 @@ def recipes_command(
 
 @app.command()
 def plugins(
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    as_json: JsonOpt = False,
     details: Annotated[bool, typer.Option("--details", help="Also list every part with its help and options.")] = False,
 ) -> None:
     """List plugins, built-in and installed, with what each registers and any load error."""
