@@ -1,4 +1,4 @@
-"""Checkpoints written by vaecli 0.5.0 (tests/data/v050-*.safetensors: a vae, a cvae, an ae and an
+"""Checkpoints written by vaecli 0.5.0 (tests/fixtures/v050-*.safetensors: a vae, a cvae, an ae and an
 IWAE on dynamically binarized shapes, 2 epochs each, made with the 0.5.0 release) still load,
 show, sample, evaluate to the numbers they recorded, and resume."""
 
@@ -13,7 +13,7 @@ import pytest
 import vaecli
 from vaecli.testing import invoke
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent / "fixtures"
 KINDS = ("vae", "cvae", "ae", "iwae")
 
 
