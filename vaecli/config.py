@@ -18,6 +18,7 @@ This module imports no torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -314,6 +315,11 @@ class TrainConfig:
 
 def settings() -> list[Setting]:
     """Every declared setting, in declaration order."""
+    return list(_settings())
+
+
+@functools.cache
+def _settings() -> tuple[Setting, ...]:
     out = []
     for f in dataclasses.fields(TrainConfig):
         meta = dict(f.metadata["vaecli"])
@@ -321,7 +327,7 @@ def settings() -> list[Setting]:
         if flag is None:
             flag = "--" + (f.name[:-1] if f.name.endswith("_options") else f.name).replace("_", "-")
         out.append(Setting(name=f.name, flag=flag, **meta))
-    return out
+    return tuple(out)
 
 
 def by_name() -> dict[str, Setting]:

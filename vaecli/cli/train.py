@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import typing
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -81,20 +82,12 @@ def _parameter(s) -> inspect.Parameter:
         decls = [s.flag, *s.aliases]
         show_default = default not in (None, {}, [])
         info = typer.Option(*decls, help=s.help, rich_help_panel=panel, show_default=show_default, metavar=s.metavar)
-        hint = str(TrainConfig.__dataclass_fields__[s.name].type)
-        if s.options:
+        if s.options:  # --arch-option KEY=VALUE, repeatable
             kind, default = Optional[List[str]], None
-        elif isinstance(default, list):
+        elif isinstance(default, list):  # --lr-milestones 200,350
             kind, default = Optional[str], None
         else:
-            kind = {
-                "str": str,
-                "int": int,
-                "float": float,
-                "bool": bool,
-                "Optional[float]": Optional[float],
-                "Optional[str]": Optional[str],
-            }[hint]
+            kind = typing.get_type_hints(TrainConfig)[s.name]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
 
 
