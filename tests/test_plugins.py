@@ -27,10 +27,11 @@ from vaecli.cli import app
 
 BUILTIN_ARCHS = {"mlp", "conv"}
 BUILTIN_LIKELIHOODS = {"bernoulli", "continuous-bernoulli", "gaussian", "logistic"}
-BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor"}
+PAPERS = ["binarized-mnist", "celeba", "omniglot", "svhn", "cifar100"]
+BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor", *PAPERS}
 LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
-DATASETS = ["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor"]
-DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor"]
+DATASETS = sorted(["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor", *PAPERS])
+DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", *PAPERS, "folder", "tensor"]
 BUILTIN_PLUGINS = ["architectures", "likelihoods", "datasets", "recipes"]
 BUILTIN_RECIPES = ["pytorch-example", "kingma-welling", "pythae-vae", "burda-vae", "burda-iwae"]
 

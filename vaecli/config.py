@@ -109,7 +109,8 @@ class TrainConfig:
     dataset: str = setting(
         "shapes",
         "Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, "
-        "cifar10, folder:PATH (a tree of images), tensor:PATH (.npy/.npz/.safetensors), or one "
+        "cifar10, binarized-mnist, celeba, omniglot, svhn, cifar100, folder:PATH (a tree of images), "
+        "tensor:PATH (.npy/.npz/.safetensors), or one "
         "from a plugin.",
         "data",
         flag="DATASET",

@@ -21,6 +21,8 @@ __all__ = [
     "drop_alpha",
     "to_grey",
     "square",
+    "centre_crop",
+    "resize",
     "conform",
     "describe_shape",
     "binarize",
@@ -106,7 +108,8 @@ def to_grey(images: torch.Tensor) -> torch.Tensor:
     return (images.float() * weights).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _resize(images: torch.Tensor, size: tuple) -> torch.Tensor:
+def resize(images: torch.Tensor, size: tuple) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> ``(N, C, *size)``, bilinear with antialiasing."""
     out = torch.nn.functional.interpolate(
         images.float(), size=size, mode="bilinear", antialias=True, align_corners=False
     )
@@ -119,10 +122,15 @@ def square(image: torch.Tensor, size: int) -> torch.Tensor:
     _, _, h, w = image.shape
     if min(h, w) != size:
         scale = size / min(h, w)
-        image = _resize(image, (max(size, round(h * scale)), max(size, round(w * scale))))
-        _, _, h, w = image.shape
+        image = resize(image, (max(size, round(h * scale)), max(size, round(w * scale))))
+    return centre_crop(image, size)
+
+
+def centre_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre ``size`` x ``size`` of ``(N, C, H, W)`` images at least that large."""
+    _, _, h, w = images.shape
     top, left = (h - size) // 2, (w - size) // 2
-    return image[:, :, top : top + size, left : left + size]
+    return images[:, :, top : top + size, left : left + size]
 
 
 def describe_shape(shape) -> str:
@@ -151,7 +159,7 @@ def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Ten
                 f"{what}: the model expects {describe_shape(expected)} images; these are "
                 f"{hi}x{wi}, a different aspect ratio (crop them first)"
             )
-        images = _resize(images, (h, w))
+        images = resize(images, (h, w))
         warnings.append(f"{what}: resized {n} image(s) from {hi}x{wi} to {h}x{w}")
     return images.contiguous(), warnings
 

@@ -1,6 +1,7 @@
 """Built-in datasets: ``shapes`` (drawn here, no download); the torchvision family ``mnist``,
-``fashion-mnist``, ``kmnist``, ``emnist`` (letters) and ``cifar10``; and the user's own images,
-``folder:PATH`` and ``tensor:PATH`` (in ``files.py``).
+``fashion-mnist``, ``kmnist``, ``emnist`` (letters) and ``cifar10``; the data sets papers report
+on (``papers.py``, ``celeba.py``); and the user's own images, ``folder:PATH`` and ``tensor:PATH``
+(``files.py``, ``arrays.py``).
 
 Importing this module stays cheap: torch, torchvision, numpy and PIL are imported by the
 loaders when they are called.
@@ -14,7 +15,16 @@ from dataclasses import dataclass
 from ..errors import DataUnavailableError
 from ..hookspecs import DataRequest, DatasetSpec, DatasetSplits, NoOptions, Split, hookimpl
 from .arrays import TensorOptions, load_tensor
+from .celeba import CelebAOptions, load_celeba
 from .files import FolderOptions, load_folder
+from .papers import (
+    BinarizedMnistOptions,
+    Cifar100Options,
+    load_binarized_mnist,
+    load_cifar100,
+    load_omniglot,
+    load_svhn,
+)
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -282,6 +292,44 @@ def register_datasets(register):
                 options=NoOptions,
             )
         )
+    for name, help, load, options in (
+        (
+            "binarized-mnist",
+            "MNIST with the fixed binarization of Larochelle & Murray 2011 (the three .amat files; "
+            "50k/10k/10k), the data of the IWAE, VampPrior and pythae NLL tables.",
+            load_binarized_mnist,
+            BinarizedMnistOptions,
+        ),
+        (
+            "celeba",
+            "CelebA aligned faces (the zip or folder, partition and attributes), the centre 148 resized to 64 "
+            "(or 128); the 40 attributes as factors, one as the label with label=NAME.",
+            load_celeba,
+            CelebAOptions,
+        ),
+        (
+            "omniglot",
+            "Omniglot 28x28 as in the IWAE paper (chardata.mat, 24,345 / 8,070, 50 alphabets); downloads "
+            "when missing; needs scipy.",
+            load_omniglot,
+            NoOptions,
+        ),
+        (
+            "svhn",
+            "SVHN house numbers (32x32 RGB, torchvision's train_32x32.mat and test_32x32.mat); downloads when "
+            "missing; needs scipy.",
+            load_svhn,
+            NoOptions,
+        ),
+        (
+            "cifar100",
+            "CIFAR-100 photos (32x32 RGB, 100 classes or labels=coarse for 20), the binary release; "
+            "downloads when missing (161 MB).",
+            load_cifar100,
+            Cifar100Options,
+        ),
+    ):
+        register(DatasetSpec(name=name, help=help, load=load, options=options))
     register(
         DatasetSpec(
             name="folder",
