@@ -93,7 +93,7 @@ class ArchitectureSpec:
 class LikelihoodSpec:
     """A decoder likelihood p(x | z).
 
-    ``build(options)`` returns a ``vaecli.model.Likelihood`` (a ``torch.nn.Module``; it may hold
+    ``build(options)`` returns a ``vaecli.Likelihood`` (a ``torch.nn.Module``; it may hold
     learned parameters, such as a shared sigma) that says how many parameters per pixel it
     needs and gives ``log_prob(x, params)`` summed per example, ``mean(params)`` and
     ``sample(params)``.
