@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 
-from . import checkpoint, factory
+from . import factory, header
 from .config import TrainConfig
 from .device import resolve_device
 from .evaluation import EVAL_SEED, encode_all, evaluate
@@ -125,4 +125,4 @@ def metadata(path: Union[str, Path]) -> dict:
     """A checkpoint's metadata as a dict, as ``vae info --json`` prints it, without building the
     model: ``model``, ``data``, ``training``, ``metrics`` (one dict per epoch), ``versions``,
     ``epoch`` and ``parameters``. Raises ``VaeError`` for a file that is not a checkpoint."""
-    return checkpoint.describe(path)
+    return header.describe(path)

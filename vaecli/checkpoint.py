@@ -40,12 +40,40 @@ from typing import Any, Optional
 
 import torch
 
-from .errors import CheckpointError, UsageError, VaeError
+from .errors import UsageError, VaeError
+from .header import (
+    FORMAT,
+    FORMAT_VERSION,
+    JSON_KEYS,
+    describe,
+    meta_hash,
+    read_bytes,
+    read_header,
+    refuse,
+    safetensors_header,
+    unreadable,
+    upgrade_metrics,
+)
 from .version import __version__
 
-FORMAT = "vaecli"
-FORMAT_VERSION = 2  # the newest this vaecli reads and writes
-JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions", "progress")
+__all__ = [
+    "read",
+    "save",
+    "describe",
+    "Checkpoint",
+    "atomic_write",
+    "check_target",
+    "tensor_hash",
+    "meta_hash",
+    "upgrade_metrics",
+    "refuse",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "JSON_KEYS",
+    "SUFFIX",
+    "safetensors_header",
+]
+
 TEMP_PATTERN = ".{name}.*.tmp"  # atomic_write's temporary files beside the file ``name``
 SUFFIX = ".safetensors"
 
@@ -73,14 +101,6 @@ def tensor_hash(tensors: dict[str, torch.Tensor]) -> str:
 
 
 # -- writing ----------------------------------------------------------------------------------
-
-
-def meta_hash(header: dict[str, str]) -> str:
-    """sha256 over the metadata entries (strings), in key order, except the hash itself."""
-    h = hashlib.sha256()
-    for key in sorted(k for k in header if k != "meta_sha256"):
-        h.update(f"{len(key)}:{key}|{len(header[key])}:{header[key]}|".encode())
-    return h.hexdigest()
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
@@ -249,110 +269,17 @@ class Checkpoint:
         return int(self.meta.get("epoch", 0))
 
 
-def refuse(path: Path, why: str) -> CheckpointError:
-    return CheckpointError(f"{path}: {why}")
-
-
-def safetensors_header(data: bytes) -> dict:
-    """The JSON header of a safetensors file's bytes (``__metadata__`` holds the metadata);
-    ValueError when there is none."""
-    header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + header_len]) if 8 <= len(data) and 8 + header_len <= len(data) else None
-    if not isinstance(header, dict):
-        raise ValueError("bad header")
-    return header
-
-
-def _looks_pickled(data: bytes) -> bool:
-    """A pickle (protocol 2 to 5 starts with 0x80 and the protocol) or a zip (PyTorch's .pt).
-    Asked only of files that are not valid safetensors: a safetensors header length may start
-    with the byte 0x80 too."""
-    return (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or data[:4] == b"PK\x03\x04"
-
-
 def read(path: Path | str) -> Checkpoint:
-    """Read and check a checkpoint; anything that is not an intact vaecli checkpoint is a
-    ``CheckpointError`` saying what it is instead. Nothing is ever unpickled."""
+    """Read and check a checkpoint (``vaecli.header.read_header``) and its tensors; anything that
+    is not an intact vaecli checkpoint is a ``CheckpointError`` saying what it is instead. Nothing
+    is ever unpickled."""
     from safetensors.torch import load as st_load
 
     path = Path(path)
-    if not path.exists():
-        raise refuse(path, "no such file")
-    if path.is_dir():
-        raise refuse(path, "is a folder, not a checkpoint file")
+    data = read_bytes(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise refuse(path, f"cannot be read ({exc.strerror or exc})") from None
-    if not data:
-        raise refuse(path, "is empty, not a checkpoint")
-    try:
-        header = safetensors_header(data)
         tensors = st_load(data)
     except Exception as exc:  # safetensors raises its own error type for any malformed file
-        if _looks_pickled(data):
-            raise refuse(
-                path,
-                "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
-                "checkpoints (pickles can run code, so they are never loaded)",
-            ) from None
-        reason = "truncated or corrupt" if len(data) >= 8 else "too short"
-        raise refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})") from None
-    raw_meta = header.get("__metadata__") or {}
-    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
-        raise refuse(path, "has malformed metadata (not a map of strings)")
-    if raw_meta.get("format") != FORMAT:
-        raise refuse(path, "is a safetensors file but not a vaecli checkpoint (no vaecli metadata)")
-    try:
-        version = int(raw_meta.get("format_version", "0"))
-    except ValueError:
-        raise refuse(path, "has a malformed format_version") from None
-    if version > FORMAT_VERSION:
-        raise refuse(
-            path,
-            f"was written in checkpoint format {version} by a newer vaecli; "
-            f"this is vaecli {__version__} (format {FORMAT_VERSION}): upgrade vaecli",
-        )
-    if "meta_sha256" in raw_meta and meta_hash(raw_meta) != raw_meta["meta_sha256"]:
-        raise refuse(path, "its metadata does not match the hash recorded when it was written: the file is damaged")
-    meta: dict[str, Any] = {}
-    for key, value in raw_meta.items():
-        if key in JSON_KEYS:
-            try:
-                meta[key] = json.loads(value)
-            except (TypeError, ValueError, RecursionError):
-                raise refuse(path, f"has malformed metadata under '{key}'") from None
-        else:
-            meta[key] = value
-    if tensor_hash(tensors) != meta.get("tensor_sha256"):
-        raise refuse(path, "its tensor data does not match the hash recorded when it was written: the file is damaged")
-    for key in ("model", "data", "training"):
-        if not isinstance(meta.get(key), dict):
-            raise refuse(path, f"has no '{key}' metadata")
-    if not str(meta.get("epoch", "0")).isdigit():
-        raise refuse(path, f"has a malformed epoch count {str(meta.get('epoch'))[:40]!r}")
-    if "metrics" in meta:
-        meta["metrics"] = upgrade_metrics(meta["metrics"])
+        raise unreadable(path, data, exc) from None
+    meta, _ = read_header(path, data)
     return Checkpoint(path, meta, tensors)
-
-
-# metric keys of vaecli 0.5 and earlier, and their names now (the negative ELBO is "nelbo")
-OLD_METRIC_KEYS = {"train_loss": "train_nelbo", "test_loss": "test_nelbo"}
-
-
-def upgrade_metrics(metrics: Any) -> Any:
-    """Per-epoch metrics with the keys of this version: files written by vaecli 0.5 and earlier
-    called the negative ELBO ``train_loss`` and ``test_loss``."""
-    if not isinstance(metrics, list):
-        return metrics
-    return [{OLD_METRIC_KEYS.get(k, k): v for k, v in m.items()} if isinstance(m, dict) else m for m in metrics]
-
-
-def describe(path: Path | str) -> dict[str, Any]:
-    """A checkpoint's metadata (what ``vae info --json`` prints) without building its model:
-    the recorded sections plus ``epoch`` (epochs trained) and ``parameters`` (model size)."""
-    ckpt = read(path)
-    meta = dict(ckpt.meta)
-    meta["epoch"] = ckpt.epoch
-    meta["parameters"] = sum(t.numel() for t in ckpt.section("model.").values())
-    return meta

@@ -25,8 +25,9 @@ from typing import Optional
 
 import torch
 
-from .checkpoint import atomic_write, safetensors_header
+from .checkpoint import atomic_write
 from .errors import UsageError, VaeError
+from .header import safetensors_header
 
 SUFFIXES = (".npy", ".csv", ".safetensors")
 FORMAT = "vaecli-latents"

@@ -52,7 +52,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
 ) -> None:
     """Show how a checkpoint's model was built and trained, and its metrics per epoch."""
-    from ..checkpoint import describe
+    from ..header import describe
 
     meta = describe(ckpt)
     n_params = meta["parameters"]

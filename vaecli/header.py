@@ -1,0 +1,204 @@
+"""A checkpoint's header, read and checked without torch: its metadata, its tensors' names,
+dtypes and shapes, and both hashes (the tensor hash over the file's raw bytes). ``vae info``
+reads checkpoints through this alone; ``vaecli.checkpoint.read`` adds the tensors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError
+from .version import __version__
+
+__all__ = ["read_header", "describe", "meta_hash", "upgrade_metrics", "FORMAT", "FORMAT_VERSION", "JSON_KEYS"]
+
+FORMAT = "vaecli"
+FORMAT_VERSION = 2  # the newest this vaecli reads and writes
+JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions", "progress")
+# safetensors' dtypes: their names as torch prints them (the tensor hash hashes those) and sizes
+DTYPES = {
+    "F64": ("float64", 8),
+    "F32": ("float32", 4),
+    "F16": ("float16", 2),
+    "BF16": ("bfloat16", 2),
+    "I64": ("int64", 8),
+    "I32": ("int32", 4),
+    "I16": ("int16", 2),
+    "I8": ("int8", 1),
+    "U8": ("uint8", 1),
+    "U16": ("uint16", 2),
+    "U32": ("uint32", 4),
+    "U64": ("uint64", 8),
+    "BOOL": ("bool", 1),
+}
+# metric keys of vaecli 0.5 and earlier, and their names now (the negative ELBO is "nelbo")
+OLD_METRIC_KEYS = {"train_loss": "train_nelbo", "test_loss": "test_nelbo"}
+
+
+def refuse(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {why}")
+
+
+def meta_hash(header: dict[str, str]) -> str:
+    """sha256 over the metadata entries (strings), in key order, except the hash itself."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in header if k != "meta_sha256"):
+        h.update(f"{len(key)}:{key}|{len(header[key])}:{header[key]}|".encode())
+    return h.hexdigest()
+
+
+def safetensors_header(data: bytes) -> dict:
+    """The JSON header of a safetensors file's bytes (``__metadata__`` holds the metadata);
+    ValueError when there is none."""
+    header_len = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + header_len]) if 8 <= len(data) and 8 + header_len <= len(data) else None
+    if not isinstance(header, dict):
+        raise ValueError("bad header")
+    return header
+
+
+def looks_pickled(data: bytes) -> bool:
+    """A pickle (protocol 2 to 5 starts with 0x80 and the protocol) or a zip (PyTorch's .pt).
+    Asked only of files that are not valid safetensors: a safetensors header length may start
+    with the byte 0x80 too."""
+    return (data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or data[:4] == b"PK\x03\x04"
+
+
+def unreadable(path: Path, data: bytes, exc: BaseException) -> CheckpointError:
+    """The error for bytes that are not a safetensors file."""
+    if looks_pickled(data):
+        return refuse(
+            path,
+            "looks like a pickle or PyTorch .pt file; vae reads only .safetensors "
+            "checkpoints (pickles can run code, so they are never loaded)",
+        )
+    reason = "truncated or corrupt" if len(data) >= 8 else "too short"
+    return refuse(path, f"is not a readable safetensors file ({reason}: {str(exc)[:120]})")
+
+
+def _entries(header: dict, data_len: int) -> dict[str, tuple[str, tuple, int, int]]:
+    """name -> (dtype, shape, begin, end) of every tensor, checked as safetensors checks them:
+    known dtypes, sizes that fit the shapes, and offsets that tile the data exactly."""
+    entries = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES:
+            raise ValueError(f"tensor {name[:40]!r}: no known dtype")
+        shape, offsets = entry.get("shape"), entry.get("data_offsets")
+        if not (
+            isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+        ):
+            raise ValueError(f"tensor {name[:40]!r}: bad shape")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise ValueError(f"tensor {name[:40]!r}: bad data_offsets")
+        begin, end = offsets
+        if not 0 <= begin <= end <= data_len or end - begin != math.prod(shape) * DTYPES[entry["dtype"]][1]:
+            raise ValueError(f"tensor {name[:40]!r}: data_offsets do not fit its shape and the file")
+        entries[name] = (entry["dtype"], tuple(shape), begin, end)
+    at = 0
+    for _, _, begin, end in sorted(entries.values(), key=lambda e: (e[2], e[3])):
+        if begin != at:
+            raise ValueError("the tensors do not cover the data exactly")
+        at = end
+    if at != data_len:
+        raise ValueError("the tensors do not cover the data exactly")
+    return entries
+
+
+def _raw_tensor_hash(entries: dict, body: memoryview) -> str:
+    """``checkpoint.tensor_hash`` of the tensors, from the file's bytes (little-endian, as torch
+    holds them on the machines vaecli runs on)."""
+    h = hashlib.sha256()
+    for name in sorted(entries):
+        dtype, shape, begin, end = entries[name]
+        h.update(f"{name}|torch.{DTYPES[dtype][0]}|{shape}|".encode())
+        h.update(body[begin:end])
+    return h.hexdigest()
+
+
+def upgrade_metrics(metrics: Any) -> Any:
+    """Per-epoch metrics with the keys of this version: files written by vaecli 0.5 and earlier
+    called the negative ELBO ``train_loss`` and ``test_loss``."""
+    if not isinstance(metrics, list):
+        return metrics
+    return [{OLD_METRIC_KEYS.get(k, k): v for k, v in m.items()} if isinstance(m, dict) else m for m in metrics]
+
+
+def read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise refuse(path, "no such file")
+    if path.is_dir():
+        raise refuse(path, "is a folder, not a checkpoint file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise refuse(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not data:
+        raise refuse(path, "is empty, not a checkpoint")
+    return data
+
+
+def read_header(path: Path | str, data: bytes | None = None) -> tuple[dict[str, Any], dict]:
+    """``(metadata, tensors' (dtype, shape, begin, end) by name)`` of a checkpoint, every check of
+    ``checkpoint.read`` made (format, version, both hashes, the sections a model needs), or a
+    ``CheckpointError`` saying what the file is instead."""
+    path = Path(path)
+    data = read_bytes(path) if data is None else data
+    try:
+        header = safetensors_header(data)
+        start = 8 + int.from_bytes(data[:8], "little")
+        entries = _entries(header, len(data) - start)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise unreadable(path, data, exc) from None
+    raw_meta = header.get("__metadata__") or {}
+    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
+        raise refuse(path, "has malformed metadata (not a map of strings)")
+    if raw_meta.get("format") != FORMAT:
+        raise refuse(path, "is a safetensors file but not a vaecli checkpoint (no vaecli metadata)")
+    try:
+        version = int(raw_meta.get("format_version", "0"))
+    except ValueError:
+        raise refuse(path, "has a malformed format_version") from None
+    if version > FORMAT_VERSION:
+        raise refuse(
+            path,
+            f"was written in checkpoint format {version} by a newer vaecli; "
+            f"this is vaecli {__version__} (format {FORMAT_VERSION}): upgrade vaecli",
+        )
+    if "meta_sha256" in raw_meta and meta_hash(raw_meta) != raw_meta["meta_sha256"]:
+        raise refuse(path, "its metadata does not match the hash recorded when it was written: the file is damaged")
+    meta: dict[str, Any] = {}
+    for key, value in raw_meta.items():
+        if key in JSON_KEYS:
+            try:
+                meta[key] = json.loads(value)
+            except (TypeError, ValueError, RecursionError):
+                raise refuse(path, f"has malformed metadata under '{key}'") from None
+        else:
+            meta[key] = value
+    if _raw_tensor_hash(entries, memoryview(data)[start:]) != meta.get("tensor_sha256"):
+        raise refuse(path, "its tensor data does not match the hash recorded when it was written: the file is damaged")
+    for key in ("model", "data", "training"):
+        if not isinstance(meta.get(key), dict):
+            raise refuse(path, f"has no '{key}' metadata")
+    if not str(meta.get("epoch", "0")).isdigit():
+        raise refuse(path, f"has a malformed epoch count {str(meta.get('epoch'))[:40]!r}")
+    if "metrics" in meta:
+        meta["metrics"] = upgrade_metrics(meta["metrics"])
+    return meta, entries
+
+
+def describe(path: Path | str) -> dict[str, Any]:
+    """A checkpoint's metadata (what ``vae info --json`` prints) without building its model, nor
+    importing torch: the recorded sections plus ``epoch`` (epochs trained) and ``parameters``
+    (model size)."""
+    meta, entries = read_header(path)
+    meta["epoch"] = int(meta.get("epoch", 0))
+    meta["parameters"] = sum(
+        math.prod(shape) for name, (_, shape, _, _) in entries.items() if name.startswith("model.")
+    )
+    return meta
