@@ -331,6 +331,12 @@ def _settings() -> tuple[Setting, ...]:
     return tuple(out)
 
 
+@functools.cache
+def _default(name: str) -> Any:
+    """A setting's default value."""
+    return getattr(TrainConfig(), name)
+
+
 def by_name() -> dict[str, Setting]:
     return {s.name: s for s in settings()}
 
@@ -340,7 +346,7 @@ def flag_of(name: str) -> str:
     s = by_name()[name]
     if s.flag.startswith("--") and "/" in s.flag:
         on, off = s.flag.split("/")
-        return off if getattr(TrainConfig(), name) else on  # the switch a user types to change it
+        return off if _default(name) else on  # the switch a user types to change it
     return s.flag or name
 
 
@@ -351,7 +357,7 @@ def check_value(s: Setting, value: Any) -> None:
         raise unknown_name(s.choice_name or s.name, value, list(s.choices))
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
-    if isinstance(value, int) and isinstance(getattr(TrainConfig(), s.name), int):
+    if isinstance(value, int) and isinstance(_default(s.name), int):
         if s.minimum is not None and value < s.minimum:
             raise UsageError(f"{flag} must be at least {int(s.minimum)}, got {value}")
         if s.maximum is not None and value > s.maximum:

@@ -82,15 +82,20 @@ def _open_arrays(path: Path) -> tuple[list, Callable[[str], Any], Callable[[], N
 
         return list(handle.keys()), get, lambda: None
     except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise UsageError(
-                f"tensor {path}: holds a pickled (object) array, which is never loaded; save "
-                f"plain uint8 or float arrays"
-            ) from None
-        raise UsageError(f"tensor {path}: cannot read it as {suffix} ({str(exc).strip()})") from None
+        raise _refused(path, exc, "holds", f"it as {suffix}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         reason = str(exc).strip() or type(exc).__name__
         raise UsageError(f"tensor {path}: cannot read it as {suffix} ({reason})") from None
+
+
+def _refused(path: Path, exc: ValueError, what: str, reading: str) -> UsageError:
+    """The error for a ValueError of numpy or safetensors: a pickled (object) array, which numpy
+    refuses to load, or another unreadable one."""
+    if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+        return UsageError(
+            f"tensor {path}: {what} a pickled (object) array, which is never loaded; save plain uint8 or float arrays"
+        )
+    return UsageError(f"tensor {path}: cannot read {reading} ({str(exc).strip()})")
 
 
 def _array(get, key: str, path: Path):
@@ -99,12 +104,7 @@ def _array(get, key: str, path: Path):
     try:
         value = get(key)
     except ValueError as exc:  # an object array in an .npz: np.load refuses to unpickle it
-        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-            raise UsageError(
-                f"tensor {path}: {key} is a pickled (object) array, which is never loaded; save "
-                f"plain uint8 or float arrays"
-            ) from None
-        raise UsageError(f"tensor {path}: cannot read {key} ({str(exc).strip()})") from None
+        raise _refused(path, exc, f"{key} is", key) from None
     value = np.asarray(value)
     if value.dtype.hasobject:
         raise UsageError(f"tensor {path}: {key} is an object array; save plain uint8 or float arrays")

@@ -71,9 +71,9 @@ COMMAND_OPTIONS = {
 RESUME_ALLOWED = {"resume", "epochs", "data_dir", "download", "device", "save_every"}
 
 
-def _parameter(s) -> inspect.Parameter:
+def _parameter(s, defaults: TrainConfig, hints: dict) -> inspect.Parameter:
     """The typer parameter of a declared setting."""
-    default = getattr(TrainConfig(), s.name)
+    default = getattr(defaults, s.name)
     panel = PANELS[s.group]
     if s.flag == "DATASET":
         info: Any = typer.Argument(help=s.help, rich_help_panel=panel, metavar="DATASET")
@@ -87,7 +87,7 @@ def _parameter(s) -> inspect.Parameter:
         elif isinstance(default, list):  # --lr-milestones 200,350
             kind, default = Optional[str], None
         else:
-            kind = typing.get_type_hints(TrainConfig)[s.name]
+            kind = hints[s.name]
     return inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
 
 
@@ -110,7 +110,7 @@ def config_from(values: dict) -> TrainConfig:
         value = values[s.name]
         if s.options:
             value = parse_pairs(value, s.flag)
-        elif isinstance(getattr(TrainConfig(), s.name), list):
+        elif isinstance(getattr(_DEFAULTS, s.name), list):
             value = _int_list(value, s.flag)
         fields[s.name] = value
     for key, value, given in (
@@ -181,9 +181,10 @@ def train(ctx: typer.Context, **values: Any) -> None:
     _trained(result, result.model.kind, viz_dir)
 
 
+_DEFAULTS, _HINTS = TrainConfig(), typing.get_type_hints(TrainConfig)
 train.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
-    + [_parameter(s) for s in settings() if s.flag]
+    + [_parameter(s, _DEFAULTS, _HINTS) for s in settings() if s.flag]
     + [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, info])
         for name, (kind, default, info) in COMMAND_OPTIONS.items()
