@@ -457,7 +457,7 @@ case(
 case(
     "train-unknown-model-kind",
     ["train", "--model", "gan", *TINY_CLI],
-    ["unknown model kind 'gan'", "vae", "cvae"],
+    ["unknown model 'gan'", "vae", "cvae"],
     needs_valid_ckpt=False,
 )
 case(

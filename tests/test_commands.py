@@ -574,7 +574,17 @@ def test_evaluate_table_shows_the_json_numbers(vae, ckpt2d):
 
 def test_evaluate_of_a_plain_autoencoder_reports_only_reconstruction(vae, ae_ckpt):
     r = _evaluate(vae, ae_ckpt)
-    assert set(r) == {"kind", "examples", "pixels", "recon", "input", "checkpoint", "seconds"}
+    assert set(r) == {
+        "kind",
+        "examples",
+        "pixels",
+        "recon",
+        "active_units",
+        "latent_dim",
+        "input",
+        "checkpoint",
+        "seconds",
+    }
     model = vaecli.load(ae_ckpt)
     x = model.prepare(_test_split().images)
     with torch.no_grad():
@@ -582,8 +592,8 @@ def test_evaluate_of_a_plain_autoencoder_reports_only_reconstruction(vae, ae_ckp
         recon = -model.likelihood.log_prob(x, model.likelihood_params(mean)).double().mean()
     assert r["kind"] == "ae" and r["recon"] == pytest.approx(recon.item(), abs=1e-4)
     text = _ok(vae("evaluate", ae_ckpt)).stdout
-    assert "reconstruction" in text and f"{r['recon']:.2f}" in text
-    assert "NLL" not in text and "KL" not in text
+    assert "recon" in text and f"{r['recon']:.2f}" in text
+    assert "no likelihood of x" in text and "KL" not in text
 
 
 # -- inputs: image files and folders ----------------------------------------------------------

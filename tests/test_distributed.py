@@ -139,13 +139,13 @@ def test_a_shards_noise_is_its_rows_of_the_whole_batchs_noise():
     meta["input_shape"] = [1, 8, 8]
     model = from_config(meta)
     like = torch.zeros(5, 3)
-    whole = model._noise(torch.zeros(12, 3), torch.Generator().manual_seed(7))
+    whole = model.noise(torch.zeros(12, 3), torch.Generator().manual_seed(7))
     model.noise_rows = (4, 12)
-    part = model._noise(like, torch.Generator().manual_seed(7))
+    part = model.noise(like, torch.Generator().manual_seed(7))
     assert torch.equal(part, whole[4:9])
-    iw = model._noise(torch.zeros(5, 2, 3), torch.Generator().manual_seed(7))  # IWAE: (B, k, D)
+    iw = model.noise(torch.zeros(5, 2, 3), torch.Generator().manual_seed(7))  # IWAE: (B, k, D)
     model.noise_rows = None
-    assert torch.equal(iw, model._noise(torch.zeros(12, 2, 3), torch.Generator().manual_seed(7))[4:9])
+    assert torch.equal(iw, model.noise(torch.zeros(12, 2, 3), torch.Generator().manual_seed(7))[4:9])
 
 
 @pytest.mark.parametrize(

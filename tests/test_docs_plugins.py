@@ -103,6 +103,7 @@ def test_every_hook_has_a_section_and_a_test():
         "register_commands",
         "register_datasets",
         "register_likelihoods",
+        "register_models",
         "register_recipes",
     ]
     headings = re.findall(r"^### (\S+)$", TEXT, re.M)
@@ -123,6 +124,7 @@ def test_the_example_registers_one_part_of_each_kind():
         "likelihood": ["laplace"],
         "dataset": ["stripes"],
         "recipe": ["stripes-linear"],
+        "model": ["mixture"],
     }
     assert example["commands"] == ["params"]
     assert example["error"] is None
@@ -156,6 +158,61 @@ def test_hook_register_likelihoods():
         "scale must be positive",
     )
     assert not list(Path.cwd().iterdir())
+
+
+def test_hook_register_models(monkeypatch):
+    result = testing.invoke(
+        "train",
+        "stripes",
+        "--model",
+        "mixture",
+        "--model-option",
+        "components=3",
+        "--epochs",
+        "3",
+        *SMALL,
+        "-o",
+        "m.safetensors",
+    )
+    assert result.exit_code == 0, result.output
+    meta = vaecli.metadata("m.safetensors")
+    first, last = meta["metrics"][0], meta["metrics"][-1]
+    assert meta["model"]["kind"] == "mixture" and meta["model"]["family"]["options"] == {"components": 3}
+    assert meta["model"]["family"]["provider"]["distribution"] == "vaecli-example"
+    assert last["train_nelbo"] < first["train_nelbo"]
+    model = vaecli.load("m.safetensors")
+    # the prior is the mixture torch.distributions computes
+    mix = torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=torch.zeros(3)),
+        torch.distributions.Independent(
+            torch.distributions.Normal(model.prior_mean, torch.exp(0.5 * model.prior_logvar)), 1
+        ),
+    )
+    z = torch.randn(6, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(model.log_prior(z), mix.log_prob(z), rtol=1e-5, atol=1e-5)
+    draws = model.prior_sample(20000, torch.Generator().manual_seed(0)).detach()
+    torch.testing.assert_close(draws.mean(0), mix.mean.detach(), atol=0.08, rtol=0)
+    for args in (
+        ["sample", "-n", "4", "-o", "s.png"],
+        ["evaluate", "-k", "8"],
+        ["encode", "stripes:test", "-o", "z.npy"],
+    ):
+        done = testing.invoke(args[0], "m.safetensors", *args[1:])
+        assert done.exit_code == 0, done.output
+    # without the plugin, the checkpoint says what to install
+    monkeypatch.setenv("VAECLI_LOAD_PLUGINS", "")
+    plugins.reset()
+    one_line_error(
+        testing.invoke("sample", "m.safetensors", "-o", "t.png"),
+        1,
+        "model 'mixture' comes from the plugin distribution vaecli-example 0.1.0",
+    )
+    one_line_error(
+        testing.invoke("train", "stripes", "--model", "mixture", *SMALL),
+        2,
+        "unknown model 'mixture'",
+    )
 
 
 def test_hook_register_datasets():

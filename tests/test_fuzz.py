@@ -788,8 +788,8 @@ CHECKPOINT_CASES = {
     ),
     "an unknown kind": (
         lambda d: _with_model(d, lambda m: m.update(kind="nope")),
-        CheckpointError,
-        "malformed model metadata",
+        UsageError,
+        "unknown model 'nope'; known models: aae, ae, ",
     ),
 }
 

@@ -285,7 +285,7 @@ def _reference_bound(model, x, eps):
 def test_importance_sampled_matches_a_direct_computation(model, k):
     model = _sharpened(model)
     x = to_unit(_test_images().images[:6])
-    bound, recon = evaluation.importance_sampled(model, x, k, torch.Generator().manual_seed(11))
+    bound, recon, _ = evaluation.importance_sampled(model, x, k, torch.Generator().manual_seed(11))
     eps = torch.randn((6, k, model.latent_dim), generator=torch.Generator().manual_seed(11))
     ref_bound, ref_recon = _reference_bound(model, x, eps)
     assert bound.shape == (6,) and recon.shape == (6,)
@@ -297,7 +297,7 @@ def test_importance_sampled_matches_a_direct_computation(model, k):
 def test_importance_sampled_in_chunks_combines_the_chunks(model):
     model = _sharpened(model)
     x = to_unit(_test_images().images[:4])
-    bound, recon = evaluation.importance_sampled(model, x, 10, torch.Generator().manual_seed(5), chunk=4)
+    bound, recon, _ = evaluation.importance_sampled(model, x, 10, torch.Generator().manual_seed(5), chunk=4)
     gen = torch.Generator().manual_seed(5)  # the same draws, in the same chunks: 4, 4, 2
     eps = torch.cat([torch.randn((4, s, 3), generator=gen) for s in (4, 4, 2)], dim=1)
     ref_bound, ref_recon = _reference_bound(model, x, eps)

@@ -11,6 +11,7 @@ The library behind the ``vae`` command (see ``vaecli.api``)::
     vaecli.metadata("shapes.safetensors")  # how it was built and trained, its metrics
 
 Plugin authors: ``vaecli.hookspecs`` is the contract, ``vaecli.testing`` checks it, and
+``vaecli.VAE`` (the base of model families, with ``vaecli.Loss`` and ``vaecli.Step``),
 ``vaecli.Likelihood``, ``vaecli.console``, ``vaecli.inputs``, ``vaecli.viz`` and ``vaecli.nets``
 are the toolbox the built-in parts and commands use.
 
@@ -27,6 +28,7 @@ from .hookspecs import (
     DatasetSplits,
     LikelihoodSpec,
     ModelShape,
+    ModelSpec,
     NoOptions,
     RecipeSpec,
     Split,
@@ -45,6 +47,10 @@ __all__ = [
     "TrainConfig",
     "VaeError",
     "Likelihood",
+    "VAE",
+    "Loss",
+    "Step",
+    "ModelSpec",
     "ArchitectureSpec",
     "LikelihoodSpec",
     "DatasetSpec",
@@ -64,6 +70,9 @@ _LAZY = {
     "read_inputs": "api",
     "TrainConfig": "config",
     "Likelihood": "likelihood",
+    "VAE": "model",
+    "Loss": "model",
+    "Step": "model",
 }
 
 

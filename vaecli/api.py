@@ -36,9 +36,9 @@ __all__ = ["Model", "load", "train", "resume", "read_inputs", "metadata"]
 
 
 class Model(VAE):
-    """A trained model, as ``load`` returns it: a ``VAE`` (``sample``, ``encode``, ``decode``,
-    ``reconstruct``) with ``evaluate`` and ``encode_all`` for many images, and ``meta``, its
-    checkpoint's metadata."""
+    """A trained model, as ``load`` returns it: its family's class (a ``VAE``: ``sample``,
+    ``encode``, ``decode``, ``reconstruct``) with ``evaluate`` and ``encode_all`` for many
+    images, and ``meta``, its checkpoint's metadata."""
 
     def evaluate(
         self,
@@ -78,7 +78,7 @@ def _images_and_labels(
 
 def load(path: Union[str, Path], device: str = "cpu") -> Model:
     """The trained model in a checkpoint, in eval mode, on ``device`` (auto, cpu, cuda, mps)."""
-    return factory.load(path, resolve_device(device), cls=Model)  # type: ignore[return-value]
+    return factory.load(path, resolve_device(device), mixin=Model)  # type: ignore[return-value]
 
 
 def train(

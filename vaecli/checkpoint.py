@@ -204,11 +204,18 @@ def atomic_write(path: Path, data: bytes) -> None:
         pass
 
 
+OLD_FAMILIES = ("vae", "cvae", "ae")  # the model kinds vaecli 0.5 builds (format 2)
+
+
 def format_version(meta: dict[str, Any]) -> int:
-    """2 when the model needs what format 1 lacks (class conditioning, binarized inputs), so that
-    an older vaecli says "upgrade" instead of misusing it; else 1, which older ones read."""
+    """The oldest format that describes the model, so that an older vaecli says "upgrade"
+    instead of misusing it: 3 for a family 0.5 did not have (or family options), 2 for what
+    format 1 lacks (class conditioning, binarized inputs), else 1, which all versions read."""
+    model = meta.get("model", {})
+    if model.get("kind", "vae") not in OLD_FAMILIES or (model.get("family") or {}).get("options"):
+        return 3
     needs_2 = (
-        meta.get("model", {}).get("kind") == "cvae"
+        bool(model.get("num_classes"))
         or meta.get("data", {}).get("preprocessing", {}).get("binarize", "none") != "none"
     )
     return 2 if needs_2 else 1

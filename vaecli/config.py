@@ -133,10 +133,14 @@ class TrainConfig:
     # -- model --
     model: str = setting(
         "vae",
-        "vae; cvae, conditioned on the class (sample --label draws one); ae, a plain deterministic auto-encoder.",
+        "Model family: vae; cvae (conditioned on the class); ae; iwae, vamp, wae, vqvae, ... (`vae plugins` lists them).",
         "model",
-        choices=("vae", "ae", "cvae"),
-        choice_name="model kind",
+    )
+    model_options: dict = setting(
+        {},
+        "Model family option KEY=VALUE (repeatable); `vae plugins --details` lists each family's options. E.g. k=50.",
+        "model",
+        parent="model",
     )
     arch: str = setting("mlp", "Encoder/decoder architecture: mlp, conv, ...", "model", aliases=("-a",))
     arch_options: dict = setting(
@@ -289,10 +293,6 @@ class TrainConfig:
             raise UsageError(
                 "--iw-samples trains on the importance-weighted bound, which has no separate "
                 "KL term: it does not combine with --beta, --kl-warmup or --free-bits"
-            )
-        if self.model == "ae" and (self.beta != 1 or self.kl_warmup or self.free_bits or self.iw_samples > 1):
-            raise UsageError(
-                "--model ae has no KL term: --beta, --kl-warmup, --free-bits and --iw-samples are for vae and cvae"
             )
         schedules.check(self.lr_schedule, self.lr_step, self.lr_gamma, self.lr_milestones)
 

@@ -59,7 +59,9 @@ class LoadedDataset:
             return None, None
         train, test = self.splits.train.labels, self.splits.test.labels
         if train is None or test is None:
-            raise UsageError(f"--model cvae needs class labels, and dataset '{self.name}' has none")
+            raise UsageError(
+                f"--model {section.get('kind')} is class-conditional: it needs class labels, and dataset '{self.name}' has none"
+            )
         names = self.splits.class_names
         k = len(names) if names else int(max(train.max(), test.max())) + 1
         if min(int(train.min()), int(test.min())) < 0 or max(int(train.max()), int(test.max())) >= k:

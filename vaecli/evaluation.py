@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .model import VAE, accumulator_dtype, kl_per_dim
+from .model import VAE, accumulator_dtype
 
 __all__ = ["evaluate", "test_pass", "encode_all", "importance_sampled", "EVAL_SEED", "ACTIVE_UNIT_THRESHOLD"]
 
@@ -17,7 +17,7 @@ EVAL_SEED = 1234  # evaluation noise: the test pass of every training epoch and 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): a unit is active when Cov_x E_q[z_u] > 0.01
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def importance_sampled(
     model: VAE,
     x: torch.Tensor,
@@ -25,35 +25,37 @@ def importance_sampled(
     generator: Optional[torch.Generator] = None,
     chunk: int = 0,
     labels: Optional[torch.Tensor] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The importance-weighted bound of Burda et al. (2015) with ``k`` samples z_i ~ q(z|x):
 
         log p(x) >= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),
 
-    tighter as k grows. Samples are drawn ``chunk`` at a time (all at once by default), so
-    that k = 5000 fits in memory. Returns (the bound ``(B,)``, the mean of log p(x|z_i)
-    ``(B,)``), both in nats, for a batch ``x`` of preprocessed floats.
+    tighter as k grows, with the family's weights (``VAE.log_weights``). Samples are drawn
+    ``chunk`` at a time (all at once by default), so that k = 5000 fits in memory. Returns (the
+    bound, the mean of log p(x|z_i), the mean of the log weights: the ELBO), each ``(B,)`` in
+    nats, for a batch ``x`` of preprocessed floats.
     """
-    mean, logvar = model.posterior(x, labels)  # (B, D)
-    b, d = mean.shape
+    posterior = model.posterior(x, labels)  # (B, D)
+    b = x.shape[0]
     chunk = chunk or k
     acc = accumulator_dtype(x.device)
     total = torch.full((b,), -math.inf, device=x.device, dtype=acc)
     recon = torch.zeros(b, device=x.device, dtype=acc)
+    elbo = torch.zeros(b, device=x.device, dtype=acc)
     for start in range(0, k, chunk):
         s = min(chunk, k - start)
-        eps = torch.randn((b, s, d), generator=generator, device=x.device, dtype=mean.dtype)
-        log_w, log_px = model.log_weights(x, labels, mean, logvar, eps)  # (B, S), (B, S)
+        log_w, log_px = model.log_weights(x, labels, s, generator, posterior)  # (B, S), (B, S)
         total = torch.logaddexp(total, torch.logsumexp(log_w.to(acc), dim=1))
         recon += log_px.to(acc).sum(1)
-    return total - math.log(k), recon / k
+        elbo += log_w.to(acc).sum(1)
+    return total - math.log(k), recon / k, elbo / k
 
 
 def _batch(labels: Optional[torch.Tensor], start: int, size: int) -> Optional[torch.Tensor]:
     return None if labels is None else labels[start : start + size]
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def encode_all(
     model: VAE,
     images: torch.Tensor,
@@ -75,7 +77,7 @@ def encode_all(
     return torch.cat(means), torch.cat(logvars)
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def evaluate(
     model: VAE,
     images: torch.Tensor,
@@ -111,7 +113,9 @@ def evaluate(
     acc = accumulator_dtype(device)
     nll = torch.zeros((), device=device, dtype=acc)
     recon = torch.zeros((), device=device, dtype=acc)
-    kl_dims = torch.zeros(model.latent_dim, device=device, dtype=acc)
+    elbo = torch.zeros((), device=device, dtype=acc)
+    kl_dims: Optional[torch.Tensor] = torch.zeros(model.latent_dim, device=device, dtype=acc)
+    terms = torch.zeros(len(model.TERMS), device=device, dtype=acc)  # a family without a likelihood
     # one buffer, not a list of small tensors that would pin the heap between the large ones
     means = torch.empty((n, model.latent_dim), device=device)
     for start in range(0, n, batch):
@@ -119,38 +123,51 @@ def evaluate(
         y = _batch(labels, start, batch)
         mean, logvar = model.posterior(x, y)
         means[start : start + len(mean)] = mean
-        if model.kind == "ae":
-            recon -= model.likelihood.log_prob(x, model.likelihood_params(mean, y)).to(acc).sum()
+        if not model.HAS_LIKELIHOOD:
+            found = model.test_terms(x, y, gen)
+            terms += torch.stack([found[t].to(acc).sum() for t in model.TERMS])
         else:
-            bound, log_px = importance_sampled(model, x, k, gen, chunk, y)
-            kl_dims += kl_per_dim(mean, logvar).to(acc).sum(0)
+            bound, log_px, log_w = importance_sampled(model, x, k, gen, chunk, y)
             nll -= bound.sum()
             recon -= log_px.sum()
+            elbo += log_w.sum()
+            closed = model.kl_dims(mean, logvar)
+            kl_dims = None if closed is None or kl_dims is None else kl_dims + closed.to(acc).sum(0)
         if progress is not None:
             progress(min(n, start + batch))
     model.train(was_training)
-    result: dict[str, Any] = {"kind": model.kind, "examples": n, "pixels": pixels, "recon": recon.item() / n}
-    if model.kind == "ae":
-        return result
+    result: dict[str, Any] = {"kind": model.kind, "examples": n, "pixels": pixels}
     activity = means.to(acc).var(dim=0, unbiased=False)  # Cov_x E_q[z_u]
-    kl = kl_dims.sum().item() / n
+    if not model.HAS_LIKELIHOOD:  # what it has: its terms, and how many units it uses
+        found = dict(zip(model.TERMS, (terms / n).tolist()))
+        result.update(**model.summary(found), **found)
+        result.update(active_units=int((activity > ACTIVE_UNIT_THRESHOLD).sum().item()), latent_dim=model.latent_dim)
+        return result
+    # the KL in closed form where the family has one (the sampled one otherwise)
+    kl = kl_dims.sum().item() / n if kl_dims is not None else (-elbo.item() - recon.item()) / n
     result.update(
-        nelbo=result["recon"] + kl,
+        recon=recon.item() / n,
+        nelbo=recon.item() / n + kl,
         kl=kl,
         nll=nll.item() / n,
         iw_samples=k,
         bits_per_dim=nll.item() / n / (pixels * math.log(2)),
         active_units=int((activity > ACTIVE_UNIT_THRESHOLD).sum().item()),
         latent_dim=model.latent_dim,
-        kl_per_dim=(kl_dims / n).tolist(),
         activity_per_dim=activity.tolist(),
     )
+    if kl_dims is not None:
+        result["kl_per_dim"] = (kl_dims / n).tolist()
     return result
 
 
 def test_pass(model: VAE, images: torch.Tensor, labels: Optional[torch.Tensor] = None) -> dict:
-    """The test pass of an epoch: the negative ELBO (one sample, the same noise every epoch, so
-    that epochs compare) and its parts, nats per example; ``vae evaluate -k 1`` gives the same."""
+    """The test pass of an epoch, nats per example: the negative ELBO (one sample, the same
+    noise every epoch, so that epochs compare) and its parts (``vae evaluate -k 1`` gives the
+    same), or, for a family without a likelihood, its terms."""
     result = evaluate(model, images, iw_samples=1, labels=labels)
-    kl = result.get("kl", 0.0)  # a plain auto-encoder has no KL term
-    return {"nelbo": result["recon"] + kl, "recon": result["recon"], "kl": kl}
+    if not model.HAS_LIKELIHOOD:
+        return {
+            k: v for k, v in result.items() if k in model.TERMS or k in model.summary(dict.fromkeys(model.TERMS, 0.0))
+        }
+    return {"nelbo": result["nelbo"], "recon": result["recon"], "kl": result["kl"]}

@@ -8,30 +8,88 @@ checkpoint and returns its trained model. ``vaecli.checkpoint`` only reads and w
 
 from __future__ import annotations
 
+import functools
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from . import checkpoint
 from . import options as opts
-from .errors import CheckpointError, UsageError, VaeError
+from .errors import CheckpointError, PluginMissingError, UsageError, VaeError
 from .hookspecs import ModelShape
 from .model import VAE
 from .plugins import Registered, registry
 
-__all__ = ["create_model", "model_section", "model_of", "load", "check_data_range"]
+__all__ = ["create_model", "model_section", "model_of", "load", "check_data_range", "family_of", "family_class"]
 
 
-def check_kind(kind: str, arch: Registered) -> None:
-    """A cvae needs an architecture registered with ``conditional=True``."""
-    if kind == "cvae" and not arch.spec.conditional:
+def family_of(section: dict) -> Registered:
+    """The registered model family a ``model`` section names (``kind``; a 0.5.0 section is a
+    vae, cvae or ae); a family from a plugin that is not installed names the distribution."""
+    family = section.get("family") or {}
+    kind = section.get("kind", "vae")
+    if not isinstance(kind, str) or not isinstance(family, dict):
+        raise CheckpointError("the model's kind must be a family name")
+    return registry().get("model", kind, family.get("provider"))
+
+
+@functools.cache
+def family_class(spec: Any) -> type[VAE]:
+    """A family's class (``ModelSpec.family``), imported from its path where it is one."""
+    family = spec.family
+    if isinstance(family, str):
+        module, _, name = family.partition(":")
+        try:
+            family = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError) as exc:
+            raise PluginMissingError(f"model '{spec.name}': cannot import its family {spec.family} ({exc})") from None
+    if not (isinstance(family, type) and issubclass(family, VAE)):
+        raise PluginMissingError(f"model '{spec.name}': its family {family!r} is not a subclass of vaecli.VAE")
+    return family
+
+
+def check_kind(family: Registered, arch: Registered) -> None:
+    """A conditional family needs an architecture registered with ``conditional=True``."""
+    if family.spec.conditional and not arch.spec.conditional:
         reg = registry()
         able = [n for n in reg.names("architecture") if reg.get("architecture", n).spec.conditional]
         raise UsageError(
             f"architecture '{arch.spec.name}' cannot build a class-conditional model; "
-            f"--model cvae works with: {', '.join(able) or 'none installed'}"
+            f"--model {family.spec.name} works with: {', '.join(able) or 'none installed'}"
         )
+
+
+OBJECTIVE_FLAGS = {
+    "beta": "--beta",
+    "kl_warmup": "--kl-warmup",
+    "free_bits": "--free-bits",
+    "iw_samples": "--iw-samples",
+}
+
+
+def check_objective(config: Any, family: Registered) -> None:
+    """Refuse objective settings the family does not use (``OBJECTIVE_SETTINGS``)."""
+    cls = family_class(family.spec)
+    defaults = {"beta": 1.0, "kl_warmup": 0.0, "free_bits": 0.0, "iw_samples": 1}
+    unused = [
+        OBJECTIVE_FLAGS[k] for k, v in defaults.items() if getattr(config, k) != v and k not in cls.OBJECTIVE_SETTINGS
+    ]
+    if unused:
+        reg = registry()
+        users = [n for n in reg.names("model") if _uses(reg.get("model", n), unused[0])]
+        raise UsageError(
+            f"--model {family.spec.name} has no use for {', '.join(unused)}; "
+            f"{unused[0]} is for --model {', '.join(users) or 'none installed'}"
+        )
+
+
+def _uses(family: Registered, flag: str) -> bool:
+    try:
+        return flag[2:].replace("-", "_") in family_class(family.spec).OBJECTIVE_SETTINGS
+    except VaeError:
+        return False
 
 
 def check_data_range(name: str, data_range: str, binarize_mode: str) -> None:
@@ -55,12 +113,16 @@ def model_section(config: Any) -> dict:
     lik = reg.get("likelihood", config.likelihood)
     arch_opts = opts.build(arch.spec.options, config.arch_options, f"architecture '{config.arch}'")
     lik_opts = opts.build(lik.spec.options, config.likelihood_options, f"likelihood '{config.likelihood}'")
-    check_kind(config.model, arch)
+    family = reg.get("model", config.model)
+    family_opts = opts.build(family.spec.options, config.model_options, f"model '{config.model}'")
+    check_kind(family, arch)
+    check_objective(config, family)
     check_data_range(lik.spec.name, lik.spec.data_range, config.binarize)
     return {
         "kind": config.model,
         "latent_dim": int(config.latent_dim),
         "input_shape": None,
+        "family": {"options": opts.to_json(family_opts), "provider": family.plugin.provider()},
         "architecture": {"name": config.arch, "options": opts.to_json(arch_opts), "provider": arch.plugin.provider()},
         "likelihood": {"name": config.likelihood, "options": opts.to_json(lik_opts), "provider": lik.plugin.provider()},
     }
@@ -80,10 +142,10 @@ def _sizes(values: Any, what: str, count: int, low: int) -> tuple:
     return tuple(values)
 
 
-def create_model(section: dict, cls: type = VAE) -> VAE:
+def create_model(section: dict, mixin: Optional[type] = None) -> VAE:
     """Build an (untrained) model from a ``model`` section (``model_section``, or a checkpoint's
-    metadata) through the plugin registry, as ``cls`` (``VAE`` or a subclass). A part whose
-    plugin is missing names the distribution to install."""
+    metadata) through the plugin registry: the family's class, with ``mixin``'s methods where
+    given. A part whose plugin is missing names the distribution to install."""
     reg = registry()
     arch_cfg, lik_cfg = section["architecture"], section["likelihood"]
     for what, part in (("architecture", arch_cfg), ("likelihood", lik_cfg)):
@@ -96,15 +158,39 @@ def create_model(section: dict, cls: type = VAE) -> VAE:
     lik = reg.get("likelihood", lik_cfg["name"], lik_cfg.get("provider"))
     arch_opts = opts.build(arch.spec.options, arch_cfg.get("options", {}), f"architecture '{arch.spec.name}'")
     lik_opts = opts.build(lik.spec.options, lik_cfg.get("options", {}), f"likelihood '{lik.spec.name}'")
-    kind = section.get("kind", "vae")
-    check_kind(kind, arch)
+    family = family_of(section)
+    check_kind(family, arch)
+    family_opts = opts.build(
+        family.spec.options, (section.get("family") or {}).get("options", {}), f"model '{family.spec.name}'"
+    )
+    cls = family_class(family.spec)
+    if mixin is not None:
+        cls = _with_mixin(mixin, cls)
+    if not family.spec.conditional:
+        num_classes = 0
     likelihood = lik.spec.build(lik_opts)
-    shape = ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes)
+    shape = cls.arch_shape(ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes), family_opts)
     try:
         encoder, decoder = arch.spec.build(shape, arch_opts)
     except ValueError as exc:
         raise UsageError(f"architecture '{arch.spec.name}': {exc}") from None
-    return cls(encoder, decoder, likelihood, latent_dim, input_shape, kind=kind, num_classes=num_classes)
+    try:
+        model = cls(encoder, decoder, likelihood, latent_dim, input_shape, num_classes=num_classes, options=family_opts)
+    except ValueError as exc:
+        raise UsageError(f"model '{family.spec.name}': {exc}") from None
+    model.kind = family.spec.name
+    return model
+
+
+_MIXED: dict[tuple[type, type], type[VAE]] = {}
+
+
+def _with_mixin(mixin: type, cls: type[VAE]) -> type[VAE]:
+    """``cls`` with the methods of ``mixin`` (``vaecli.api.Model``) first (one class per pair)."""
+    key = (mixin, cls)
+    if key not in _MIXED:
+        _MIXED[key] = type(f"{mixin.__name__}[{cls.__name__}]", (mixin, cls), {})
+    return _MIXED[key]
 
 
 def _malformed(path: Path, exc: BaseException) -> CheckpointError:
@@ -141,14 +227,14 @@ def check_sizes(path: Path, section: dict, state: dict[str, torch.Tensor]) -> No
         )
 
 
-def model_of(ckpt: checkpoint.Checkpoint, cls: type = VAE) -> VAE:
+def model_of(ckpt: checkpoint.Checkpoint, mixin: Optional[type] = None) -> VAE:
     """The model a checkpoint holds, on the CPU, its weights loaded and ``.meta`` set. Sizes
     are checked against the file before anything is allocated; weights that do not fit or are
     not finite are refused."""
     path, section, state = ckpt.path, ckpt.meta["model"], ckpt.section("model.")
     check_sizes(path, section, state)
     try:
-        model = create_model(section, cls)
+        model = create_model(section, mixin)
     except (KeyError, TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:
         raise _malformed(path, exc) from None
     try:
@@ -163,6 +249,6 @@ def model_of(ckpt: checkpoint.Checkpoint, cls: type = VAE) -> VAE:
     return model
 
 
-def load(path: Path | str, device: str | torch.device = "cpu", cls: type = VAE) -> VAE:
+def load(path: Path | str, device: str | torch.device = "cpu", mixin: Optional[type] = None) -> VAE:
     """The model in a checkpoint, on ``device``, in eval mode, with ``.meta`` set."""
-    return model_of(checkpoint.read(path), cls).to(device).eval()
+    return model_of(checkpoint.read(path), mixin).to(device).eval()

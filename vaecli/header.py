@@ -13,10 +13,20 @@ from typing import Any
 from .errors import CheckpointError
 from .version import __version__
 
-__all__ = ["read_header", "describe", "meta_hash", "upgrade_metrics", "FORMAT", "FORMAT_VERSION", "JSON_KEYS"]
+__all__ = [
+    "read_header",
+    "describe",
+    "meta_hash",
+    "upgrade_metrics",
+    "fmt_scores",
+    "scores",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "JSON_KEYS",
+]
 
 FORMAT = "vaecli"
-FORMAT_VERSION = 2  # the newest this vaecli reads and writes
+FORMAT_VERSION = 3  # the newest this vaecli reads and writes
 JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions", "progress")
 # safetensors' dtypes: their names as torch prints them (the tensor hash hashes those) and sizes
 DTYPES = {
@@ -126,6 +136,26 @@ def upgrade_metrics(metrics: Any) -> Any:
     if not isinstance(metrics, list):
         return metrics
     return [{OLD_METRIC_KEYS.get(k, k): v for k, v in m.items()} if isinstance(m, dict) else m for m in metrics]
+
+
+TERM_NAMES = {"nelbo": "-ELBO", "recon": "recon", "kl": "KL", "objective": "objective"}
+
+
+def scores(record: dict, split: str = "test") -> dict:
+    """The numbers of one split in an epoch's metrics, by term: ``{"nelbo": .., "recon": ..}``."""
+    head = split + "_"
+    return {k[len(head) :]: v for k, v in record.items() if k.startswith(head) and isinstance(v, (int, float))}
+
+
+def fmt_scores(record: dict, split: str = "test", bold: bool = False) -> str:
+    """One split's numbers of an epoch, in words: ``test -ELBO 98.12 nats (recon 80.00 + KL
+    18.12)``, or a family's own terms, ``test recon 80.00, mmd 0.12 nats``."""
+    found = scores(record, split)
+    first = (lambda v: f"[bold]{v:.2f}[/]") if bold else (lambda v: f"{v:.2f}")
+    if {"nelbo", "recon", "kl"} <= set(found):
+        return f"{split} -ELBO {first(found['nelbo'])} nats (recon {found['recon']:.2f} + KL {found['kl']:.2f})"
+    named = [f"{TERM_NAMES.get(k, k)} {first(v) if i == 0 else f'{v:.2f}'}" for i, (k, v) in enumerate(found.items())]
+    return f"{split} {', '.join(named)} nats"
 
 
 def read_bytes(path: Path) -> bytes:

@@ -14,7 +14,7 @@ vaecli through an entry point in the group ``vaecli``::
     def register_architectures(register):
         register(vaecli.ArchitectureSpec(name="myarch", help="...", build=build))
 
-The built-in architectures, likelihoods, datasets and recipes (``vaecli.builtin``) are
+The built-in model families, architectures, likelihoods, datasets and recipes (``vaecli.builtin``) are
 registered through these same hooks. This module imports no torch, so that loading plugins stays cheap;
 register specs whose ``build``/``load`` functions import heavy libraries when they are called.
 """
@@ -85,6 +85,32 @@ class ArchitectureSpec:
     name: str
     help: str
     build: Callable[[ModelShape, Any], tuple[nn.Module, nn.Module]]
+    options: type = NoOptions
+    conditional: bool = False
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model family (``vae train --model NAME``): what the model is made of beyond its
+    encoder, decoder and likelihood, its loss, its prior, and how to estimate log p(x).
+
+    ``family``: a subclass of ``vaecli.VAE``, or its import path ``"package.module:Class"``
+    (imported when a model is built, so that listing plugins stays cheap). It is built as
+    ``family(encoder, decoder, likelihood, latent_dim, input_shape, num_classes=K,
+    options=OPTIONS)`` and overrides what differs from the VAE: ``loss`` (named per-example
+    terms and the objective), ``prior_sample`` and ``log_prior``, ``log_weights`` (importance
+    weights for ``vae evaluate``), ``parameter_groups`` (parameters with an objective of their
+    own, such as a discriminator), and the class attributes ``TERMS``, ``OBJECTIVE_SETTINGS``,
+    ``HAS_LIKELIHOOD`` and ``STOCHASTIC``. See docs/models.md for the contract and an example.
+
+    ``options``: a dataclass of the family's options (``--model-option KEY=VALUE``).
+    ``conditional``: the family is conditioned on the class (``num_classes`` > 0; it needs a
+    dataset with labels and an architecture registered with ``conditional=True``).
+    """
+
+    name: str
+    help: str
+    family: Any
     options: type = NoOptions
     conditional: bool = False
 
@@ -210,6 +236,11 @@ class RecipeSpec:
 @hookspec
 def register_architectures(register: Callable[[ArchitectureSpec], None]) -> None:
     """Register encoder/decoder architectures: call ``register(ArchitectureSpec(...))``."""
+
+
+@hookspec
+def register_models(register: Callable[[ModelSpec], None]) -> None:
+    """Register model families: call ``register(ModelSpec(...))``."""
 
 
 @hookspec

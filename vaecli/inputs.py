@@ -207,7 +207,9 @@ def condition(model, label: Optional[str], n: int) -> Optional[torch.Tensor]:
     if label is None:
         return None
     if not model.num_classes:
-        raise UsageError(f"--label is for class-conditional models (vae train --model cvae); this is a {model.kind}")
+        raise UsageError(
+            f"--label is for class-conditional models (vae train --model cvae); this is a {model.kind}, not conditional"
+        )
     names = [str(c) for c in model.meta.get("data", {}).get("class_names") or []]
     if label in names:
         index = names.index(label)

@@ -12,7 +12,7 @@ per example: log-likelihoods are summed over pixels, then averaged over the batc
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -20,7 +20,7 @@ from torch import nn
 from .images import to_unit
 from .likelihood import Likelihood
 
-MODEL_KINDS = ("vae", "ae", "cvae")  # cvae: encoder and decoder conditioned on the class
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def accumulator_dtype(device: torch.device) -> torch.dtype:
@@ -41,6 +41,11 @@ def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor
     return kl_per_dim(mean, logvar).sum(dim=-1)
 
 
+def log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mean, exp(logvar)) of a diagonal Gaussian, summed over the last dimension."""
+    return (-0.5 * (z - mean).pow(2) * torch.exp(-logvar) - 0.5 * logvar - HALF_LOG_2PI).sum(-1)
+
+
 def gaussian_noise(like: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """eps ~ N(0, I) shaped like ``like``, from ``generator`` when given (else the global RNG)."""
     if generator is None:
@@ -48,28 +53,63 @@ def gaussian_noise(like: torch.Tensor, generator: Optional[torch.Generator] = No
     return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-class LossTerms(NamedTuple):
-    """One batch: ``objective`` (the scalar minimised) and per-example ``recon`` and ``kl``
-    (nats). ``recon + kl`` is the negative ELBO whatever the objective (beta, free bits and
-    the IWAE bound change only ``objective``)."""
+class Step(NamedTuple):
+    """What the trainer tells a model's ``loss`` about this step: the KL weight ``beta`` (below
+    1 during a KL warm-up), ``free_bits`` and ``iw_samples`` (the objective settings of ``vae
+    train``; a family uses those it names in ``OBJECTIVE_SETTINGS``), and the ``generator`` of
+    the training noise."""
+
+    beta: float = 1.0
+    free_bits: float = 0.0
+    iw_samples: int = 1
+    generator: Optional[torch.Generator] = None
+
+
+class Loss(NamedTuple):
+    """One batch's loss: ``objective``, the scalar minimised; ``terms``, the family's named
+    per-example values ``(B,)`` in nats (``TERMS``; logged as ``train_<name>``); and, for a
+    family with several parameter groups (``parameter_groups``), ``objectives``: the scalar each
+    group minimises (``objective`` is then what the progress bar shows)."""
 
     objective: torch.Tensor
-    recon: torch.Tensor  # (B,)  -log p(x|z)
-    kl: torch.Tensor  # (B,)  KL(q(z|x) || p(z)); zeros for a plain auto-encoder
+    terms: dict
+    objectives: Optional[dict] = None
+
+    @property
+    def recon(self) -> torch.Tensor:
+        """-log p(x|z) per example."""
+        return self.terms["recon"]
+
+    @property
+    def kl(self) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) per example (a family without one has no ``kl``)."""
+        return self.terms["kl"]
+
+
+LossTerms = Loss  # the name before 0.6
 
 
 class VAE(nn.Module):
-    """Encoder, decoder and likelihood composed into a VAE (``kind="vae"``), a
-    class-conditional VAE (``kind="cvae"``, Sohn et al. 2015: q(z|x,y) and p(x|z,y) with a
-    standard normal prior) or a plain deterministic auto-encoder (``kind="ae"``: z is the
-    encoder mean, no KL term).
+    """The VAE of Kingma & Welling: encoder, decoder and likelihood composed with a diagonal
+    Gaussian posterior and a standard normal prior, trained on the (beta-weighted, free-bits,
+    or importance-weighted) ELBO. It is the model family ``vae`` (and, with ``num_classes`` > 0,
+    ``cvae``: Sohn et al. 2015's q(z|x,y) and p(x|z,y)), and the base class of every family: a
+    family overrides what differs (see docs/models.md).
 
     Methods ``sample``, ``encode``, ``decode`` and ``reconstruct`` are for using a trained
     model: they take uint8 images or floats in the data range, run without gradients and
-    return tensors on the model's device. Training goes through ``forward`` (the objective).
-    ``labels`` are class indices ``(B,)``; a cvae needs them to encode, and decodes class
-    ``i % K`` for row ``i`` when they are not given.
+    return tensors on the model's device. Training goes through ``forward`` (the loss).
+    ``labels`` are class indices ``(B,)``; a conditional model needs them to encode, and decodes
+    class ``i % K`` for row ``i`` when they are not given.
     """
+
+    TERMS: tuple = ("recon", "kl")  # the per-example terms of ``loss``, in order
+    # the objective settings of `vae train` this family uses (the others are refused)
+    OBJECTIVE_SETTINGS: tuple = ("beta", "kl_warmup", "free_bits", "iw_samples")
+    HAS_LIKELIHOOD = True  # log_weights estimates log p(x): the NLL of `vae evaluate`
+    STOCHASTIC = True  # the encoder's logvar is a posterior variance (not ignored)
+    HAS_PRIOR = True  # prior_sample draws from the prior the model was trained with
+    NORMAL_PRIOR = True  # that prior is N(0, I) (the inverse-CDF grid of `plot-latent --manifold`)
 
     def __init__(
         self,
@@ -78,25 +118,28 @@ class VAE(nn.Module):
         likelihood: Likelihood,
         latent_dim: int,
         input_shape: tuple[int, int, int],
-        kind: str = "vae",
         num_classes: int = 0,
+        options: Any = None,
     ) -> None:
         super().__init__()
-        if kind not in MODEL_KINDS:
-            raise ValueError(f"model kind must be one of {MODEL_KINDS}, got {kind!r}")
-        if (kind == "cvae") != (num_classes > 0):
-            raise ValueError("a cvae needs num_classes > 0, and only a cvae takes classes")
         self.num_classes = int(num_classes)
         self.encoder = encoder
         self.decoder = decoder
         self.likelihood = likelihood
         self.latent_dim = int(latent_dim)
         self.input_shape = tuple(int(s) for s in input_shape)
-        self.kind = kind
+        self.options = options
+        self.kind = "cvae" if num_classes else "vae"  # the family's registered name (set by the factory)
         self.meta: dict = {}  # checkpoint metadata, set by vaecli.checkpoint.load
         # (offset, total): this batch is rows offset.. of a global batch of total rows (training on
         # several processes); the noise is drawn for all of it, so that it is what one process draws
         self.noise_rows: Optional[tuple[int, int]] = None
+
+    @classmethod
+    def arch_shape(cls, shape: Any, options: Any) -> Any:
+        """The ``ModelShape`` the architecture is asked to build (a family with layers of its own
+        between the architecture's latent and its top latent changes ``latent_dim``)."""
+        return shape
 
     @property
     def device(self) -> torch.device:
@@ -105,15 +148,15 @@ class VAE(nn.Module):
     # -- the model ----------------------------------------------------------------------------
 
     def one_hot(self, labels: Optional[torch.Tensor], n: int, what: str = "encode") -> Optional[torch.Tensor]:
-        """The class condition ``(n, K)`` of a cvae (None for other models). Without labels a
-        cvae decodes class ``i % K`` for row ``i``; to encode it needs them."""
+        """The class condition ``(n, K)`` of a conditional model (None for other models). Without
+        labels a conditional model decodes class ``i % K`` for row ``i``; to encode it needs them."""
         if not self.num_classes:
             if labels is not None:
                 raise ValueError(f"labels were given to a {self.kind}, which is not class-conditional")
             return None
         if labels is None:
             if what == "encode":
-                raise ValueError("this model is class-conditional (cvae): give the images' labels")
+                raise ValueError(f"this model is class-conditional ({self.kind}): give the images' labels")
             labels = torch.arange(n, device=self.device) % self.num_classes
         labels = torch.as_tensor(labels, device=self.device).long().reshape(-1)
         if labels.shape[0] != n:
@@ -125,7 +168,8 @@ class VAE(nn.Module):
         return torch.nn.functional.one_hot(labels, self.num_classes).float()  # (n, K)
 
     def posterior(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x) (q(z|x,y) for a cvae) as (mean, logvar), each ``(B, D)``."""
+        """q(z|x) (q(z|x,y) for a conditional model) as (mean, logvar), each ``(B, D)``: what
+        ``vae encode`` writes. A deterministic family's code is the mean."""
         y = self.one_hot(labels, x.shape[0])
         mean, logvar = self.encoder(x) if y is None else self.encoder(x, y)
         return mean.float(), logvar.float()  # float32 under mixed precision too
@@ -137,6 +181,77 @@ class VAE(nn.Module):
         c, h, w = self.input_shape
         return out.float().view(out.shape[0], self.likelihood.params_per_pixel, c, h, w)
 
+    def log_px(self, x: torch.Tensor, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """log p(x|z) ``(B,)`` of a batch ``x`` and latents ``z`` ``(B, D)``."""
+        return self.likelihood.log_prob(x, self.likelihood_params(z, labels))
+
+    def prior_sample(self, n: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n`` draws z ~ p(z) ``(n, D)``: here N(0, I)."""
+        return torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) summed over the last dimension: here log N(z; 0, I)."""
+        return (-0.5 * z.pow(2) - HALF_LOG_2PI).sum(-1)
+
+    def kl_dims(self, mean: torch.Tensor, logvar: torch.Tensor) -> Optional[torch.Tensor]:
+        """KL(q(z|x) || p(z)) of each latent dimension ``(B, D)`` where it has a closed form
+        (here: against N(0, I)), else None (the KL is then estimated from samples)."""
+        return kl_per_dim(mean, logvar)
+
+    def noise(self, like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """eps ~ N(0, I) shaped like ``like`` (rows first): ``gaussian_noise``, or while training
+        on several processes this shard's rows of the noise of the global batch (``noise_rows``),
+        so that the draws are those of one process."""
+        if self.noise_rows is None or not self.training:
+            return gaussian_noise(like, generator)
+        offset, total = self.noise_rows
+        full = torch.randn((total, *like.shape[1:]), generator=generator, device=like.device, dtype=like.dtype)
+        return full[offset : offset + like.shape[0]]
+
+    def loss(self, x: torch.Tensor, step: Step, labels: Optional[torch.Tensor] = None) -> Loss:
+        """The training loss of a batch ``x`` ``(B, C, H, W)`` (preprocessed floats):
+
+        - the negative ELBO with its KL weighted by ``beta`` (Higgins et al. 2017's beta-VAE;
+          below 1 during a KL warm-up, Bowman et al. 2016, Sonderby et al. 2016);
+        - with ``free_bits`` lambda > 0, the KL of each latent dimension, averaged over the
+          batch, counts as at least lambda nats (Kingma et al. 2016, eq. 15), so that the
+          optimiser gains nothing by pushing a dimension below lambda;
+        - with ``iw_samples`` k > 1, the negative importance-weighted bound (Burda et al. 2015)
+          in place of the ELBO.
+
+        ``terms``: ``recon`` -log p(x|z) and ``kl``, whose sum is the negative ELBO whatever the
+        objective.
+        """
+        beta, free_bits, k, generator = step
+        if k > 1 and (beta != 1 or free_bits > 0):
+            raise ValueError("the importance-weighted bound has no separate KL term to weight or free")
+        mean, logvar = self.posterior(x, labels)  # (B, D), (B, D)
+        if k > 1:
+            log_w, log_px = self.log_weights(x, labels, k, generator, (mean, logvar))  # (B, k)
+            bound = torch.logsumexp(log_w, dim=1) - math.log(k)  # (B,)  Burda et al. 2015, eq. 8
+            return Loss(-bound.mean(), {"recon": -log_px.mean(dim=1), "kl": kl_standard_normal(mean, logvar)})
+        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, generator)  # reparameterised
+        kl_dims = kl_per_dim(mean, logvar)  # (B, D)
+        kl = kl_dims.sum(dim=-1)  # (B,)
+        recon = -self.log_px(x, z, labels)  # (B,)
+        if free_bits > 0:
+            penalty = kl_dims.mean(dim=0).clamp(min=free_bits).sum()  # sum_j max(lambda, E_batch KL_j)
+            objective = recon.mean() + beta * penalty
+        else:
+            objective = (recon + beta * kl).mean()
+        return Loss(objective, {"recon": recon, "kl": kl})
+
+    def sampled_loss(self, x: torch.Tensor, step: Step, labels: Optional[torch.Tensor] = None) -> Loss:
+        """The loss of a family whose KL has no closed form, from its ``log_weights``: the
+        negative ELBO of one sample with the sampled KL log q(z|x) - log p(z) weighted by
+        ``beta``, or with ``iw_samples`` k > 1 the negative IWAE bound of k samples."""
+        k = max(1, step.iw_samples)
+        log_w, log_px = self.log_weights(x, labels, k, step.generator)  # (B, k)
+        recon, kl = -log_px.mean(dim=1), (log_px - log_w).mean(dim=1)
+        if k > 1:
+            return Loss(-(torch.logsumexp(log_w, dim=1) - math.log(k)).mean(), {"recon": recon, "kl": kl})
+        return Loss((recon + step.beta * kl).mean(), {"recon": recon, "kl": kl})
+
     def forward(
         self,
         x: torch.Tensor,
@@ -146,67 +261,44 @@ class VAE(nn.Module):
         labels: Optional[torch.Tensor] = None,
         free_bits: float = 0.0,
         iw_samples: int = 1,
-    ) -> LossTerms:
-        """The training objective of a batch ``x`` ``(B, C, H, W)`` (preprocessed floats):
+    ) -> Loss:
+        """``loss`` (the call the trainer makes, through DistributedDataParallel or torch.compile)."""
+        return self.loss(x, Step(beta, free_bits, iw_samples, generator), labels)
 
-        - the negative ELBO with its KL weighted by ``beta`` (Higgins et al. 2017's beta-VAE;
-          below 1 during a KL warm-up, Bowman et al. 2016, Sonderby et al. 2016);
-        - with ``free_bits`` lambda > 0, the KL of each latent dimension, averaged over the
-          batch, counts as at least lambda nats (Kingma et al. 2016, eq. 15), so that the
-          optimiser gains nothing by pushing a dimension below lambda;
-        - with ``iw_samples`` k > 1, the negative importance-weighted bound (Burda et al. 2015)
-          in place of the ELBO.
-        """
-        if iw_samples > 1 and (beta != 1 or free_bits > 0):
-            raise ValueError("the importance-weighted bound has no separate KL term to weight or free")
-        mean, logvar = self.posterior(x, labels)  # (B, D), (B, D)
-        if self.kind == "ae":
-            kl = torch.zeros(mean.shape[0], device=mean.device, dtype=mean.dtype)
-            recon = -self.likelihood.log_prob(x, self.likelihood_params(mean, labels))  # (B,)
-            return LossTerms(recon.mean(), recon, kl)
-        if iw_samples > 1:
-            return self._iwae_loss(x, labels, mean, logvar, iw_samples, generator)
-        z = mean + torch.exp(0.5 * logvar) * self._noise(mean, generator)  # reparameterised
-        kl_dims = kl_per_dim(mean, logvar)  # (B, D)
-        kl = kl_dims.sum(dim=-1)  # (B,)
-        recon = -self.likelihood.log_prob(x, self.likelihood_params(z, labels))  # (B,)
-        if free_bits > 0:
-            penalty = kl_dims.mean(dim=0).clamp(min=free_bits).sum()  # sum_j max(lambda, E_batch KL_j)
-            objective = recon.mean() + beta * penalty
-        else:
-            objective = (recon + beta * kl).mean()
-        return LossTerms(objective, recon, kl)
+    def summary(self, means: dict) -> dict:
+        """Numbers derived from the mean ``TERMS`` of a pass, first in the metrics: here the
+        negative ELBO, ``nelbo`` = recon + kl."""
+        return {"nelbo": means["recon"] + means["kl"]}
 
-    def _noise(self, like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
-        """The training noise of this batch: ``gaussian_noise``, or this shard's rows of the noise
-        of the global batch (``noise_rows``)."""
-        if self.noise_rows is None:
-            return gaussian_noise(like, generator)
-        offset, total = self.noise_rows
-        full = torch.randn((total, *like.shape[1:]), generator=generator, device=like.device, dtype=like.dtype)
-        return full[offset : offset + like.shape[0]]
+    def test_terms(self, x: torch.Tensor, labels: Optional[torch.Tensor], generator: torch.Generator) -> dict:
+        """The per-example ``TERMS`` of a test batch, for a family without a likelihood (the
+        others are measured by ``log_weights``): the loss without its training options."""
+        return self.loss(x, Step(generator=generator), labels).terms
 
-    def _iwae_loss(self, x, labels, mean, logvar, k: int, generator) -> LossTerms:
-        """-log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x) reparameterised (Burda et
-        al. 2015, eq. 8), averaged over the batch; ``recon`` is averaged over the k samples."""
-        b, d = mean.shape
-        eps = self._noise(mean.unsqueeze(1).expand(b, k, d), generator)  # (B, k, D)
-        log_w, log_px = self.log_weights(x, labels, mean, logvar, eps)  # (B, k), (B, k)
-        bound = torch.logsumexp(log_w, dim=1) - math.log(k)  # (B,)
-        return LossTerms(-bound.mean(), -log_px.mean(dim=1), kl_standard_normal(mean, logvar))
+    def parameter_groups(self) -> dict:
+        """Parameters by the objective they follow: ``{"model": [...]}`` for one objective; a
+        family with more (a discriminator) names each group and returns ``Loss.objectives``."""
+        return {"model": list(self.parameters())}
 
     def log_weights(
-        self, x: torch.Tensor, labels, mean: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor
+        self,
+        x: torch.Tensor,
+        labels: Optional[torch.Tensor],
+        samples: int,
+        generator: Optional[torch.Generator] = None,
+        posterior: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The importance weights of samples z = mean + sigma * eps ``(B, S, D)`` of q(z|x):
-        (log p(x|z) + log p(z) - log q(z|x), log p(x|z)), each ``(B, S)`` (Burda et al. 2015).
-        The one helper of the IWAE objective and of the importance-sampled NLL."""
-        b, s, d = eps.shape
+        """Importance weights of ``samples`` draws z_i ~ q(z|x), reparameterised:
+        (log p(x|z_i) + log p(z_i) - log q(z_i|x), log p(x|z_i)), each ``(B, S)`` (Burda et al.
+        2015). The one helper of the IWAE objective and of the importance-sampled NLL.
+        ``posterior``: (mean, logvar) when already computed."""
+        mean, logvar = posterior if posterior is not None else self.posterior(x, labels)
+        b, d = mean.shape
+        eps = self.noise(mean.unsqueeze(1).expand(b, samples, d), generator)  # (B, S, D)
         z = mean.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (B, S, D)
-        xs = x.unsqueeze(1).expand(b, s, *x.shape[1:]).reshape(b * s, *x.shape[1:])
-        ys = None if labels is None else torch.as_tensor(labels, device=x.device).repeat_interleave(s)
-        log_px = self.likelihood.log_prob(xs, self.likelihood_params(z.reshape(b * s, d), ys)).view(b, s)
-        return log_px + _log_weight_prior_ratio(z, eps, logvar), log_px
+        log_px = self.log_px(repeat_rows(x, samples), z.reshape(b * samples, d), repeat_labels(labels, samples))
+        log_q = (-0.5 * eps.pow(2) - 0.5 * logvar.unsqueeze(1) - HALF_LOG_2PI).sum(-1)  # (B, S)
+        return log_px.view(b, samples) + (self.log_prior(z) - log_q), log_px.view(b, samples)
 
     # -- using a trained model ----------------------------------------------------------------
 
@@ -237,9 +329,9 @@ class VAE(nn.Module):
         generator: Optional[torch.Generator] = None,
         labels: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Decode ``n`` draws z ~ N(0, temperature^2 I): images ``(n, C, H, W)`` (of the classes
-        ``labels`` for a cvae)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device) * temperature
+        """Decode ``n`` draws z ~ p(z), scaled by ``temperature``: images ``(n, C, H, W)`` (of the
+        classes ``labels`` for a conditional model)."""
+        z = self.prior_sample(n, generator) * temperature
         return self.decode(z, mode=mode, generator=generator, labels=labels)
 
     @torch.no_grad()
@@ -267,9 +359,10 @@ class VAE(nn.Module):
         return self.decode(mean, mode=mode, labels=labels)
 
 
-def _log_weight_prior_ratio(z: torch.Tensor, eps: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log p(z) - log q(z|x) of samples z = mean + sigma * eps ``(B, S, D)``: ``(B, S)``."""
-    half_log_2pi = 0.5 * math.log(2 * math.pi)
-    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar.unsqueeze(1) - half_log_2pi).sum(-1)
-    log_p = (-0.5 * z.pow(2) - half_log_2pi).sum(-1)
-    return log_p - log_q
+def repeat_rows(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Each row of ``x`` ``(B, ...)`` ``s`` times in a row: ``(B * s, ...)``."""
+    return x.unsqueeze(1).expand(x.shape[0], s, *x.shape[1:]).reshape(x.shape[0] * s, *x.shape[1:])
+
+
+def repeat_labels(labels: Optional[torch.Tensor], s: int) -> Optional[torch.Tensor]:
+    return None if labels is None else torch.as_tensor(labels).repeat_interleave(s)

@@ -80,11 +80,13 @@ def manifold(model, output, chosen, size, extent, condition=None):
     )
 
 
-def traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=None):
+def traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=None, by_kl_name=True):
+    """Rows: the latent dimensions in ``by_kl`` order (their KL, or with ``by_kl_name`` False
+    the variance of a deterministic code), each swept over ``steps`` values."""
     if len(by_kl) > MAX_TRAVERSE_ROWS:
         warn(
             f"showing the {MAX_TRAVERSE_ROWS} of {len(by_kl)} latent dimensions with the largest "
-            f"{'KL' if model.kind != 'ae' else 'variance'}"
+            f"{'KL' if by_kl_name else 'variance'}"
         )
         by_kl = by_kl[:MAX_TRAVERSE_ROWS]
     values = latents.normal_grid(steps, extent)
@@ -95,7 +97,7 @@ def traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=No
     images = model.decode(
         z.view(-1, model.latent_dim), labels=None if condition is None else condition.repeat(len(by_kl) * steps)
     )
-    measure = "KL" if model.kind != "ae" else "var"
+    measure = "KL" if by_kl_name else "var"
     row_labels = [f"z{d}  {measure} {kl[d]:.2f}" for d in by_kl]
     col_labels = [f"{v:.1f}" for v in values.tolist()]
     base_name = inputs.source if len(inputs) == 1 else f"image 0 of {inputs.source}"
@@ -103,8 +105,7 @@ def traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=No
         images,
         len(by_kl),
         output,
-        title=f"Latent traversal from {base_name}, rows by "
-        + ("KL (nats)" if model.kind != "ae" else "variance of the code"),
+        title=f"Latent traversal from {base_name}, rows by " + ("KL (nats)" if by_kl_name else "variance of the code"),
         row_labels=row_labels,
         col_labels=col_labels,
         xlabel="value of the swept dimension",

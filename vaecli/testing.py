@@ -64,7 +64,7 @@ def check_architecture(
         "likelihood": {"name": likelihood, "options": dict(likelihood_options or {})},
         "input_shape": list(input_shape),
         "latent_dim": latent_dim,
-        "kind": "cvae" if num_classes else "vae",
+        "kind": "cvae" if num_classes else "vae",  # the built-in families that use the architecture as it is
         "num_classes": num_classes,
     }
     torch.manual_seed(0)

@@ -251,11 +251,11 @@ def interpolate(
     model = model_of(ckpt, device)
     output = picture_out(output, ckpt, "interpolation", viz.IMAGE_SUFFIXES + viz.ANIMATION_SUFFIXES, (a, b))
     gen = torch.Generator(device=model.device).manual_seed(seed)
-    if a is None and model.kind == "ae":
-        raise UsageError("a plain auto-encoder (--model ae) has no prior to draw the ends from; give A and B")
+    if a is None and not model.HAS_PRIOR:
+        raise UsageError(f"--model {model.kind} has no prior to draw the ends from; give A and B")
     classes = condition(model, label, pairs)
     if a is None:
-        ends = torch.randn(2, pairs, model.latent_dim, generator=gen, device=model.device)
+        ends = model.prior_sample(2 * pairs, gen).view(2, pairs, model.latent_dim)
         start, end = ends[0], ends[1]
         if model.num_classes and classes is None:
             classes = torch.arange(pairs) % model.num_classes

@@ -98,12 +98,19 @@ def evaluate(
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_column(style="dim")
-    if result["kind"] == "ae":
-        table.add_row("reconstruction", f"{result['recon']:.2f}", "-log p(x|z), z the encoder's code")
+    if "nll" not in result:  # a family without a likelihood: its own terms
+        for term in model.TERMS:
+            what = "-log p(x|z), z the encoder's code" if term == "recon" else "a term of its loss"
+            table.add_row(term, f"{result[term]:.2f}", what)
+        table.add_row(
+            "active units", f"{result['active_units']} / {result['latent_dim']}", "codes that vary (variance > 0.01)"
+        )
+        table.add_row("NLL", "-", f"--model {model.kind} has no likelihood of x to estimate")
     else:
         table.add_row("-ELBO", f"{result['nelbo']:.2f}", "reconstruction + KL")
         table.add_row("  reconstruction", f"{result['recon']:.2f}", escape(f"E_q[-log p(x|z)], {iw_samples} sample(s)"))
-        table.add_row("  KL", f"{result['kl']:.2f}", "KL(q(z|x) || p(z)), closed form")
+        closed = "closed form" if "kl_per_dim" in result else f"sampled, {iw_samples} sample(s)"
+        table.add_row("  KL", f"{result['kl']:.2f}", f"KL(q(z|x) || p(z)), {closed}")
         table.add_row("NLL (IWAE)", f"{result['nll']:.2f}", f"-log p(x), k={iw_samples} (Burda et al. 2015)")
         table.add_row(
             "bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)" + _bits_note(model)

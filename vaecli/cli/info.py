@@ -10,6 +10,7 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from ..console import escape, out
+from ..header import TERM_NAMES, scores
 from .app import (
     app,
 )
@@ -67,7 +68,8 @@ def info(
     rows = [
         (
             "model",
-            f"{m.get('kind', 'vae').upper()}, latent dim {m.get('latent_dim')}, "
+            f"{m.get('kind', 'vae').upper()} {fmt_options((m.get('family') or {}).get('options', {}))}".rstrip()
+            + f", latent dim {m.get('latent_dim')}, "
             + (f"{m['num_classes']} classes, " if m.get("num_classes") else "")
             + f"input {'x'.join(map(str, m.get('input_shape', [])))}, {n_params:,} parameters",
         ),
@@ -86,7 +88,7 @@ def info(
         ),
         ("classes", ", ".join(map(str, d.get("class_names") or [])) or "none"),
         ("preprocessing", fmt_options(d.get("preprocessing", {}))),
-        ("objective", fmt_objective(t) if m.get("kind") != "ae" else "reconstruction only"),
+        ("objective", _objective(t, meta.get("metrics") or [])),
         ("optimizer", fmt_optimizer(t)),
         (
             "training",
@@ -116,15 +118,27 @@ def info(
     metrics = meta.get("metrics") or []
     if metrics:
         mt = Table(title="metrics (nats per example)", title_justify="left")
-        for col in ("epoch", "train -ELBO", "test -ELBO", "test recon", "test KL", "seconds"):
+        train = next(iter(scores(metrics[-1], "train")), "")  # the family's headline: nelbo, or its first term
+        columns = [f"train_{train}"] * bool(train) + [f"test_{k}" for k in scores(metrics[-1], "test")]
+        for col in ("epoch", *(_title(c) for c in columns), "seconds"):
             mt.add_column(col, justify="right")
         for r in metrics:
-            mt.add_row(
-                str(r["epoch"]),
-                f"{r['train_nelbo']:.2f}",
-                f"{r['test_nelbo']:.2f}",
-                f"{r['test_recon']:.2f}",
-                f"{r['test_kl']:.2f}",
-                f"{r['seconds']:.1f}",
-            )
+            mt.add_row(str(r["epoch"]), *(_number(r.get(c)) for c in columns), _number(r.get("seconds"), 1))
         out.print(mt)
+
+
+def _title(key: str) -> str:
+    split, _, term = key.partition("_")
+    return f"{split} {TERM_NAMES.get(term, term)}"
+
+
+def _number(value, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+
+
+def _objective(settings: dict, metrics: list) -> str:
+    """The objective in words: the (weighted) ELBO, or the terms of a family without one."""
+    terms = [k for k in scores(metrics[-1], "train") if k != "objective"] if metrics else []
+    if not terms or "nelbo" in terms:
+        return fmt_objective(settings)
+    return "its own loss: " + " + ".join(TERM_NAMES.get(k, k) for k in terms)

@@ -60,7 +60,7 @@ def encode(
     latents.write(
         output,
         mean,
-        logvar if model.kind != "ae" else None,
+        logvar if model.STOCHASTIC else None,
         inputs.labels,
         inputs.class_names,
         {"checkpoint": str(ckpt), "input": inputs.source, "latent_dim": model.latent_dim},
@@ -167,9 +167,9 @@ def plot_latent(
     model = model_of(ckpt, device)
     kind = "manifold" if manifold else "traverse" if traverse else "latent"
     output = picture_out(output, ckpt, kind, viz.PLOT_SUFFIXES, (input,))
-    if manifold and model.kind == "ae" and extent is None:
+    if manifold and not model.NORMAL_PRIOR and extent is None:
         raise UsageError(
-            "a plain auto-encoder has no N(0, I) prior for the inverse-CDF grid; give the "
+            f"--model {model.kind} has no N(0, I) prior for the inverse-CDF grid; give the "
             "extent of the grid with --range R"
         )
     chosen = _parse_dims(dims, model.latent_dim)
@@ -180,10 +180,10 @@ def plot_latent(
     if inputs is not None:
         with progress(len(inputs), "encoding", show=len(inputs) > 5000) as update:
             mean, logvar = model.encode_all(inputs.images, labels=input_labels(model, inputs, label), progress=update)
-        if model.kind == "ae":  # no posterior variance: rank by how much each code varies
-            kl = mean.double().var(0, unbiased=False)
-        else:
+        if model.STOCHASTIC:  # the KL to N(0, I) of each dimension
             kl = kl_per_dim(mean.double(), logvar.double()).mean(0)  # (D,)
+        else:  # no posterior variance: rank by how much each code varies
+            kl = mean.double().var(0, unbiased=False)
         by_kl = kl.argsort(descending=True).tolist()
     if chosen is None and model.latent_dim >= 2:
         chosen = (0, 1) if model.latent_dim == 2 else tuple(sorted(by_kl[:2]))
@@ -195,7 +195,9 @@ def plot_latent(
     if manifold:
         size = pictures.manifold(model, output, chosen, grid_size or 20, extent or 0.0, cls)
     elif traverse:
-        size = pictures.traverse(model, output, inputs, mean, kl, by_kl, grid_size or 11, extent or 3.0, cls)
+        size = pictures.traverse(
+            model, output, inputs, mean, kl, by_kl, grid_size or 11, extent or 3.0, cls, model.STOCHASTIC
+        )
     else:
         size = pictures.scatter(model, output, inputs, mean, method, chosen, color_by)
     out.print(f"Wrote {output} ({size[0]}x{size[1]} px).")

@@ -14,9 +14,10 @@ from typing_extensions import Annotated
 from ..config import PANELS, TrainConfig, settings
 from ..console import err, escape, out, warn
 from ..errors import UsageError
+from ..header import fmt_scores, scores
 from ..options import parse_pairs
 from .app import ParameterSource, app
-from .text import fmt_objective
+from .text import fmt_objective, fmt_options
 
 # options of the command that are not settings of a run
 COMMAND_OPTIONS = {
@@ -178,7 +179,7 @@ def train(ctx: typer.Context, **values: Any) -> None:
             viz_dir = config.viz_dir
     finally:
         reporter.close()
-    _trained(result, result.model.kind, viz_dir)
+    _trained(result, viz_dir)
 
 
 _DEFAULTS, _HINTS = TrainConfig(), typing.get_type_hints(TrainConfig)
@@ -226,13 +227,12 @@ def _launch_processes(ctx: typer.Context, nproc: int) -> None:
         raise typer.Exit(code)
 
 
-def _trained(result, kind: str, viz_dir: Optional[str]) -> None:
+def _trained(result, viz_dir: Optional[str]) -> None:
     if not result.main:
         return  # rank 0 says it
     last = result.metrics[-1]
-    score = f"test reconstruction {last['test_recon']:.2f}" if kind == "ae" else f"test -ELBO {last['test_nelbo']:.2f}"
     out.print(
-        f"Saved {result.path} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}: {score} nats per example."
+        f"Saved {result.path} after {last['epoch']} epoch{'s' if last['epoch'] != 1 else ''}: {fmt_scores(last)} per example."
     )
     if viz_dir:
         out.print(f"Pictures of each epoch and the animation: {Path(viz_dir) / 'training.gif'}")
@@ -268,24 +268,23 @@ class ProgressReporter:
         )
         self.task: Any = None
         self.started = False
-        self.kind = "vae"
         self._last = 0.0
 
     def start(self, config, path, device, data) -> None:
         import torch
 
-        self.kind = config.model
-        objective = fmt_objective(dataclasses.asdict(config)) if config.model != "ae" else ""
+        objective = fmt_objective(dataclasses.asdict(config))
         extras = [
             x
             for x in (
+                fmt_options(config.model_options),
                 objective if objective != "ELBO" else "",
                 f"binarized {config.binarize}" if config.binarize != "none" else "",
             )
             if x
         ]
         err.print(
-            f"Training {'an' if config.model == 'ae' else 'a'} {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}"
+            f"Training {'an' if config.model[:1] in 'aeiou' else 'a'} {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}"
             f"{'; ' + ', '.join(extras) if extras else ''}) "
             f"on {config.dataset} ({len(data.splits.train)} train / {len(data.splits.test)} test images of "
             f"{'x'.join(map(str, data.input_shape))}) on {device}"
@@ -327,14 +326,9 @@ class ProgressReporter:
         self.progress.update(self.task, completed=done, **fields)
 
     def epoch_end(self, m: dict) -> None:
-        if self.kind == "ae":
-            summary = f"test recon [bold]{m['test_recon']:.2f}[/] nats"
-        else:
-            summary = (
-                f"test -ELBO [bold]{m['test_nelbo']:.2f}[/] nats (recon {m['test_recon']:.2f} + KL {m['test_kl']:.2f})"
-            )
+        train = next(iter(scores(m, "train").values()))  # the family's headline: -ELBO, or its first term
         self.progress.console.print(
-            f"epoch {m['epoch']:>3}  train {m['train_nelbo']:.2f}  {summary}  {m['seconds']:.1f} s"
+            f"epoch {m['epoch']:>3}  train {train:.2f}  {fmt_scores(m, bold=True)}  {m['seconds']:.1f} s"
         )
 
     def warn(self, message: str) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from .. import viz
 from ..errors import UsageError, VaeError
+from ..header import fmt_scores
 
 PICTURES = ("recon", "samples", "latent")
 MAX_FRAMES = 200  # training.gif keeps every k-th epoch beyond this, k doubling as needed
@@ -169,7 +170,7 @@ class TrainingPictures:
             with Image.open(paths[2]) as img:
                 pictures.append(img.convert("RGB"))
             captions.append("latent space")
-        header = f"epoch {epoch}   test -ELBO {record['test_nelbo']:.2f} nats (recon {record['test_recon']:.2f} + KL {record['test_kl']:.2f})"
+        header = f"epoch {epoch}   {fmt_scores(record)}"
         frame = viz.panels(pictures, captions, header)
         self.last = (epoch, frame)
         if (epoch - 1) % self.stride == 0:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
 from ..config import TrainConfig
+from ..errors import UsageError
+from ..model import VAE, Loss
 
-__all__ = ["make_optimizer"]
+__all__ = ["make_optimizer", "parameter_groups", "backward"]
 
 
 def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
@@ -18,3 +20,28 @@ def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.o
     decay = config.weight_decay if config.weight_decay is not None else (0.01 if config.optimizer == "adamw" else 0.0)
     extra: dict[str, Any] = {"fused": True} if device.type in ("cpu", "cuda") else {}
     return kind(params, lr=config.lr, weight_decay=decay, **extra)
+
+
+def parameter_groups(model: VAE, distributed: bool) -> Optional[list[dict]]:
+    """The optimizer's parameter groups of a family with several objectives (``VAE.parameter_groups``,
+    each group named), or None for one objective (all parameters, as a plain optimizer takes them)."""
+    groups = model.parameter_groups()
+    if len(groups) == 1:
+        return None
+    if distributed:
+        raise UsageError(
+            f"--model {model.kind} trains parameter groups on objectives of their own ({', '.join(groups)}), "
+            "which the one gradient all-reduce of torchrun does not serve yet; train in one process"
+        )
+    return [{"params": params, "name": name} for name, params in groups.items()]
+
+
+def backward(amp: Any, loss: Loss, groups: Optional[list[dict]], scale: float = 1.0) -> None:
+    """The gradients of a batch: of ``loss.objective`` (times ``scale``), or of each group's
+    objective for its own parameters only (``loss.objectives``)."""
+    if groups is None:
+        amp.backward(loss.objective if scale == 1.0 else loss.objective * scale)
+        return
+    objectives = loss.objectives or {}
+    for j, group in enumerate(groups):
+        amp.backward(objectives[group["name"]] * scale, inputs=group["params"], retain_graph=j < len(groups) - 1)

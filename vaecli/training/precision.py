@@ -56,8 +56,9 @@ class MixedPrecision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+    def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
+        """``loss.backward(**kwargs)``, the loss scaled under fp16."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward(**kwargs)
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         """Gradients at their true size (before clipping)."""

@@ -17,11 +17,11 @@ from ..data import LoadedDataset, load_dataset
 from ..device import resolve_device
 from ..errors import Interrupted, Terminated, TrainingError, UsageError
 from ..evaluation import test_pass
-from ..factory import create_model, model_of, model_section
+from ..factory import create_model, family_of, model_of, model_section
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
 from . import distributed, monitor
-from .optim import make_optimizer
+from .optim import backward, make_optimizer, parameter_groups
 from .precision import Compiled, MixedPrecision
 from .report import Quiet, Reporter, StopSignal, TrainResult
 
@@ -96,7 +96,7 @@ class Trainer:
             section["input_shape"] = list(data.input_shape)
         else:
             self._check_same_data(data)
-        self.labels = data.class_labels(config.model == "cvae", section)
+        self.labels = data.class_labels(family_of(section).spec.conditional, section)
         for note in data.splits.notes:
             reporter.warn(note)
         if ckpt is None and config.kl_warmup > config.epochs:
@@ -118,7 +118,8 @@ class Trainer:
         config, ckpt, device = self.config, self.ckpt, self.device
         torch.manual_seed(config.seed)
         model = (create_model(section) if ckpt is None else model_of(ckpt)).to(device)
-        optimizer = make_optimizer(config, model.parameters(), device)
+        self.groups = parameter_groups(model, self.world.distributed)
+        optimizer = make_optimizer(config, model.parameters() if self.groups is None else self.groups, device)
         self.amp = MixedPrecision(config.precision, device)
         config.precision = self.amp.name  # auto resolved: what the run uses and records
         gen = torch.Generator(device=device)
@@ -184,7 +185,7 @@ class Trainer:
                 test_labels if test_labels is not None else data.splits.test.labels,
                 data.splits.class_names,
                 config.seed,
-                conditional=config.model == "cvae",
+                conditional=bool(self.model.num_classes),
             )
             if config.viz_dir:
                 monitors.append(monitor.TrainingPictures(Path(config.viz_dir), pictures, self.model.latent_dim))
@@ -278,7 +279,9 @@ class Trainer:
             done, elapsed = int(partial["step"]), float(partial["seconds"])
         else:
             order = torch.randperm(n, device=device, generator=gen)  # this epoch's batches
-            sums = torch.zeros(3, device=device, dtype=acc)  # recon, KL, objective, summed over examples
+            sums = torch.zeros(
+                len(model.TERMS) + 1, device=device, dtype=acc
+            )  # the terms and the objective, summed over examples
             done, elapsed = 0, 0.0
         objectives = torch.zeros(batches, device=device)  # each step's: names the first non-finite one
         self.reporter.epoch_start(epoch, config.epochs, batches)
@@ -295,7 +298,7 @@ class Trainer:
                 model.noise_rows = (offset, len(idx))
             lr = config.learning_rate(step, batches)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             beta = config.kl_weight(step + 1, batches)
             with amp.autocast():
                 terms = objective_of(
@@ -308,9 +311,7 @@ class Trainer:
                 )
             optimizer.zero_grad(set_to_none=True)
             # the gradient of the batch's mean: ranks' shards may differ by one example
-            amp.backward(
-                terms.objective if not world.distributed else terms.objective * (world.size * len(local) / len(idx))
-            )
+            backward(amp, terms, self.groups, world.size * len(local) / len(idx) if world.distributed else 1.0)
             if config.grad_clip:
                 amp.unscale(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -318,7 +319,7 @@ class Trainer:
             step += 1
             objective = terms.objective.detach()
             objectives[i - 1] = objective
-            sums += torch.stack((terms.recon.detach().sum(), terms.kl.detach().sum(), objective * len(local)))
+            sums += torch.stack([*(terms.terms[t].detach().sum() for t in model.TERMS), objective * len(local)])
             self.reporter.step(i, objective)
             if i % CHECK_STEPS == 0:
                 self._check_finite(epoch, i, objectives, sums)
@@ -331,22 +332,20 @@ class Trainer:
                     raise self._stopped(f"in epoch {epoch} at step {i} of {batches}")
         self._check_finite(epoch, batches, objectives, sums)
         train_seconds = time.perf_counter() - started
-        train_recon, train_kl, objective = (world.sum_(sums.clone()) / n).tolist()
+        *means, objective = (world.sum_(sums.clone()) / n).tolist()
+        train = dict(zip(model.TERMS, means))
         test = test_pass(model, *self.test)
         record = {
             "epoch": epoch,
-            "train_nelbo": train_recon + train_kl,  # the negative ELBO, whatever the objective
+            **{f"train_{k}": v for k, v in model.summary(train).items()},  # train_nelbo: whatever the objective
             "train_objective": objective,  # what was minimised (beta, free bits, IWAE)
             "kl_weight": beta,  # the weight of the KL term at the end of the epoch (below --beta during warm-up)
             "lr": lr,  # the learning rate of the last step
-            "train_recon": train_recon,
-            "train_kl": train_kl,
-            "test_nelbo": test["nelbo"],
-            "test_recon": test["recon"],
-            "test_kl": test["kl"],
+            **{f"train_{k}": v for k, v in train.items()},
+            **{f"test_{k}": v for k, v in test.items()},
             "seconds": train_seconds,
         }
-        if not math.isfinite(test["nelbo"]):
+        if not all(math.isfinite(v) for v in test.values()):
             raise TrainingError(
                 f"the test loss became non-finite after epoch {epoch}; {self._kept()}; "
                 f"try a smaller --lr or --grad-clip"
