@@ -7,29 +7,22 @@ by registering it."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from test_resume import assert_same_run
 
-import vaecli
-from conftest import TINY_CLI
-from vaecli import factory
+from vaecli import factory, testing
+from vaecli.model import VAE, log_normal
 from vaecli.plugins import registry
 
 FAMILIES = registry().names("model")
 # small options where the default is sized for MNIST
-SMALL_OPTIONS = {"vamp": ["components=8"], "vae2": ["z1=4", "hidden=8"], "aae": ["hidden=16"], "vaegan": ["hidden=16"]}
-
-
-def _options(family: str) -> list[str]:
-    return [arg for o in SMALL_OPTIONS.get(family, []) for arg in ("--model-option", o)]
-
-
-def _ok(result):
-    assert result.exit_code == 0, result.output
-    return result
+SMALL_OPTIONS = {
+    "vamp": {"components": 8},
+    "vae2": {"z1": 4, "hidden": 8},
+    "aae": {"hidden": 16},
+    "vaegan": {"hidden": 16},
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,36 +37,10 @@ def test_at_least_sixteen_families_each_with_a_help_line():
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_family_trains_resumes_exactly_and_works_in_every_command(vae, family):
-    args = [*TINY_CLI, "--model", family, *_options(family)]
-    _ok(vae("train", *args, "--epochs", "3", "-o", "straight.safetensors"))
-    _ok(vae("train", *args, "--epochs", "1", "-o", "r.safetensors"))
-    _ok(vae("train", "--resume", "r.safetensors", "--epochs", "3"))
-    assert_same_run(Path("straight.safetensors"), Path("r.safetensors"))
-
-    meta = vaecli.metadata("r.safetensors")
-    first, last = meta["metrics"][0], meta["metrics"][-1]
-    assert meta["model"]["kind"] == family
-    assert last["train_recon"] < first["train_recon"], (first, last)  # it learns
-    model = vaecli.load("r.safetensors")
-    for term in model.TERMS:  # every term of the loss is logged, train and test
-        assert math.isfinite(last[f"train_{term}"]), term
-
-    label = ["--label", "0"] if model.num_classes else []
-    _ok(vae("sample", "r.safetensors", "-n", "4", "-o", "s.png", *label))
-    _ok(vae("encode", "r.safetensors", "shapes:test", "-o", "z.npy"))
-    _ok(vae("decode", "r.safetensors", "z.npy", "-o", "d.png", *label))
-    _ok(vae("reconstruct", "r.safetensors", "shapes:test", "-n", "4", "-o", "r.png"))
-    ends = [] if model.HAS_PRIOR else ["shapes:test:0", "shapes:test:1"]
-    _ok(vae("interpolate", "r.safetensors", *ends, "--steps", "3", "-o", "i.png", *label))
-    _ok(vae("plot-latent", "r.safetensors", "shapes:test", "-o", "p.png"))
-    result = _ok(vae("evaluate", "r.safetensors", "shapes:test", "-k", "4", "--json"))
-    if model.HAS_LIKELIHOOD:
-        assert "NLL" not in result.stdout  # --json: numbers only
-        assert all(f'"{k}"' in result.stdout for k in ("nll", "nelbo", "kl"))
-    else:
-        assert '"nll"' not in result.stdout and '"recon"' in result.stdout
-        text = _ok(vae("evaluate", "r.safetensors", "shapes:test")).stdout
+def test_family_trains_resumes_exactly_and_works_in_every_command(family):
+    model = testing.check_family(family, SMALL_OPTIONS.get(family))
+    if not model.HAS_LIKELIHOOD:
+        text = testing.invoke("evaluate", "resumed.safetensors", "shapes:test").stdout
         assert "no likelihood of x" in text
 
 
@@ -136,8 +103,8 @@ def test_the_two_layer_bound_agrees_with_log_px_on_a_grid():
     axis = torch.linspace(-extent, extent, steps)
     z1, z2 = (g.reshape(-1, 1) for g in torch.meshgrid(axis, axis, indexing="ij"))
     with torch.no_grad():
-        params = vaecli.VAE.likelihood_params(model, z1)  # p(x|z1)
-        log_p = model.log_prior(z2) + vaecli.model.log_normal(z1, *model._p1(z2))
+        params = VAE.likelihood_params(model, z1)  # p(x|z1)
+        log_p = model.log_prior(z2) + log_normal(z1, *model._p1(z2))
         exact = torch.stack(
             [torch.logsumexp(model.likelihood.log_prob(xi.expand(len(z1), 1, 2, 2), params) + log_p, 0) for xi in x]
         )

@@ -30,7 +30,8 @@ def output_path(config: TrainConfig) -> Path:
     if config.out is None:
         name, argument = split_dataset_name(config.dataset)  # folder:PATH -> folder-NAME_OF_PATH
         dataset = "-".join([name, *(Path(v).expanduser().resolve().name for v in argument.values())])
-        stem = _slug(f"{dataset}-{config.arch}" + ("" if config.model == "vae" else f"-{config.model}"))
+        family = "" if config.model == TrainConfig().model else f"-{config.model}"  # the default family unnamed
+        stem = _slug(f"{dataset}-{config.arch}{family}")
         path, n = Path(f"{stem}{checkpoint.SUFFIX}"), 2
         while path.exists():
             path, n = Path(f"{stem}-{n}{checkpoint.SUFFIX}"), n + 1

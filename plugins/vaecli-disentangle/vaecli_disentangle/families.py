@@ -1,0 +1,83 @@
+"""The families: the VAE (``vaecli.VAE``) with a total-correlation penalty."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import vaecli
+from vaecli.model import HALF_LOG_2PI, kl_standard_normal
+from vaecli.nets import mlp_layers
+
+
+def total_correlation(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int) -> torch.Tensor:
+    """TC = log q(z) - sum_d log q(z_d) of each code ``z`` ``(B, D)``, q(z) = (1/N) sum_n q(z|x_n)
+    the aggregate posterior of a data set of N = ``dataset_size`` images, estimated on the batch
+    by minibatch stratified sampling (Chen et al. 2018, appendix C.2): the code's own image
+    weighs 1/N, each other image of the batch (N - 1) / (N (B - 1))."""
+    b, n = z.shape[0], max(dataset_size, z.shape[0])
+    # log q(z_i,d | x_j) for every pair: (B, B, D)
+    log_q = -0.5 * (z.unsqueeze(1) - mean.unsqueeze(0)).pow(2) * torch.exp(-logvar.unsqueeze(0))
+    log_q = log_q - 0.5 * logvar.unsqueeze(0) - HALF_LOG_2PI
+    other = math.log((n - 1) / (n * (b - 1))) if b > 1 else -math.inf
+    log_w = torch.full((b, b), other, device=z.device, dtype=z.dtype)
+    log_w.fill_diagonal_(-math.log(n) if b > 1 else 0.0)
+    joint = torch.logsumexp(log_q.sum(-1) + log_w, dim=1)
+    marginals = torch.logsumexp(log_q + log_w.unsqueeze(-1), dim=1).sum(-1)
+    return joint - marginals
+
+
+class BetaTCVAE(vaecli.VAE):
+    """-ELBO + (beta - 1) TC: the KL's total-correlation part weighted by beta, its mutual
+    information and dimension-wise parts by 1 (Chen et al. 2018 with alpha = gamma = 1)."""
+
+    TERMS = ("recon", "kl", "tc")
+    OBJECTIVE_SETTINGS = ()
+
+    def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
+        mean, logvar = self.posterior(x, labels)
+        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
+        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        tc = total_correlation(z, mean, logvar, self.options.dataset_size)
+        objective = (recon + kl + (self.options.beta - 1) * tc).mean()
+        return vaecli.Loss(objective, {"recon": recon, "kl": kl, "tc": tc})
+
+
+class FactorVAE(vaecli.VAE):
+    """-ELBO + gamma TC, TC = E log D(z) / (1 - D(z)) from a discriminator trained to tell codes
+    from codes whose dimensions are shuffled across the batch (Kim & Mnih 2018). The
+    discriminator is a second parameter group with an objective of its own."""
+
+    TERMS = ("recon", "kl", "tc", "discriminator")
+    OBJECTIVE_SETTINGS = ()
+
+    def __init__(self, encoder, decoder, likelihood, latent_dim, input_shape, num_classes=0, options=None) -> None:
+        super().__init__(encoder, decoder, likelihood, latent_dim, input_shape, num_classes, options)
+        sizes = [self.latent_dim, *options.hidden]
+        self.critic = nn.Sequential(*mlp_layers(sizes, "leaky_relu"), nn.Linear(sizes[-1], 1))
+
+    def parameter_groups(self) -> dict:
+        critic = list(self.critic.parameters())
+        return {"model": [p for p in self.parameters() if all(p is not q for q in critic)], "discriminator": critic}
+
+    def shuffled(self, z: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Each dimension of ``z`` permuted across the batch on its own: samples of prod_d q(z_d)."""
+        keys = self.noise(z, generator)  # a permutation per dimension from the training noise
+        return torch.gather(z, 0, keys.argsort(dim=0))
+
+    def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
+        mean, logvar = self.posterior(x, labels)
+        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
+        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        tc = self.critic(z).squeeze(-1).float()  # the logit: log D / (1 - D)
+        joint = self.critic(z.detach()).squeeze(-1).float()
+        product = self.critic(self.shuffled(z.detach(), step.generator)).squeeze(-1).float()
+        critic = F.binary_cross_entropy_with_logits(joint, torch.ones_like(joint), reduction="none")
+        critic = critic + F.binary_cross_entropy_with_logits(product, torch.zeros_like(product), reduction="none")
+        objective = (recon + kl + self.options.gamma * tc).mean()
+        terms = {"recon": recon, "kl": kl, "tc": tc, "discriminator": critic}
+        return vaecli.Loss(objective, terms, {"model": objective, "discriminator": critic.mean()})
