@@ -105,6 +105,7 @@ def test_every_hook_has_a_section_and_a_test():
         "register_likelihoods",
         "register_models",
         "register_recipes",
+        "register_samplers",
     ]
     headings = re.findall(r"^### (\S+)$", TEXT, re.M)
     for hook in hooks:
@@ -125,6 +126,7 @@ def test_the_example_registers_one_part_of_each_kind():
         "dataset": ["stripes"],
         "recipe": ["stripes-linear"],
         "model": ["mixture"],
+        "sampler": ["gaussian"],
     }
     assert example["commands"] == ["params"]
     assert example["error"] is None
@@ -215,6 +217,21 @@ def test_hook_register_models(monkeypatch):
     )
 
 
+def test_hook_register_samplers():
+    result = testing.invoke("train", "stripes", "--epochs", "1", *SMALL, "-o", "g.safetensors")
+    assert result.exit_code == 0, result.output
+    drawn = testing.invoke("sample", "g.safetensors", "--sampler", "gaussian", "-o", "g.png")
+    assert drawn.exit_code == 0 and "fitted on" in drawn.stdout, drawn.output
+    model = vaecli.load("g.safetensors")
+    from vaecli import sampling
+
+    fitted, _ = sampling.fitted(model, Path("g.safetensors"), "gaussian", {}, lambda: None)  # reused: no images asked
+    codes = model.encode_all(vaecli.read_inputs("stripes:train", model))[0]
+    torch.testing.assert_close(fitted.mean, codes.mean(0), atol=1e-4, rtol=0)
+    draws = fitted.sample(20000, torch.Generator().manual_seed(0), model)
+    torch.testing.assert_close(torch.cov(draws.T), torch.cov(codes.T), atol=0.05, rtol=0.05)
+
+
 def test_hook_register_datasets():
     splits = testing.check_dataset("stripes", options={"n_train": 50, "n_test": 20, "size": 8})
     images, labels = splits.train.images[:, 0].long(), splits.train.labels
@@ -296,6 +313,8 @@ TOOLBOX = (
     "vaecli.images",
     "vaecli.errors",
     "vaecli.likelihood",
+    "vaecli.model",
+    "vaecli.samplers",
     "vaecli.testing",
 )
 

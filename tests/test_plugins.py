@@ -32,7 +32,7 @@ BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cif
 LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
 DATASETS = sorted(["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor", *PAPERS])
 DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", *PAPERS, "folder", "tensor"]
-BUILTIN_PLUGINS = ["models", "architectures", "likelihoods", "datasets", "recipes"]
+BUILTIN_PLUGINS = ["models", "samplers", "architectures", "likelihoods", "datasets", "recipes"]
 BUILTIN_RECIPES = ["pytorch-example", "kingma-welling", "pythae-vae", "burda-vae", "burda-iwae"]
 
 # Top-level modules the fake plugins define; removed from sys.modules around every test.
@@ -833,7 +833,7 @@ def test_vae_plugins_json(site):
     assert by_name["brokenplug"]["error"] == "failed to load: ImportError: needs the package frobnicate"
 
     parts = data["parts"]
-    assert sorted(parts) == ["architecture", "dataset", "likelihood", "model", "recipe"]
+    assert sorted(parts) == ["architecture", "dataset", "likelihood", "model", "recipe", "sampler"]
     assert sorted(parts["recipe"]) == sorted(BUILTIN_RECIPES)
     assert parts["recipe"]["pytorch-example"]["options"].startswith(
         "dataset=mnist, arch=mlp, arch_options={hidden=400, activation=relu}"

@@ -31,6 +31,7 @@ from .hookspecs import (
     ModelSpec,
     NoOptions,
     RecipeSpec,
+    SamplerSpec,
     Split,
     hookimpl,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Loss",
     "Step",
     "ModelSpec",
+    "SamplerSpec",
     "ArchitectureSpec",
     "LikelihoodSpec",
     "DatasetSpec",

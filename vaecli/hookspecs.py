@@ -116,6 +116,24 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class SamplerSpec:
+    """A sampler of latent codes for ``vae sample --sampler NAME``: a density fitted, after
+    training, to the codes of the training images (a Gaussian mixture, a flow, a second VAE, an
+    autoregressive model of discrete codes), decoded by the model.
+
+    ``sampler``: a subclass of ``vaecli.samplers.Sampler``, or its import path
+    ``"package.module:Class"``; it says which models it fits (``refuses``), what it fits on
+    (``codes``), how (``fit``) and how it draws (``sample``). A fitted sampler is saved beside
+    the checkpoint and reused. ``options``: a dataclass (``--sampler-option KEY=VALUE``).
+    """
+
+    name: str
+    help: str
+    sampler: Any
+    options: type = NoOptions
+
+
+@dataclass(frozen=True)
 class LikelihoodSpec:
     """A decoder likelihood p(x | z).
 
@@ -241,6 +259,11 @@ def register_architectures(register: Callable[[ArchitectureSpec], None]) -> None
 @hookspec
 def register_models(register: Callable[[ModelSpec], None]) -> None:
     """Register model families: call ``register(ModelSpec(...))``."""
+
+
+@hookspec
+def register_samplers(register: Callable[[SamplerSpec], None]) -> None:
+    """Register latent samplers: call ``register(SamplerSpec(...))``."""
 
 
 @hookspec

@@ -20,6 +20,21 @@ from torch import nn
 from .images import to_unit
 from .likelihood import Likelihood
 
+__all__ = [
+    "VAE",
+    "Loss",
+    "LossTerms",
+    "Step",
+    "log_normal",
+    "kl_per_dim",
+    "kl_standard_normal",
+    "gaussian_noise",
+    "repeat_rows",
+    "repeat_labels",
+    "accumulator_dtype",
+    "HALF_LOG_2PI",
+]
+
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 

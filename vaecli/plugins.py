@@ -23,12 +23,13 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginMissingError, unknown_name
-from .hookspecs import ArchitectureSpec, DatasetSpec, LikelihoodSpec, ModelSpec, RecipeSpec
+from .hookspecs import ArchitectureSpec, DatasetSpec, LikelihoodSpec, ModelSpec, RecipeSpec, SamplerSpec
 from .version import __version__
 
 ENTRY_POINT_GROUP = "vaecli"
 BUILTIN_MODULES = (
     "vaecli.builtin.models",
+    "vaecli.builtin.samplers",
     "vaecli.builtin.architectures",
     "vaecli.builtin.likelihoods",
     "vaecli.builtin.datasets",
@@ -38,6 +39,7 @@ BUILTIN_MODULES = (
 # kind -> (hook name, spec class)
 KINDS: dict[str, tuple[str, type]] = {
     "model": ("register_models", ModelSpec),
+    "sampler": ("register_samplers", SamplerSpec),
     "architecture": ("register_architectures", ArchitectureSpec),
     "likelihood": ("register_likelihoods", LikelihoodSpec),
     "dataset": ("register_datasets", DatasetSpec),
@@ -110,10 +112,11 @@ def _spec_problem(spec: Any, spec_cls: type) -> Optional[str]:
         return _recipe_problem(spec)
     if not (isinstance(spec.options, type) and dataclasses.is_dataclass(spec.options)):
         return f"{spec.name}: options must be a dataclass"
-    if spec_cls is ModelSpec:
-        family = spec.family
+    if spec_cls in (ModelSpec, SamplerSpec):
+        family = spec.family if spec_cls is ModelSpec else spec.sampler
         ok = isinstance(family, type) or (isinstance(family, str) and re.fullmatch(r"[\w.]+:\w+", family))
-        return None if ok else f"{spec.name}: family must be a class or an import path 'package.module:Class'"
+        what = "family" if spec_cls is ModelSpec else "sampler"
+        return None if ok else f"{spec.name}: {what} must be a class or an import path 'package.module:Class'"
     func = getattr(spec, "build", None) or getattr(spec, "load", None)
     if not callable(func):
         return f"{spec.name}: its build/load is not callable"

@@ -109,7 +109,8 @@ class IAFOptions:
 @dataclass(frozen=True)
 class HVAEOptions:
     """``steps`` leapfrog steps of size ``step_size`` (one per dimension), the momentum tempered
-    from ``beta_zero`` in (0, 1) to 1; ``learn``: learn the step sizes and beta_zero."""
+    from ``beta_zero`` in (0, 1] to 1 (1: no tempering); ``learn``: learn the step sizes and
+    beta_zero."""
 
     steps: int = 3
     step_size: float = 0.01
@@ -118,8 +119,10 @@ class HVAEOptions:
 
     def __post_init__(self) -> None:
         _at_least(self.steps, 0, "steps")
-        if not (self.step_size > 0 and 0 < self.beta_zero < 1):
-            raise ValueError("step_size must be positive and beta_zero between 0 and 1")
+        if not (self.step_size > 0 and 0 < self.beta_zero <= 1):
+            raise ValueError("step_size must be positive and beta_zero in (0, 1]")
+        if self.learn and self.beta_zero == 1:
+            raise ValueError("beta_zero=1 (no tempering) is fixed: give learn=false, or a beta_zero below 1")
 
 
 KERNELS = ("imq", "rbf")

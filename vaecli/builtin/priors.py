@@ -195,13 +195,17 @@ class HVAE(Sampled):
 
     def __init__(self, encoder, decoder, likelihood, latent_dim, input_shape, num_classes=0, options=None) -> None:
         super().__init__(encoder, decoder, likelihood, latent_dim, input_shape, num_classes, options)
-        log_eps = torch.full((self.latent_dim,), math.log(options.step_size))
-        raw_beta = torch.tensor(math.log(options.beta_zero / (1 - options.beta_zero)))  # sigmoid^-1
-        if options.learn:
-            self.log_eps, self.raw_beta = nn.Parameter(log_eps), nn.Parameter(raw_beta)
-        else:
-            self.register_buffer("log_eps", log_eps)
-            self.register_buffer("raw_beta", raw_beta)
+        if options.learn:  # per-dimension step sizes and beta_0 (through a sigmoid), learned
+            self.log_eps = nn.Parameter(torch.full((self.latent_dim,), math.log(options.step_size)))
+            b0 = options.beta_zero
+            self.raw_beta = nn.Parameter(torch.tensor(math.log(b0 / (1 - b0))))
+
+    def steps_and_beta(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The leapfrog step sizes ``(D,)`` and sqrt(beta_0)."""
+        if self.options.learn:
+            return torch.exp(self.log_eps), torch.sqrt(torch.sigmoid(self.raw_beta))
+        fixed = torch.full((self.latent_dim,), self.options.step_size, device=self.device)
+        return fixed, torch.tensor(math.sqrt(self.options.beta_zero), device=self.device)
 
     def _potential_grad(self, x, z, labels, keep: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(log p(x|z) ``(N,)``, d/dz of -log p(x|z) - log p(z) ``(N, D)``)."""
@@ -221,8 +225,7 @@ class HVAE(Sampled):
         z = (mean.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps).reshape(b * samples, d)
         xs, ys = repeat_rows(x, samples), repeat_labels(labels, samples)
         keep = torch.is_grad_enabled()  # training: differentiate through the leapfrog steps
-        step = torch.exp(self.log_eps)
-        sqrt_b0 = torch.sqrt(torch.sigmoid(self.raw_beta))
+        step, sqrt_b0 = self.steps_and_beta()
         with torch.enable_grad():
             rho, prev = gamma / sqrt_b0, sqrt_b0
             log_px, grad = self._potential_grad(xs, z, ys, keep)

@@ -54,8 +54,32 @@ def sample(
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")] = "auto",
+    sampler: Annotated[
+        str,
+        typer.Option(
+            "--sampler",
+            help="Where the codes come from: prior (the family's own), or a density fitted to the training codes: gmm, two-stage, maf, pixelcnn (VQ-VAE), ... (`vae plugins` lists them). Fitted once, saved beside CKPT, reused.",
+        ),
+    ] = "prior",
+    sampler_option: Annotated[
+        Optional[List[str]],
+        typer.Option("--sampler-option", metavar="KEY=VALUE", help="Sampler option (repeatable), e.g. components=20."),
+    ] = None,
+    fit_on: Annotated[
+        Optional[str],
+        typer.Option(
+            "--fit-on",
+            metavar="INPUT",
+            help="Images to fit the sampler on. Default: the training split it was trained on.",
+        ),
+    ] = None,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Fit the sampler again even if a fitted one is saved.")
+    ] = False,
+    data_dir: DataDirOpt = None,
+    no_download: NoDownloadOpt = False,
 ) -> None:
-    """Decode draws from the prior into a grid of images."""
+    """Decode draws from the prior (or a fitted sampler of codes) into a grid of images."""
     from ..inputs import class_name, condition
 
     positive(n, "-n", MAX_SAMPLES)
@@ -75,10 +99,51 @@ def sample(
     if model.num_classes and label is None and nrow is None and model.num_classes <= 32:
         k = model.num_classes  # image i is of class i % K: a multiple of K columns, one class per column
         nrow = k * max(1, round(math.sqrt(n) / k))
-    images = model.sample(n, temperature=temperature, mode=mode, generator=gen, labels=labels)
+    if sampler == "prior":
+        images = model.sample(n, temperature=temperature, mode=mode, generator=gen, labels=labels)
+        done = ""
+    else:
+        if temperature != 1.0:
+            raise UsageError("--temperature scales the prior's draws: it is for --sampler prior")
+        fitted, done = _fitted(model, ckpt, sampler, sampler_option, fit_on, refit, data_dir, no_download)
+        z = fitted.sample(n, torch.Generator().manual_seed(seed), model)
+        images = model.decode(z, mode=mode, generator=gen, labels=labels)
     width, height = viz.save_grid(images, output, nrow)
     what = f" of class {class_name(model, int(labels[0]))}" if labels is not None else ""
-    out.print(f"Wrote {n} samples{what} to {output} ({width}x{height} px).")
+    source = f" from sampler {sampler} ({done})" if done else ""
+    out.print(f"Wrote {n} samples{what}{source} to {output} ({width}x{height} px).")
+
+
+def _fitted(model, ckpt, name, option_pairs, fit_on, refit, data_dir, no_download):
+    """The sampler ``name``, fitted (or reused) with a progress bar."""
+    from ..console import progress
+    from ..options import parse_pairs
+    from ..sampling import fitted
+
+    options = parse_pairs(option_pairs or [], "--sampler-option")
+
+    def images():
+        text = fit_on or f"{model.meta['data']['dataset']['name']}:train"
+        found = inputs_of(model, text, data_dir, no_download)
+        from ..inputs import input_labels
+
+        return found.images, input_labels(model, found), found.source
+
+    bars: dict = {}  # stage -> (its bar, its update)
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar, _ in bars.values():  # one bar at a time: encoding, then fitting
+                bar.__exit__()
+            bar = progress(total, stage)
+            bars[stage] = (bar, bar.__enter__())
+        bars[stage][1](done)
+
+    try:
+        return fitted(model, ckpt, name, options, images, refit, report)
+    finally:
+        for bar, _ in bars.values():
+            bar.__exit__()
 
 
 # -- decode -----------------------------------------------------------------------------------
