@@ -28,4 +28,8 @@ vae evaluate "$RUN/mnist.safetensors" mnist:test --iw-samples 100
 vae train mnist --data-dir "$DATA" --no-download --epochs 10 --latent-dim 2 -o "$RUN/mnist-2d.safetensors" --device cpu
 vae plot-latent "$RUN/mnist-2d.safetensors" mnist:test -o "$OUT/latent.png"
 vae plot-latent "$RUN/mnist-2d.safetensors" --manifold -o "$OUT/manifold.png"
+# A regularised auto-encoder: its codes are not N(0, I), so a density fitted to them draws better.
+vae train mnist --data-dir "$DATA" --no-download --epochs 3 --model rae-l2 --latent-dim 16 -o "$RUN/rae.safetensors" --device cpu
+vae sample "$RUN/rae.safetensors" -n 36 -o "$OUT/rae-prior.png"
+vae sample "$RUN/rae.safetensors" -n 36 --sampler gmm -o "$OUT/rae-gmm.png"
 ls -l "$OUT"
