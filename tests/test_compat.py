@@ -23,6 +23,7 @@ def test_a_050_checkpoint_loads_and_reads_with_todays_names(kind):
     assert meta["versions"]["vaecli"] == "0.5.0"
     assert [m["epoch"] for m in meta["metrics"]] == [1, 2]
     assert all("test_nelbo" in m and "test_loss" not in m for m in meta["metrics"])
+    assert meta["model"]["family"]["objective"] == ("reconstruction" if kind == "ae" else "ELBO")
     model = vaecli.load(DATA / f"v050-{kind}.safetensors")
     assert model.kind == {"iwae": "vae"}.get(kind, kind)
     assert model.sample(4).shape == (4, 1, 8, 8)

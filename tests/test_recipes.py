@@ -25,7 +25,17 @@ from vaecli.training import TrainConfig, burda_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-BUILTINS = ["pytorch-example", "kingma-welling", "pythae-vae", "burda-vae", "burda-iwae"]
+BUILTINS = [
+    "pytorch-example",
+    "kingma-welling",
+    "pythae-vae",
+    "burda-vae",
+    "burda-iwae",
+    "rainforth-miwae",
+    "rainforth-piwae",
+    "rainforth-ciwae",
+    "tomczak-vamp",
+]
 RUN_KEYS = {
     "device",
     "precision",
@@ -125,6 +135,20 @@ def test_builtins_say_what_their_sources_say():
         "iw_samples": 200,
         "epochs": 500,
     }
+    for name, family, options in (
+        ("rainforth-miwae", "miwae", {"m": 8, "k": 8}),
+        ("rainforth-piwae", "piwae", {"m": 8, "k": 8}),
+        ("rainforth-ciwae", "ciwae", {"beta": 0.05, "k": 64}),
+    ):
+        r = s[name]
+        assert (r["model"], r["model_options"], r["lr_schedule"], r["batch_size"]) == (family, options, "burda", 20)
+    vamp = s["tomczak-vamp"]
+    assert (vamp["model"], vamp["model_options"], vamp["latent_dim"], vamp["kl_warmup"]) == (
+        "vamp",
+        {"components": 500},
+        40,
+        100,
+    )
     assert "eps" in plugins.registry().parts["recipe"]["burda-vae"].spec.source  # the deviation is said
     assert "Adagrad" in plugins.registry().parts["recipe"]["kingma-welling"].spec.source
 

@@ -122,7 +122,11 @@ def model_section(config: Any) -> dict:
         "kind": config.model,
         "latent_dim": int(config.latent_dim),
         "input_shape": None,
-        "family": {"options": opts.to_json(family_opts), "provider": family.plugin.provider()},
+        "family": {
+            "options": opts.to_json(family_opts),
+            "provider": family.plugin.provider(),
+            "objective": family_class(family.spec).OBJECTIVE,
+        },
         "architecture": {"name": config.arch, "options": opts.to_json(arch_opts), "provider": arch.plugin.provider()},
         "likelihood": {"name": config.likelihood, "options": opts.to_json(lik_opts), "provider": lik.plugin.provider()},
     }

@@ -158,6 +158,17 @@ def fmt_scores(record: dict, split: str = "test", bold: bool = False) -> str:
     return f"{split} {', '.join(named)} nats"
 
 
+OLD_OBJECTIVES = {"ae": "reconstruction"}  # what 0.5's model kinds minimised, where not the ELBO
+
+
+def upgrade_model(model: dict) -> dict:
+    """A model section with this version's keys: files written by vaecli 0.5 and earlier record
+    no ``family`` (options, provider, objective)."""
+    if "family" in model or not isinstance(model.get("kind", "vae"), str):
+        return model
+    return {**model, "family": {"options": {}, "objective": OLD_OBJECTIVES.get(model.get("kind", "vae"), "ELBO")}}
+
+
 def read_bytes(path: Path) -> bytes:
     if not path.exists():
         raise refuse(path, "no such file")
@@ -219,6 +230,7 @@ def read_header(path: Path | str, data: bytes | None = None) -> tuple[dict[str, 
         raise refuse(path, f"has a malformed epoch count {str(meta.get('epoch'))[:40]!r}")
     if "metrics" in meta:
         meta["metrics"] = upgrade_metrics(meta["metrics"])
+    meta["model"] = upgrade_model(meta["model"])
     return meta, entries
 
 

@@ -119,6 +119,7 @@ class VAE(nn.Module):
     """
 
     TERMS: tuple = ("recon", "kl")  # the per-example terms of ``loss``, in order
+    OBJECTIVE = "ELBO"  # what it minimises, in words (`vae info`); "ELBO": as --beta etc. make it
     # the objective settings of `vae train` this family uses (the others are refused)
     OBJECTIVE_SETTINGS: tuple = ("beta", "kl_warmup", "free_bits", "iw_samples")
     HAS_LIKELIHOOD = True  # log_weights estimates log p(x): the NLL of `vae evaluate`

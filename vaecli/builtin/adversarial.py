@@ -51,6 +51,7 @@ class AAE(Discriminated):
     learns to fool it while the decoder reconstructs: -log p(x|z) + ``adversarial`` * -log D(z)."""
 
     TERMS = ("recon", "adversarial", "discriminator")
+    OBJECTIVE = "reconstruction + adversarial*(-log D(z)); the discriminator on its own"
     OBJECTIVE_SETTINGS = ()
     HAS_LIKELIHOOD = False
     STOCHASTIC = False
@@ -82,6 +83,7 @@ class VAEGAN(Discriminated):
     discriminator learns to tell those from the data. Its ELBO and NLL are those of the VAE."""
 
     TERMS = ("recon", "kl", "adversarial", "discriminator")
+    OBJECTIVE = "ELBO + adversarial*(-log D(x~)); the discriminator on its own"
     OBJECTIVE_SETTINGS = ("beta", "kl_warmup")
 
     def __init__(self, encoder, decoder, likelihood, latent_dim, input_shape, num_classes=0, options=None) -> None:

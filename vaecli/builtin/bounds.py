@@ -19,6 +19,7 @@ class AE(VAE):
     loss -log p(x|code). There is no prior to sample nor a likelihood of x to estimate."""
 
     TERMS = ("recon",)
+    OBJECTIVE = "reconstruction"
     OBJECTIVE_SETTINGS = ()
     HAS_LIKELIHOOD = False
     STOCHASTIC = False
@@ -47,6 +48,7 @@ class IWAE(VAE):
     """Trained on the importance-weighted bound of ``k`` samples (Burda et al. 2015, eq. 8);
     ``recon`` is averaged over the samples, ``kl`` in closed form (their sum is the ELBO)."""
 
+    OBJECTIVE = "IWAE bound of k samples"
     OBJECTIVE_SETTINGS = ()
 
     def draws(self) -> tuple[int, int]:
@@ -69,6 +71,8 @@ class MIWAE(IWAE):
     """The mean of ``m`` IWAE bounds of ``k`` samples (Rainforth et al. 2018): a better
     signal-to-noise ratio for the encoder's gradient than one bound of m * k."""
 
+    OBJECTIVE = "MIWAE: the mean of m IWAE bounds of k samples"
+
     def draws(self) -> tuple[int, int]:
         return self.options.m, self.options.k
 
@@ -76,6 +80,8 @@ class MIWAE(IWAE):
 class PIWAE(MIWAE):
     """The encoder follows the MIWAE bound (m of k), the decoder and likelihood the IWAE bound
     of all m * k samples (Rainforth et al. 2018): two parameter groups, two objectives."""
+
+    OBJECTIVE = "PIWAE: the encoder on the MIWAE bound, the decoder on the IWAE bound of m*k samples"
 
     def parameter_groups(self) -> dict:
         encoder = [p for n, p in self.named_parameters() if n.startswith("encoder.")]
@@ -91,6 +97,8 @@ class PIWAE(MIWAE):
 
 class CIWAE(IWAE):
     """beta * ELBO + (1 - beta) * IWAE bound of the same ``k`` samples (Rainforth et al. 2018)."""
+
+    OBJECTIVE = "CIWAE: beta*ELBO + (1-beta)*IWAE bound of k samples"
 
     def loss(self, x: torch.Tensor, step: Step, labels: Optional[torch.Tensor] = None) -> Loss:
         log_w, terms = self.weights(x, step, labels)

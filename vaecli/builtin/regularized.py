@@ -56,6 +56,7 @@ class WAE(Deterministic):
     ``lam`` MMD(q(z), N(0, I)) over each batch."""
 
     TERMS = ("recon", "mmd")
+    OBJECTIVE = "reconstruction + lam*MMD(q(z), N(0, I))"
 
     def loss(self, x: torch.Tensor, step: Step, labels: Optional[torch.Tensor] = None) -> Loss:
         z, _ = self.posterior(x, labels)
@@ -70,6 +71,7 @@ class InfoVAE(VAE):
     (alpha + lam - 1) MMD(q(z), N(0, I)); the ELBO and NLL are those of its Gaussian posterior."""
 
     TERMS = ("recon", "kl", "mmd")
+    OBJECTIVE = "reconstruction + (1-alpha)*KL + (alpha+lam-1)*MMD(q(z), N(0, I))"
     OBJECTIVE_SETTINGS = ()
 
     def loss(self, x: torch.Tensor, step: Step, labels: Optional[torch.Tensor] = None) -> Loss:
@@ -88,6 +90,7 @@ class RAE(Deterministic):
     There is no prior to sample: fit one to the codes (a sampler), or decode N(0, I) draws."""
 
     TERMS = ("recon", "code", "decoder")
+    OBJECTIVE = "reconstruction + beta*|z|^2/2 + lam*|decoder weights|^2"
     HAS_PRIOR = False
     NORMAL_PRIOR = False
 
@@ -110,6 +113,8 @@ class RAEGP(RAE):
     """RAE-GP: the decoder's regulariser is the squared norm of its gradient with respect to
     the code, |d decoder(z) / dz|^2 (of the summed likelihood parameters), per example."""
 
+    OBJECTIVE = "reconstruction + beta*|z|^2/2 + lam*|d decoder/dz|^2"
+
     def decoder_penalty(self, z: torch.Tensor, labels: Optional[torch.Tensor]) -> torch.Tensor:
         keep = torch.is_grad_enabled()  # training: the penalty's own gradient is wanted
         with torch.enable_grad():
@@ -126,6 +131,7 @@ class VQVAE(Deterministic):
     |sg(z) - z_q|^2 + ``commitment`` |z - sg(z_q)|^2. Its prior is uniform over the codebook."""
 
     TERMS = ("recon", "vq")
+    OBJECTIVE = "reconstruction + codebook + commitment*|z - sg(z_q)|^2"
     NORMAL_PRIOR = False
 
     def __init__(self, encoder, decoder, likelihood, latent_dim, input_shape, num_classes=0, options=None) -> None:

@@ -88,7 +88,7 @@ def info(
         ),
         ("classes", ", ".join(map(str, d.get("class_names") or [])) or "none"),
         ("preprocessing", fmt_options(d.get("preprocessing", {}))),
-        ("objective", _objective(t, meta.get("metrics") or [])),
+        ("objective", _objective(t, m)),
         ("optimizer", fmt_optimizer(t)),
         (
             "training",
@@ -136,9 +136,11 @@ def _number(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
 
 
-def _objective(settings: dict, metrics: list) -> str:
-    """The objective in words: the (weighted) ELBO, or the terms of a family without one."""
-    terms = [k for k in scores(metrics[-1], "train") if k != "objective"] if metrics else []
-    if not terms or "nelbo" in terms:
-        return fmt_objective(settings)
-    return "its own loss: " + " + ".join(TERM_NAMES.get(k, k) for k in terms)
+def _objective(settings: dict, model: dict) -> str:
+    """The objective in words: the family's, with the settings that change the ELBO."""
+    family = model.get("family") or {}
+    said = family.get("objective") or "ELBO"
+    weighted = fmt_objective(settings)
+    if said == "ELBO":
+        return weighted
+    return said if weighted == "ELBO" else f"{said}; {weighted}"

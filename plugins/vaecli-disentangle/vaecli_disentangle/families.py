@@ -36,6 +36,7 @@ class BetaTCVAE(vaecli.VAE):
     information and dimension-wise parts by 1 (Chen et al. 2018 with alpha = gamma = 1)."""
 
     TERMS = ("recon", "kl", "tc")
+    OBJECTIVE = "ELBO + (beta-1)*TC"
     OBJECTIVE_SETTINGS = ()
 
     def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
@@ -53,6 +54,7 @@ class FactorVAE(vaecli.VAE):
     discriminator is a second parameter group with an objective of its own."""
 
     TERMS = ("recon", "kl", "tc", "discriminator")
+    OBJECTIVE = "ELBO + gamma*TC; the discriminator on its own"
     OBJECTIVE_SETTINGS = ()
 
     def __init__(self, encoder, decoder, likelihood, latent_dim, input_shape, num_classes=0, options=None) -> None:
