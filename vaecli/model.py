@@ -29,6 +29,7 @@ __all__ = [
     "kl_per_dim",
     "kl_standard_normal",
     "gaussian_noise",
+    "full_precision",
     "repeat_rows",
     "repeat_labels",
     "accumulator_dtype",
@@ -59,6 +60,13 @@ def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor
 def log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mean, exp(logvar)) of a diagonal Gaussian, summed over the last dimension."""
     return (-0.5 * (z - mean).pow(2) * torch.exp(-logvar) - 0.5 * logvar - HALF_LOG_2PI).sum(-1)
+
+
+def full_precision(like: torch.Tensor):
+    """A context in which autocast is off on ``like``'s device: for sums whose terms must not
+    round to 16 bits under mixed precision (a mixture prior's quadratic forms, a flow's
+    log-determinant)."""
+    return torch.autocast(like.device.type, enabled=False)
 
 
 def gaussian_noise(like: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:

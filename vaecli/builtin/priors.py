@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..model import HALF_LOG_2PI, VAE, repeat_labels, repeat_rows
+from ..model import HALF_LOG_2PI, VAE, full_precision, repeat_labels, repeat_rows
 
 
 class Sampled(VAE):
@@ -41,6 +41,10 @@ class VampPrior(Sampled):
         return mean.float(), logvar.float()
 
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        with full_precision(z):
+            return self._log_prior(z.float())
+
+    def _log_prior(self, z: torch.Tensor) -> torch.Tensor:
         mean, logvar = self.components()  # (K, D)
         flat = z.reshape(-1, z.shape[-1])  # (M, D)
         inv = torch.exp(-logvar)
@@ -146,10 +150,12 @@ class Flow(Sampled):
         raise NotImplementedError
 
     def transform(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = z.float()
         logdet = torch.zeros(z.shape[0], device=z.device, dtype=z.dtype)
-        for layer in self.flow:
-            z, ld = layer(z)
-            logdet = logdet + ld
+        with full_precision(z):  # a log-determinant summed over layers: in fp32 under mixed precision
+            for layer in self.flow:
+                z, ld = layer(z)
+                logdet = logdet + ld
         return z, logdet
 
     def posterior(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
