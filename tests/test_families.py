@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+import vaecli
 from vaecli import factory, testing
 from vaecli.model import VAE, log_normal
 from vaecli.plugins import registry
@@ -113,3 +114,44 @@ def test_the_two_layer_bound_agrees_with_log_px_on_a_grid():
 
     bound, _, _ = importance_sampled(model, x, 50000, torch.Generator().manual_seed(0), chunk=10000)
     torch.testing.assert_close(bound.float(), exact, atol=0.02, rtol=0)
+
+
+def test_a_family_with_parameter_groups_steps_each_group_on_its_own_objective():
+    """aae: the discriminator's gradient comes from its objective only, the model's from its."""
+    from vaecli.training.optim import backward, parameter_groups
+
+    torch.manual_seed(0)
+    section = {
+        "kind": "aae",
+        "family": {"options": {"hidden": [8]}},
+        "latent_dim": 2,
+        "input_shape": [1, 4, 4],
+        "architecture": {"name": "mlp", "options": {"hidden": [8]}},
+        "likelihood": {"name": "bernoulli", "options": {}},
+    }
+    model = factory.create_model(section)
+    groups = parameter_groups(model, distributed=False)
+    assert [g["name"] for g in groups] == ["model", "discriminator"]
+    x = torch.rand(6, 1, 4, 4).round()
+    loss = model(x, generator=torch.Generator().manual_seed(1))
+
+    class Plain:
+        def backward(self, value, **kwargs):
+            value.backward(**kwargs)
+
+    backward(Plain(), loss, groups)
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    for name, params in (("model", groups[0]["params"]), ("discriminator", groups[1]["params"])):
+        again = model(x, generator=torch.Generator().manual_seed(1)).objectives[name]
+        expected = torch.autograd.grad(again, params)
+        named = [n for n, p in model.named_parameters() if any(p is q for q in params)]
+        for n, g in zip(named, expected):
+            torch.testing.assert_close(got[n], g, msg=f"{name}: {n}")
+    with pytest.raises(vaecli.VaeError, match="train in one process"):
+        parameter_groups(model, distributed=True)
+
+
+def test_vae_info_says_each_familys_objective(tiny_ckpt):
+    section = factory.model_section(vaecli.TrainConfig(model="miwae"))
+    assert section["family"]["objective"].startswith("MIWAE")
+    assert vaecli.metadata(tiny_ckpt)["model"]["family"]["objective"] == "ELBO"
