@@ -3,8 +3,8 @@
 For each family, in one run of this script:
 
 - vae: ``vaecli.train(model=FAMILY, ...)`` then ``model.evaluate(test, iw_samples=K)``;
-- pythae: the same family (``pythae.models``) with pythae's default MNIST MLP, which is our
-  ``mlp`` with ``hidden=512`` (784-512-relu-(mean, logvar) encoder, D-512-relu-784 decoder),
+- pythae: the same family (``pythae.models``) with pythae's default MNIST MLP (``--hidden``
+  units, 512 there), which is our ``mlp`` (784-H-relu-(mean, logvar) encoder, D-H-relu-784 decoder),
   trained by its ``TrainingPipeline`` (``CoupledOptimizerTrainer`` for PIWAE, as pythae does) in
   its own virtual environment (``--pythae-python``), then ``model.get_nll(test, n_samples=K)``.
 
@@ -76,7 +76,7 @@ def run_vaecli(family: str, args, test) -> dict:
             download=False,
             binarize="static",
             arch="mlp",
-            arch_options={"hidden": (512,)},
+            arch_options={"hidden": (args.hidden,)},
             latent_dim=args.latent_dim,
             model=family,
             model_options=dict(options),
@@ -99,8 +99,10 @@ import json, sys, tempfile, time
 import numpy as np, torch
 torch.set_num_threads(1)
 torch.manual_seed(0)
+from torch import nn
 from pythae import models
-from pythae.models.nn.default_architectures import Encoder_VAE_MLP, Decoder_AE_MLP
+from pythae.models.base.base_utils import ModelOutput
+from pythae.models.nn import BaseDecoder, BaseEncoder
 from pythae.pipelines import TrainingPipeline
 from pythae.trainers import BaseTrainerConfig, CoupledOptimizerTrainerConfig
 spec = json.loads(sys.argv[1])
@@ -108,7 +110,23 @@ train = torch.from_numpy(np.load(spec["train"])).float()
 test = torch.from_numpy(np.load(spec["test"])).float()
 config = getattr(models, spec["cls"] + "Config")(input_dim=(1, 28, 28), latent_dim=spec["latent_dim"],
                                                  reconstruction_loss="bce", **spec["options"])
-model = getattr(models, spec["cls"])(config, encoder=Encoder_VAE_MLP(config), decoder=Decoder_AE_MLP(config))
+class Encoder(BaseEncoder):  # pythae's Encoder_VAE_MLP with `hidden` units (512 there)
+    def __init__(self):
+        BaseEncoder.__init__(self)
+        self.layers = nn.Sequential(nn.Linear(784, spec["hidden"]), nn.ReLU())
+        self.embedding = nn.Linear(spec["hidden"], spec["latent_dim"])
+        self.log_var = nn.Linear(spec["hidden"], spec["latent_dim"])
+    def forward(self, x):
+        h = self.layers(x.reshape(-1, 784))
+        return ModelOutput(embedding=self.embedding(h), log_covariance=self.log_var(h))
+class Decoder(BaseDecoder):  # pythae's Decoder_AE_MLP with `hidden` units
+    def __init__(self):
+        BaseDecoder.__init__(self)
+        self.layers = nn.Sequential(nn.Linear(spec["latent_dim"], spec["hidden"]), nn.ReLU(),
+                                    nn.Linear(spec["hidden"], 784), nn.Sigmoid())
+    def forward(self, z):
+        return ModelOutput(reconstruction=self.layers(z).reshape(-1, 1, 28, 28))
+model = getattr(models, spec["cls"])(config, encoder=Encoder(), decoder=Decoder())
 with tempfile.TemporaryDirectory() as tmp:
     common = dict(output_dir=tmp, num_epochs=spec["epochs"], per_device_train_batch_size=spec["batch_size"],
                   per_device_eval_batch_size=spec["batch_size"], steps_saving=None, no_cuda=True)
@@ -141,6 +159,7 @@ def run_pythae(family: str, args, train, test) -> dict:
             "cls": cls,
             "options": options,
             "latent_dim": args.latent_dim,
+            "hidden": args.hidden,
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
@@ -163,13 +182,15 @@ def render(rows: list) -> str:
         "(each library's own estimator) on the first test images. `python benchmarks/pythae_side_by_side.py` "
         "reruns it.",
         "",
-        "| family | options | epochs | test images | k | vae NLL | pythae 0.1.2 NLL | vae - pythae | vae train s | pythae train s | pythae published (full budget) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| family | options | network, lr | epochs | test images | k | vae NLL | pythae 0.1.2 NLL | vae - pythae | vae train s | pythae train s | pythae published (full budget) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         opts = ", ".join(f"{k}={v}" for k, v in FAMILIES[r["family"]][0].items()) or "-"
+        setup = r.get("setup") or {"hidden": 512, "latent_dim": 40, "lr": 1e-3, "batch_size": 100}
+        net = f"784-{setup['hidden']}-{setup['latent_dim']}, {setup['lr']:g}, batch {setup['batch_size']}"
         lines.append(
-            f"| {r['family']} | {opts} | {r['epochs']} | {r['test']} | {r['k']} | {r['vae']['nll']:.2f} | "
+            f"| {r['family']} | {opts} | {net} | {r['epochs']} | {r['test']} | {r['k']} | {r['vae']['nll']:.2f} | "
             f"{r['pythae']['nll']:.2f} | {r['vae']['nll'] - r['pythae']['nll']:+.2f} | {r['vae']['train_s']:.0f} | "
             f"{r['pythae']['train_s']:.0f} | {FAMILIES[r['family']][3]:.2f} |"
         )
@@ -186,15 +207,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--latent-dim", type=int, default=40)
+    parser.add_argument("--hidden", type=int, default=512, help="hidden units (pythae's default MNIST MLP: 512)")
     parser.add_argument("--test", type=int, default=1000, help="test images for the NLL")
     parser.add_argument("-k", type=int, default=5000, help="importance samples")
     parser.add_argument("--write", action="store_true", help="rewrite the section of RESULTS.md")
+    parser.add_argument("--store", type=Path, default=STORE, help="the JSON file of all runs (default: beside this script)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(HERE))
     from train_speed import machine, write_section
 
-    rows = json.loads(STORE.read_text()) if STORE.exists() else []
+    store = args.store
+    rows = json.loads(store.read_text()) if store.exists() else []
     train, test = data(args.data_dir, args.test)
     for family in args.families:
         ours = run_vaecli(family, args, test)
@@ -203,6 +227,12 @@ def main() -> None:
         print(f"{family}: pythae NLL {theirs['nll']:.2f} ({theirs['train_s']:.0f} s training)", flush=True)
         row = {
             "family": family,
+            "setup": {
+                "hidden": args.hidden,
+                "latent_dim": args.latent_dim,
+                "lr": args.lr,
+                "batch_size": args.batch_size,
+            },
             "epochs": args.epochs,
             "test": args.test,
             "k": args.k,
@@ -214,7 +244,7 @@ def main() -> None:
             r for r in rows if (r["family"], r["epochs"], r["test"], r["k"]) != (family, args.epochs, args.test, args.k)
         ]
         rows.append(row)
-        STORE.write_text(json.dumps(rows, indent=1) + "\n")
+        store.write_text(json.dumps(rows, indent=1) + "\n")
     print(render(rows))
     if args.write:
         write_section(TITLE, render(rows))
