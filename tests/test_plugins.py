@@ -33,7 +33,17 @@ LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
 DATASETS = sorted(["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor", *PAPERS])
 DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", *PAPERS, "folder", "tensor"]
 BUILTIN_PLUGINS = ["models", "samplers", "architectures", "likelihoods", "datasets", "recipes"]
-BUILTIN_RECIPES = ["pytorch-example", "kingma-welling", "pythae-vae", "burda-vae", "burda-iwae"]
+BUILTIN_RECIPES = [
+    "pytorch-example",
+    "kingma-welling",
+    "pythae-vae",
+    "burda-vae",
+    "burda-iwae",
+    "rainforth-miwae",
+    "rainforth-piwae",
+    "rainforth-ciwae",
+    "tomczak-vamp",
+]
 
 # Top-level modules the fake plugins define; removed from sys.modules around every test.
 FAKE_MODULES = (
