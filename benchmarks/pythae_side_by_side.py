@@ -85,6 +85,7 @@ def run_vaecli(family: str, args, test) -> dict:
             lr=args.lr,
             device="cpu",
             precision="fp32",
+            seed=args.seed,
             out=str(Path(tmp) / f"{family}.safetensors"),
         )
         train_s = time.perf_counter() - start
@@ -98,14 +99,14 @@ PYTHAE_WORKER = r"""
 import json, sys, tempfile, time
 import numpy as np, torch
 torch.set_num_threads(1)
-torch.manual_seed(0)
+spec = json.loads(sys.argv[1])
+torch.manual_seed(spec["seed"])
 from torch import nn
 from pythae import models
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 from pythae.pipelines import TrainingPipeline
 from pythae.trainers import BaseTrainerConfig, CoupledOptimizerTrainerConfig
-spec = json.loads(sys.argv[1])
 train = torch.from_numpy(np.load(spec["train"])).float()
 test = torch.from_numpy(np.load(spec["test"])).float()
 config = getattr(models, spec["cls"] + "Config")(input_dim=(1, 28, 28), latent_dim=spec["latent_dim"],
@@ -160,6 +161,7 @@ def run_pythae(family: str, args, train, test) -> dict:
             "options": options,
             "latent_dim": args.latent_dim,
             "hidden": args.hidden,
+            "seed": args.seed,
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "lr": args.lr,
@@ -182,13 +184,14 @@ def render(rows: list) -> str:
         "(each library's own estimator) on the first test images. `python benchmarks/pythae_side_by_side.py` "
         "reruns it.",
         "",
-        "| family | options | network, lr | epochs | test images | k | vae NLL | pythae 0.1.2 NLL | vae - pythae | vae train s | pythae train s | pythae published (full budget) |",
+        "| family | options | network, lr, batch | epochs | test images | k | vae NLL | pythae 0.1.2 NLL | vae - pythae | vae train s | pythae train s | pythae published (full budget) |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         opts = ", ".join(f"{k}={v}" for k, v in FAMILIES[r["family"]][0].items()) or "-"
         setup = r.get("setup") or {"hidden": 512, "latent_dim": 40, "lr": 1e-3, "batch_size": 100}
         net = f"784-{setup['hidden']}-{setup['latent_dim']}, {setup['lr']:g}, batch {setup['batch_size']}"
+        net += f", seed {setup['seed']}" if setup.get("seed") else ""
         lines.append(
             f"| {r['family']} | {opts} | {net} | {r['epochs']} | {r['test']} | {r['k']} | {r['vae']['nll']:.2f} | "
             f"{r['pythae']['nll']:.2f} | {r['vae']['nll'] - r['pythae']['nll']:+.2f} | {r['vae']['train_s']:.0f} | "
@@ -207,6 +210,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--latent-dim", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0, help="seed of both runs (initialisation, order)")
     parser.add_argument("--hidden", type=int, default=512, help="hidden units (pythae's default MNIST MLP: 512)")
     parser.add_argument("--test", type=int, default=1000, help="test images for the NLL")
     parser.add_argument("-k", type=int, default=5000, help="importance samples")
@@ -227,6 +231,8 @@ def main() -> None:
     train, test = data(args.data_dir, args.test)
     for family in args.families:
         setup = {"hidden": args.hidden, "latent_dim": args.latent_dim, "lr": args.lr, "batch_size": args.batch_size}
+        if args.seed:
+            setup["seed"] = args.seed
         same = [
             r
             for r in rows
