@@ -13,10 +13,35 @@ from ..model import VAE, Loss
 __all__ = ["make_optimizer", "parameter_groups", "backward"]
 
 
+def _bare(method):
+    """``method`` without torch's ``_disable_dynamo`` wrapper, whose first call imports the
+    compiler (torch._dynamo: about 2 s of start-up) only to keep the compiler out of a function it
+    is never asked to trace here: vaecli compiles the model's loss, never the optimizer."""
+    return getattr(method, "__wrapped__", method)
+
+
+def _without_compiler(kind: type) -> type:
+    """A subclass of the optimizer ``kind`` whose methods skip that import: its bookkeeping
+    (adding parameter groups, zeroing gradients, state dicts) unwrapped, and ``step`` the same
+    arithmetic under the same grad mode, without the compiler's graph breaks around it."""
+    names = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+    methods = {name: _bare(getattr(kind, name)) for name in names}
+    arithmetic = _bare(kind.step)
+
+    def step(self, closure=None):
+        with torch.set_grad_enabled(self.defaults.get("differentiable", False)):
+            return arithmetic(self, closure)
+
+    return type(kind.__name__, (kind,), {**methods, "step": step, "__doc__": kind.__doc__})
+
+
+_ADAM = {"adam": _without_compiler(torch.optim.Adam), "adamw": _without_compiler(torch.optim.AdamW)}
+
+
 def make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
     """Adam (weight decay as an L2 term) or AdamW (decoupled, Loshchilov & Hutter 2019); the
     fused implementation (one kernel for all parameters) where the device has it."""
-    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    kind = _ADAM["adamw" if config.optimizer == "adamw" else "adam"]
     decay = config.weight_decay if config.weight_decay is not None else (0.01 if config.optimizer == "adamw" else 0.0)
     extra: dict[str, Any] = {"fused": True} if device.type in ("cpu", "cuda") else {}
     return kind(params, lr=config.lr, weight_decay=decay, **extra)
