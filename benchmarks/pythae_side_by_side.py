@@ -95,22 +95,7 @@ def run_vaecli(family: str, args, test) -> dict:
         return {"nll": numbers["nll"], "train_s": train_s, "eval_s": time.perf_counter() - start}
 
 
-PYTHAE_WORKER = r"""
-import json, sys, tempfile, time
-import numpy as np, torch
-torch.set_num_threads(1)
-spec = json.loads(sys.argv[1])
-torch.manual_seed(spec["seed"])
-from torch import nn
-from pythae import models
-from pythae.models.base.base_utils import ModelOutput
-from pythae.models.nn import BaseDecoder, BaseEncoder
-from pythae.pipelines import TrainingPipeline
-from pythae.trainers import BaseTrainerConfig, CoupledOptimizerTrainerConfig
-train = torch.from_numpy(np.load(spec["train"])).float()
-test = torch.from_numpy(np.load(spec["test"])).float()
-config = getattr(models, spec["cls"] + "Config")(input_dim=(1, 28, 28), latent_dim=spec["latent_dim"],
-                                                 reconstruction_loss="bce", **spec["options"])
+PYTHAE_NETS = r"""
 class Encoder(BaseEncoder):  # pythae's Encoder_VAE_MLP with `hidden` units (512 there)
     def __init__(self):
         BaseEncoder.__init__(self)
@@ -127,7 +112,25 @@ class Decoder(BaseDecoder):  # pythae's Decoder_AE_MLP with `hidden` units
                                     nn.Linear(spec["hidden"], 784), nn.Sigmoid())
     def forward(self, z):
         return ModelOutput(reconstruction=self.layers(z).reshape(-1, 1, 28, 28))
-model = getattr(models, spec["cls"])(config, encoder=Encoder(), decoder=Decoder())
+"""
+
+PYTHAE_WORKER = r"""
+import json, sys, tempfile, time
+import numpy as np, torch
+torch.set_num_threads(1)
+spec = json.loads(sys.argv[1])
+torch.manual_seed(spec["seed"])
+from torch import nn
+from pythae import models
+from pythae.models.base.base_utils import ModelOutput
+from pythae.models.nn import BaseDecoder, BaseEncoder
+from pythae.pipelines import TrainingPipeline
+from pythae.trainers import BaseTrainerConfig, CoupledOptimizerTrainerConfig
+train = torch.from_numpy(np.load(spec["train"])).float()
+test = torch.from_numpy(np.load(spec["test"])).float()
+config = getattr(models, spec["cls"] + "Config")(input_dim=(1, 28, 28), latent_dim=spec["latent_dim"],
+                                                 reconstruction_loss="bce", **spec["options"])
+{nets}model = getattr(models, spec["cls"])(config, encoder=Encoder(), decoder=Decoder())
 with tempfile.TemporaryDirectory() as tmp:
     common = dict(output_dir=tmp, num_epochs=spec["epochs"], per_device_train_batch_size=spec["batch_size"],
                   per_device_eval_batch_size=spec["batch_size"], steps_saving=None, no_cuda=True)
@@ -168,7 +171,9 @@ def run_pythae(family: str, args, train, test) -> dict:
             "k": args.k,
         }
         out = subprocess.run(
-            [args.pythae_python, "-c", PYTHAE_WORKER, json.dumps(spec)], capture_output=True, text=True
+            [args.pythae_python, "-c", PYTHAE_WORKER.replace("{nets}", PYTHAE_NETS), json.dumps(spec)],
+            capture_output=True,
+            text=True,
         )
     if out.returncode:
         raise SystemExit(f"pythae {family} failed:\n{out.stderr[-3000:]}")
