@@ -239,6 +239,15 @@ class TrainConfig:
         "Triton on GPUs); pays off on long runs.",
         "run",
     )
+    max_memory: float = setting(
+        0.0,
+        "GiB that the importance samples of a batch may hold while training (IWAE-type families): "
+        "beyond it, samples are decoded in chunks and recomputed in backward, with the same result. "
+        "0: half the memory free at the start.",
+        "run",
+        minimum=0,
+        repeat=False,
+    )
     save_every: int = setting(
         0,
         "Also write the checkpoint every this many optimisation steps inside an epoch (0: after each epoch only).",

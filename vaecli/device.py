@@ -6,7 +6,7 @@ import torch
 
 from .errors import UsageError, unknown_name
 
-__all__ = ["resolve_device", "DEVICES"]
+__all__ = ["resolve_device", "free_bytes", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -30,3 +30,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
     return torch.device(name)
+
+
+def free_bytes(device: torch.device) -> int:
+    """Memory free for new tensors on ``device``: the GPU's free memory, or the host's available
+    memory (Linux's MemAvailable; elsewhere physical memory, which overstates it)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -230,7 +230,7 @@ class RecipeSpec:
     ``grad_clip``, ``beta``, ``kl_warmup``, ``free_bits``, ``iw_samples``, ``binarize``,
     ``seed``. They are checked when the recipe is used (an unknown key is an error naming it);
     the machine and the files of a run (``device``, ``precision``, ``compile``, ``data_dir``,
-    ``download``, ``out``, ``force``, ``save_every``, ``viz_dir``, ``tensorboard``) are not a
+    ``download``, ``out``, ``force``, ``save_every``, ``max_memory``, ``viz_dir``, ``tensorboard``) are not a
     recipe's to set.
 
     ``help``: one line; ``source``: where the settings come from (a citation, and any way in

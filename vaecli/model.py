@@ -16,7 +16,9 @@ from typing import Any, NamedTuple, Optional
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from .gaussian import HALF_LOG_2PI, accumulator_dtype, kl_per_dim, kl_standard_normal, log_normal
 from .images import to_unit
 from .likelihood import Likelihood
 
@@ -35,31 +37,6 @@ __all__ = [
     "accumulator_dtype",
     "HALF_LOG_2PI",
 ]
-
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def accumulator_dtype(device: torch.device) -> torch.dtype:
-    """float64 for sums over a dataset, except on Apple's MPS, which has no float64."""
-    return torch.float32 if torch.device(device).type == "mps" else torch.float64
-
-
-def kl_per_dim(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, 1)) of each latent dimension: ``(B, D)`` nats.
-
-    Closed form (Kingma & Welling 2013, Appendix B): 1/2 * (mean^2 + var - 1 - log var).
-    """
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
-
-
-def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, exp(logvar)) || N(0, I)) summed over latent dimensions: ``(B,)`` nats."""
-    return kl_per_dim(mean, logvar).sum(dim=-1)
-
-
-def log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mean, exp(logvar)) of a diagonal Gaussian, summed over the last dimension."""
-    return (-0.5 * (z - mean).pow(2) * torch.exp(-logvar) - 0.5 * logvar - HALF_LOG_2PI).sum(-1)
 
 
 def full_precision(like: torch.Tensor):
@@ -158,6 +135,10 @@ class VAE(nn.Module):
         # (offset, total): this batch is rows offset.. of a global batch of total rows (training on
         # several processes); the noise is drawn for all of it, so that it is what one process draws
         self.noise_rows: Optional[tuple[int, int]] = None
+        # the most decoder rows (examples x samples) whose activations a training step keeps at
+        # once (None: no bound); beyond it ``log_weights`` decodes in chunks of samples, each
+        # recomputed during backward (activation checkpointing): the same numbers in bounded memory
+        self.sample_rows: Optional[int] = None
 
     @classmethod
     def arch_shape(cls, shape: Any, options: Any) -> Any:
@@ -320,9 +301,29 @@ class VAE(nn.Module):
         b, d = mean.shape
         eps = self.noise(mean.unsqueeze(1).expand(b, samples, d), generator)  # (B, S, D)
         z = mean.unsqueeze(1) + torch.exp(0.5 * logvar).unsqueeze(1) * eps  # (B, S, D)
-        log_px = self.log_px(repeat_rows(x, samples), z.reshape(b * samples, d), repeat_labels(labels, samples))
+        log_px = self.sample_log_px(x, labels, z)
         log_q = (-0.5 * eps.pow(2) - 0.5 * logvar.unsqueeze(1) - HALF_LOG_2PI).sum(-1)  # (B, S)
-        return log_px.view(b, samples) + (self.log_prior(z) - log_q), log_px.view(b, samples)
+        return log_px + (self.log_prior(z) - log_q), log_px
+
+    def sample_log_px(self, x: torch.Tensor, labels: Optional[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z_i) ``(B, S)`` of ``S`` latents per example ``z`` ``(B, S, D)``; while training
+        with a bound on ``sample_rows``, decoded a chunk of samples at a time, each chunk's
+        activations recomputed in backward instead of kept (the same values and gradients)."""
+        b, samples, _ = z.shape
+        rows = self.sample_rows
+        if not rows or b * samples <= rows or not torch.is_grad_enabled():
+            return self._decoded_log_px(x, labels, z)
+        chunk = max(1, rows // b)
+        parts = [
+            checkpoint(self._decoded_log_px, x, labels, z[:, start : start + chunk], use_reentrant=False)
+            for start in range(0, samples, chunk)
+        ]
+        return torch.cat(parts, dim=1)
+
+    def _decoded_log_px(self, x: torch.Tensor, labels: Optional[torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        b, samples, d = z.shape
+        log_px = self.log_px(repeat_rows(x, samples), z.reshape(b * samples, d), repeat_labels(labels, samples))
+        return log_px.view(b, samples)
 
     # -- using a trained model ----------------------------------------------------------------
 

@@ -69,7 +69,7 @@ COMMAND_OPTIONS = {
         ),
     ),
 }
-RESUME_ALLOWED = {"resume", "epochs", "data_dir", "download", "device", "save_every"}
+RESUME_ALLOWED = {"resume", "epochs", "data_dir", "download", "device", "save_every", "max_memory"}
 
 
 def _parameter(s, defaults: TrainConfig, hints: dict) -> inspect.Parameter:
@@ -157,12 +157,12 @@ def train(ctx: typer.Context, **values: Any) -> None:
                 flags = ", ".join(spelled.get(p, p) for p in given)
                 raise UsageError(
                     f"--resume continues a run with the settings in its checkpoint; {flags} "
-                    f"cannot change them (only --epochs, --data-dir, --no-download, --device "
-                    f"and --save-every can be given)"
+                    f"cannot change them (only --epochs, --data-dir, --no-download, --device, "
+                    f"--save-every and --max-memory can be given)"
                 )
             result = resume_run(
                 resume,
-                **{k: values[k] for k in ("epochs", "device", "save_every") if k in explicit},
+                **{k: values[k] for k in ("epochs", "device", "save_every", "max_memory") if k in explicit},
                 data_dir=values["data_dir"],
                 download=values["download"],
                 reporter=reporter,

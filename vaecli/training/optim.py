@@ -20,7 +20,7 @@ def _bare(method):
     return getattr(method, "__wrapped__", method)
 
 
-def _without_compiler(kind: type) -> type:
+def _without_compiler(kind: Any) -> Any:
     """A subclass of the optimizer ``kind`` whose methods skip that import: its bookkeeping
     (adding parameter groups, zeroing gradients, state dicts) unwrapped, and ``step`` the same
     arithmetic under the same grad mode, without the compiler's graph breaks around it."""

@@ -60,6 +60,7 @@ def resume(
     download: bool = True,
     device: Optional[str] = None,
     save_every: Optional[int] = None,
+    max_memory: Optional[float] = None,
     reporter: Optional[Reporter] = None,
 ) -> TrainResult:
     """Continue the run recorded in checkpoint ``path`` up to ``epochs`` epochs in total (default:
@@ -91,6 +92,8 @@ def resume(
         config.device = device
     if save_every is not None:
         config.save_every = save_every
+    if max_memory is not None:
+        config.max_memory = max_memory
     config.check()
     checkpoint.check_target(path, "--resume")
     return Trainer(config, path, reporter or Silent(), ckpt).fit()
