@@ -21,7 +21,7 @@ from ..factory import create_model, family_of, model_of, model_section
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
 from . import distributed, monitor
-from .memory import sample_rows
+from .memory import return_large_buffers, sample_rows
 from .optim import backward, make_optimizer, parameter_groups
 from .precision import Compiled, MixedPrecision
 from .report import Quiet, Reporter, StopSignal, TrainResult
@@ -131,6 +131,7 @@ class Trainer:
         self.model, self.optimizer, self.gen = model, optimizer, gen
         model.noise_rows = None
         model.sample_rows = sample_rows(config.max_memory, device, model)
+        return_large_buffers()
         self.objective = distributed.wrap(model, self.world, device)
         if config.compile:
             self.objective = Compiled(self.objective)
