@@ -31,7 +31,7 @@ def return_large_buffers() -> bool:
     threshold; by default the threshold grows with each large free, after which large buffers
     come from a heap that does not shrink). Chunked decoding frees one chunk's buffers after the
     other: with this its peak stays that of a few chunks (measured at k=2000, batch 128, 28x28:
-    +369 MB against +978 MB), and the default MNIST run peaks at 730 MB against 920, no slower.
+    +369 MB against +978 MB); the default MNIST run is unchanged (about 720 MB either way).
     Process-wide; a no-op (False) where the C library is not glibc."""
     if not sys.platform.startswith("linux"):
         return False
