@@ -96,6 +96,22 @@ def reference_bernoulli():
     torch.testing.assert_close(lik.mean(params), Bernoulli(logits=params[:, 0]).mean)
 
 
+def test_bernoulli_gradients_on_grey_targets():
+    """Grey targets: values and both gradients as torch's binary cross-entropy gives them."""
+    lik = _build("bernoulli")
+    torch.manual_seed(1)
+    params = (6 * torch.randn(4, 1, 1, 5, 5, dtype=torch.float64)).requires_grad_(True)
+    x = torch.rand(4, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    ours = lik.log_prob(x, params)
+    ref = -torch.nn.functional.binary_cross_entropy_with_logits(params[:, 0], x, reduction="none").flatten(1).sum(1)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    ours_grads = torch.autograd.grad((ours * weights).sum(), (params, x))
+    ref_grads = torch.autograd.grad((ref * weights).sum(), (params, x))
+    for a, b in zip(ours_grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def extremes_bernoulli():
     lik = _build("bernoulli")
     logits = torch.tensor([-80.0, -80.0, 80.0, 80.0, 0.0])
