@@ -20,12 +20,12 @@ class _BernoulliLogProb(torch.autograd.Function):
     x - sigmoid(l), is computed in backward from the saved logits."""
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(logits, x)
         return torch.addcmul(torch.sigmoid(logits.abs()).log_().sub_(logits.relu()), x, logits)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         logits, x = ctx.saved_tensors
         d_logits = (x - torch.sigmoid(logits)).mul_(grad) if ctx.needs_input_grad[0] else None
         d_x = logits * grad if ctx.needs_input_grad[1] else None
