@@ -38,8 +38,10 @@ TINY_CLI = [
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
-    """Every test runs in its own empty folder, with no debug mode and a fresh plugin registry."""
+    """Every test runs in its own empty folder, with no debug mode, a fresh plugin registry and
+    its own data folder (where the data cache of folder: and tensor: datasets goes)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VAECLI_DATA_DIR", str(tmp_path / ".vae-data"))
     monkeypatch.delenv("VAECLI_DEBUG", raising=False)
     plugins.reset()
     yield

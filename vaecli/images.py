@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 
+from . import datacache
 from .errors import UsageError
 
 __all__ = [
@@ -165,7 +166,9 @@ def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Ten
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 in [0, 1], on the same device."""
+    """uint8 (N, C, H, W) -> float32 in [0, 1], on the same device. Counts the bytes read for
+    the data cache, which hands mapped pages back every so often (``datacache.touched``)."""
+    datacache.touched(images.numel())
     return images.float().div_(255.0)
 
 

@@ -1,19 +1,21 @@
 """The user's own images as datasets: ``folder:PATH`` (image files, recursively) here, and
 ``tensor:PATH`` (arrays in a ``.npy``, ``.npz`` or ``.safetensors`` file) in ``arrays``.
 
-Both hold the images in memory as uint8 ``(N, C, H, W)``, like every built-in dataset. Without
-a test split of their own they hold out ``test_fraction`` of the images (a seeded shuffle).
+Both are converted once into the data cache (``vaecli.datacache``): uint8 ``(N, C, H, W)``
+files, memory-mapped, so a data set larger than memory trains. Without a test split of their
+own they hold out ``test_fraction`` of the images (a seeded shuffle).
 Images are read and converted by ``vaecli.images``, as the inputs of the commands are.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from ..errors import UsageError
-from ..hookspecs import DataRequest, DatasetSplits, Split
+from ..hookspecs import DataRequest, DatasetSplits
 
 TENSOR_SUFFIXES = (".npy", ".npz", ".safetensors")
 LISTED = 5  # names shown in a note before "and N more"
@@ -85,21 +87,36 @@ def holdout(n: int, fraction: float, seed: int, what: str):
 # -- folder:PATH ----------------------------------------------------------------------------------
 
 
-class _FolderReader:
-    """Reads the images of one or two split folders, remembering what it skipped."""
+@dataclass
+class _Record:
+    """One decoded image in the records file: where, how many channels, whether in colour."""
 
-    def __init__(self, root: Path, options: FolderOptions) -> None:
-        self.root, self.options = root, options
+    offset: int
+    channels: int
+    colour: bool
+    parts: tuple
+    split: str  # "train" or "test" under train/ and test/, else ""
+
+
+class _FolderReader:
+    """Decodes the images of one or two split folders into a records file (each image's bytes at
+    its own channel count), remembering what it skipped; nothing is held in memory but a record
+    per image."""
+
+    def __init__(self, root: Path, options: FolderOptions, out) -> None:
+        self.root, self.options, self.out = root, options, out
+        self.records: list[_Record] = []
         self.skipped: list[str] = []
         self.animated: list[str] = []
         self.first_size: Optional[tuple] = None  # ((H, W), name) of the first image read
 
-    def read(self, folder: Path) -> tuple[list, list]:
-        """``(images (1, C, H, W) with C = 1 or 3, paths as parts below folder)``."""
-        from ..images import drop_alpha, image_files, read_image, square
+    def read(self, folder: Path, files: list, split: str, update) -> None:
+        import torch
 
-        images, paths, skipped = [], [], 0
-        for f in image_files(folder):
+        from ..images import drop_alpha, read_image, square, to_grey
+
+        skipped, before = 0, len(self.records)
+        for f in files:
             name = f.relative_to(self.root).as_posix()
             frames: list = []
             try:
@@ -108,21 +125,29 @@ class _FolderReader:
                 self.skipped.append(name)
                 skipped += 1
                 continue
+            finally:
+                update()
             if frames:
                 self.animated.append(name)
             image = drop_alpha(image)
             if self.options.image_size:
                 image = square(image, self.options.image_size)
+            if self.options.grayscale:
+                image = to_grey(image)
             self._check_size(image, name)
-            images.append(image)
-            paths.append(f.relative_to(folder).parts)
-        if not images:
+            grey = image.shape[1] == 1 or (
+                torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2])
+            )
+            self.records.append(
+                _Record(self.out.tell(), int(image.shape[1]), not grey, f.relative_to(folder).parts, split)
+            )
+            self.out.write(image.contiguous().numpy().tobytes())
+        if len(self.records) == before:
             others = f"{_plural(skipped, 'other file')}" if skipped else "it is empty"
             raise UsageError(
                 f"{folder} holds no readable images ({others}); folder:PATH needs a folder of "
                 f"image files (PNG, JPEG, BMP, GIF, WebP, TIFF, PPM)"
             )
-        return images, paths
 
     def _check_size(self, image, name: str) -> None:
         size = tuple(int(s) for s in image.shape[2:])
@@ -146,32 +171,35 @@ class _FolderReader:
             )
         return notes
 
+    def channels(self) -> tuple[int, Optional[str]]:
+        """All images to one channel count: grey with ``grayscale`` (ITU-R 601 luma, as Pillow's
+        ``convert("L")``, done when read), else RGB when any image has colour, else grey. With a
+        note when all the files are RGB but hold only grey."""
+        if any(r.colour for r in self.records):
+            return 3, None
+        if not self.options.grayscale and all(r.channels == 3 for r in self.records):
+            return 1, f"the {len(self.records)} images are stored as RGB but hold only grey; using one channel"
+        return 1, None
 
-def _one_colour_mode(images: list, grayscale: bool) -> tuple[list, Optional[str]]:
-    """All images to one channel count: grey with ``grayscale`` (ITU-R 601 luma, as Pillow's
-    ``convert("L")``), else RGB when any image has colour, else grey. Returns a note when all
-    the files are RGB but hold only grey."""
-    import torch
 
-    from ..images import to_grey
+def _source_key(root: Path, options: FolderOptions, listed: list) -> dict:
+    """What names a folder's cache: its path, the options, and each file's path, size and time."""
+    import dataclasses
 
-    def is_colour(x) -> bool:
-        return x.shape[1] == 3 and not (torch.equal(x[:, 0], x[:, 1]) and torch.equal(x[:, 1], x[:, 2]))
-
-    if grayscale:
-        return [to_grey(x) for x in images], None
-    if any(is_colour(x) for x in images):
-        return [x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x for x in images], None
-    all_rgb = all(x.shape[1] == 3 for x in images)  # then the user may expect RGB: say why not
-    note = f"the {len(images)} images are stored as RGB but hold only grey; using one channel" if all_rgb else None
-    return [x[:, :1] for x in images], note
+    files = []
+    for _, _, paths in listed:
+        for f in paths:
+            st = f.stat()
+            files.append([f.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns])
+    return {"path": str(root), "options": dataclasses.asdict(options), "files": files}
 
 
 def load_folder(request: DataRequest, options: FolderOptions) -> DatasetSplits:
-    """``folder:PATH``: every image below PATH (see ``FolderOptions``)."""
-    import torch
-
-    from ..images import class_labels
+    """``folder:PATH``: every image below PATH (see ``FolderOptions``), through the data cache:
+    decoded once into a memory-mapped uint8 cache (``vaecli.datacache``) and mapped again while
+    no file below PATH changes."""
+    from .. import datacache
+    from ..images import image_files
 
     root = need_path(options.path, "folder")
     if not root.exists():
@@ -183,38 +211,95 @@ def load_folder(request: DataRequest, options: FolderOptions) -> DatasetSplits:
             else "; give folder:PATH a folder of images"
         )
         raise UsageError(f"folder {root}: not a folder{hint}")
-    reader = _FolderReader(root, options)
     beside: list = []
     if (root / "train").is_dir() and (root / "test").is_dir():
-        parts = {which: reader.read(root / which) for which in ("train", "test")}
-        images = parts["train"][0] + parts["test"][0]
-        paths = parts["train"][1] + parts["test"][1]
-        n_train = len(parts["train"][0])
-        train_idx, test_idx = torch.arange(n_train), torch.arange(n_train, len(images))
+        listed = [(split, root / split, image_files(root / split)) for split in ("train", "test")]
         beside = sorted(
             p.name + ("/" if p.is_dir() else "")
             for p in root.iterdir()
             if not p.name.startswith(".") and p.name not in ("train", "test")
         )
     else:
-        images, paths = reader.read(root)
-        train_idx, test_idx = holdout(len(images), options.test_fraction, options.seed, f"folder {root}")
-    notes = reader.notes()
-    if beside:
-        notes.append(
-            f"folder {root}: read train/ and test/ only; ignored {len(beside)} other "
-            f"{'entry' if len(beside) == 1 else 'entries'}: {_listing(beside)}"
+        listed = [("", root, image_files(root))]
+    cache = datacache.cache_folder(request.data_dir, "folder", _source_key(root, options, listed))
+    cached = datacache.open_cache(cache)
+    if cached is not None:
+        return cached
+    return _build_folder(cache, root, options, listed, beside)
+
+
+def _build_folder(cache: Path, root: Path, options: FolderOptions, listed: list, beside: list) -> DatasetSplits:
+    """Decode every image into a records file (one pass, a progress bar), then write the cache's
+    train and test files in the colour mode all the images share."""
+    import numpy as np
+    import torch
+
+    from .. import datacache
+    from ..console import progress
+    from ..images import class_labels
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    records_path = cache.with_name(f"{cache.name}.records-{os.getpid()}")
+    try:
+        with open(records_path, "wb") as out:
+            reader = _FolderReader(root, options, out)
+            total, done = sum(len(files) for *_, files in listed), 0
+            with progress(total, f"reading {root.name or root}") as update:
+
+                def step() -> None:
+                    nonlocal done
+                    done += 1
+                    update(done)
+
+                for split, folder, files in listed:
+                    reader.read(folder, files, split, step)
+        records = reader.records
+        notes = reader.notes()
+        if beside:
+            notes.append(
+                f"folder {root}: read train/ and test/ only; ignored {len(beside)} other "
+                f"{'entry' if len(beside) == 1 else 'entries'}: {_listing(beside)}"
+            )
+        channels, grey_note = reader.channels()
+        if grey_note:
+            notes.append(f"folder {root}: {grey_note}")
+        labels, class_names = class_labels([r.parts for r in records])
+        labels_t = None if labels is None else torch.tensor(labels, dtype=torch.int64)
+        if listed[0][0]:  # train/ and test/
+            test_rows = torch.tensor([r.split == "test" for r in records])
+        else:
+            _, test_idx = holdout(len(records), options.test_fraction, options.seed, f"folder {root}")
+            test_rows = torch.zeros(len(records), dtype=torch.bool)
+            test_rows[test_idx] = True
+        (h, w), _ = reader.first_size  # type: ignore[misc]
+        raw = (
+            np.memmap(records_path, dtype=np.uint8, mode="r") if records_path.stat().st_size else np.zeros(0, np.uint8)
         )
-    images, grey_note = _one_colour_mode(images, options.grayscale)
-    if grey_note:
-        notes.append(f"folder {root}: {grey_note}")
-    labels, class_names = class_labels(paths)
-    labels_t = None if labels is None else torch.tensor(labels, dtype=torch.int64)
-    splits = [
-        Split(
-            torch.cat([images[i] for i in idx.tolist()]).contiguous(),  # (N, C, H, W)
-            None if labels_t is None else labels_t[idx],
-        )
-        for idx in (train_idx, test_idx)
-    ]
-    return DatasetSplits(train=splits[0], test=splits[1], class_names=class_names, notes=notes)
+        with datacache.Writer(cache, (channels, h, w)) as writer, progress(len(records), "caching") as update:
+            for start in range(0, len(records), CHUNK):
+                chunk = records[start : start + CHUNK]
+                images = torch.stack([_converted(raw, r, channels, h, w) for r in chunk])
+                writer.add(images, test_rows=test_rows[start : start + CHUNK])
+                update(start + len(chunk))
+            del raw
+            splits = writer.finish(
+                (None, None) if labels_t is None else (labels_t[~test_rows], labels_t[test_rows]), class_names, notes
+            )
+    finally:
+        records_path.unlink(missing_ok=True)
+    return splits
+
+
+CHUNK = 1024  # images converted and written at a time
+
+
+def _converted(raw, record: _Record, channels: int, h: int, w: int):
+    """One record as ``(C, H, W)`` uint8 in the cache's channel count."""
+    import numpy as np
+    import torch
+
+    n = record.channels * h * w
+    image = torch.from_numpy(np.array(raw[record.offset : record.offset + n])).view(record.channels, h, w)
+    if image.shape[0] == channels:
+        return image
+    return image.expand(3, h, w) if channels == 3 else image[:1]

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, datacache
 from ..config import TrainConfig
 from ..data import LoadedDataset, load_dataset
 from ..device import resolve_device
@@ -293,7 +293,7 @@ class Trainer:
         amp, objective_of = self.amp, self.objective
         for i, idx in enumerate(order.split(config.batch_size)[done:], start=done + 1):
             local, offset = world.shard(idx)  # this rank's part of the batch (all of it in one process)
-            x = to_unit(train_images.index_select(0, idx))  # (B, C, H, W) in [0, 1]
+            x = to_unit(datacache.gather(train_images, idx))  # (B, C, H, W) in [0, 1]
             if config.binarize == "dynamic":  # a new draw every batch
                 x = torch.bernoulli(x, generator=gen)
             if world.distributed:  # the whole batch was drawn, as one process draws it
