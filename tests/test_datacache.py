@@ -76,6 +76,15 @@ def test_folder_cache_keeps_its_notes_and_follows_a_changed_image(tmp_path, monk
     assert values == [40, 80, 120, 160, 200, 255]
 
 
+def test_a_cache_is_read_into_memory_when_it_fits_else_mapped(tmp_path, monkeypatch):
+    np.save(tmp_path / "x.npy", np.arange(10 * 16, dtype=np.uint8).reshape(10, 4, 4))
+    held = load_dataset(f"tensor:{tmp_path / 'x.npy'}").splits.train.images
+    assert datacache._file_of(held) is None
+    monkeypatch.setattr(datacache, "IN_MEMORY_SHARE", 0.0)
+    mapped = load_dataset(f"tensor:{tmp_path / 'x.npy'}").splits.train.images
+    assert datacache._file_of(mapped) is not None and torch.equal(mapped, held)
+
+
 def test_a_damaged_cache_is_built_again(tmp_path):
     np.save(tmp_path / "x.npy", np.arange(10 * 16, dtype=np.uint8).reshape(10, 4, 4))
     first = load_dataset(f"tensor:{tmp_path / 'x.npy'}").splits.train.images.clone()
@@ -121,6 +130,7 @@ def test_passes_over_mapped_data_keep_resident_memory_bounded(tmp_path, monkeypa
     images[::1000] = 9
     images.flush()
     del images
+    monkeypatch.setattr(datacache, "IN_MEMORY_SHARE", 0.0)  # mapped, however much memory is free
     train = load_dataset(f"tensor:{tmp_path / 'big.npy'}", {"test_fraction": "0.01"}).splits.train.images
     monkeypatch.setattr(datacache, "TRIM_BYTES", 16 << 20)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
