@@ -723,7 +723,7 @@ def test_bad_n(vae, tiny_ckpt, command, value, needle):
         (["interpolate", "-o", "x.txt"], ["must end in one of", ".gif"]),
         (["reconstruct", "--mode", "median"], ["--mode must be"]),
         (["plot-latent", "--method", "foo"], ["--method must be pca or dims"]),
-        (["plot-latent", "--manifold", "--traverse"], ["--manifold and --traverse", "choose one"]),
+        (["plot-latent", "--manifold", "--traverse"], ["--manifold, --traverse and --factors", "choose one"]),
         (["plot-latent", "--dims", "0,3"], ["--dims 0,3", "dimension 3 does not exist", "0 to 2"]),
         (["plot-latent", "--dims", "1"], ["give two latent dimensions"]),
         (["plot-latent", "--color-by", "hue"], ["--color-by hue", "label", "scale", "orientation"]),

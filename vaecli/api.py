@@ -66,6 +66,37 @@ class Model(VAE):
         x, labels = _images_and_labels(self, images, labels)
         return encode_all(self, x, batch_size, progress, labels)
 
+    def disentanglement(
+        self,
+        images: Union[Inputs, torch.Tensor],
+        factors: Optional[dict] = None,
+        seed: int = 0,
+        progress: Optional[Callable[[str, int, int], None]] = None,
+    ) -> dict:
+        """MIG, DCI, SAP, the FactorVAE score, modularity and explicitness of the posterior
+        means of ``images`` against their ``factors`` (name -> ``(N,)``; an ``Inputs`` of a
+        dataset that records them brings its own): ``vaecli.disentanglement.scores``.
+        ``progress(stage, done, total)``."""
+        import numpy as np
+
+        from .disentanglement import scores
+        from .errors import UsageError
+
+        if factors is None:
+            factors = images.factors if isinstance(images, Inputs) else {}
+        if not factors:
+            source = images.source if isinstance(images, Inputs) else "these images"
+            raise UsageError(
+                f"{source} has no factors of variation to measure the code against; the datasets "
+                f"shapes, dsprites, 3dshapes and celeba record them, and a folder: or tensor: dataset "
+                f"takes them from a factors file beside it (README, 'Disentanglement')"
+            )
+        encoding = None if progress is None else (lambda done: progress("encoding", done, len(images)))
+        mean, _ = self.encode_all(images, progress=encoding)
+        values = {k: np.asarray(v.numpy() if torch.is_tensor(v) else v) for k, v in factors.items()}
+        scoring = None if progress is None else (lambda done, total: progress("scoring", done, total))
+        return scores(mean.numpy(), values, seed, scoring)
+
 
 def _images_and_labels(
     model: VAE, images: Union[Inputs, torch.Tensor], labels: Optional[torch.Tensor]

@@ -1,13 +1,15 @@
 """A memory-mapped uint8 cache of the user's own images (``folder:`` and ``tensor:`` datasets).
 
 A loader converts its source once (decoding, rounding, colour mode, the held-out test split)
-into raw ``(N, C, H, W)`` uint8 files, ``train.u8`` and ``test.u8``, with the labels, class
-names and notes in ``index.safetensors``, in a folder of its own under ``DATA_DIR/cache``. The
+into raw ``(N, C, H, W)`` uint8 files, ``train.u8`` and ``test.u8``, with the labels, factors,
+class names and notes in ``index.safetensors``, in a folder of its own under ``DATA_DIR/cache``. The
 folder's name is a hash of the source's key (each file's path, size and modification time, and
-the loader's options), so a changed source builds a new cache and an unchanged one is mapped
-again in milliseconds, however large. Nothing is read until used: an epoch reads the batches it
-draws, and ``touched`` hands the pages back to the page cache once ``TRIM_BYTES`` of them are
-held, so the resident memory of a run stays bounded whatever the size of the data set.
+the loader's options), so a changed source builds a new cache and an unchanged one is used
+again. A cache that fits in a quarter of the available memory is read into it; a larger one is
+memory-mapped, in milliseconds however large, and nothing is read until used: an epoch reads the
+batches it draws (``gather``), and ``touched`` hands the pages back to the page cache once
+``TRIM_BYTES`` of them are held, so the resident memory of a run stays bounded whatever the
+size of the data set.
 
 A cache is written in a temporary folder and renamed into place when complete: a killed build
 leaves no half cache, and two processes building the same one both end with the same files.
@@ -31,6 +33,7 @@ from .hookspecs import DatasetSplits, Split
 
 __all__ = ["cache_folder", "open_cache", "Writer", "gather", "touched", "trim", "TRIM_BYTES"]
 
+IN_MEMORY_SHARE = 0.25  # a cache up to this share of the available memory is read, not mapped
 FORMAT = 1  # bump when the layout or a loader's conversion changes: old caches are then not used
 TRIM_BYTES = 256 << 20  # mapped pages held before they are handed back (per process)
 _MAPS: list = []  # (weak reference to a live mapping, its file, the address of its first byte)
@@ -44,14 +47,16 @@ def cache_folder(data_dir: Path, kind: str, key: Any) -> Path:
     return Path(data_dir) / "cache" / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
 
 
-def _map(path: Path, shape: tuple) -> torch.Tensor:
-    """The uint8 file ``path`` as a tensor of ``shape``, mapped copy-on-write: the file is never
-    changed, and pages are read from it when touched."""
+def _map(path: Path, shape: tuple, read: bool) -> torch.Tensor:
+    """The uint8 file ``path`` as a tensor of ``shape``: read into memory (``read``), or mapped
+    copy-on-write: the file is never changed, and pages are read from it when touched."""
     import numpy as np
 
     size = math.prod(shape)
     if path.stat().st_size != size:
         raise OSError(f"{path.name} holds {path.stat().st_size} bytes, not {size}")
+    if read:
+        return torch.from_numpy(np.fromfile(path, dtype=np.uint8).reshape(shape))
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
     tensor = torch.from_numpy(np.frombuffer(mapped, dtype=np.uint8).reshape(shape))
@@ -60,8 +65,12 @@ def _map(path: Path, shape: tuple) -> torch.Tensor:
 
 
 def open_cache(folder: Path) -> Optional[DatasetSplits]:
-    """The cached splits of ``folder``, memory-mapped, or None when there is no complete cache."""
+    """The cached splits of ``folder``, or None when there is no complete cache. A cache that
+    fits in ``IN_MEMORY_SHARE`` of the available memory is read (at disk or page-cache speed),
+    so that its epochs run at the speed of memory; a larger one is memory-mapped."""
     from safetensors import safe_open
+
+    from .device import free_bytes
 
     index = folder / "index.safetensors"
     if not index.is_file():
@@ -71,8 +80,14 @@ def open_cache(folder: Path) -> Optional[DatasetSplits]:
             meta = json.loads(f.metadata()["vaecli.cache"])
             labels = {k: f.get_tensor(k) for k in f.keys()}
         shape = tuple(int(s) for s in meta["shape"])
+        total = (int(meta["n_train"]) + int(meta["n_test"])) * math.prod(shape)
+        read = total <= IN_MEMORY_SHARE * free_bytes(torch.device("cpu"))
         splits = [
-            Split(_map(folder / f"{which}.u8", (int(meta[f"n_{which}"]), *shape)), labels.get(f"{which}.labels"))
+            Split(
+                _map(folder / f"{which}.u8", (int(meta[f"n_{which}"]), *shape), read),
+                labels.get(f"{which}.labels"),
+                {name: labels[f"{which}.factor.{name}"] for name in meta.get("factors", [])},
+            )
             for which in ("train", "test")
         ]
     except (OSError, ValueError, KeyError, TypeError):  # damaged (a disk full, a hand): built again
@@ -114,8 +129,14 @@ class Writer:
                 self.counts[which] += len(rows)
 
     def finish(
-        self, labels: tuple = (None, None), class_names: Optional[list] = None, notes: Optional[list] = None
+        self,
+        labels: tuple = (None, None),
+        class_names: Optional[list] = None,
+        notes: Optional[list] = None,
+        factors: tuple = ({}, {}),
     ) -> DatasetSplits:
+        """Close the files, write the index (``labels`` and ``factors``, name -> values, of the
+        train and test splits), put the cache in place and open it."""
         from safetensors.torch import save_file
 
         for f in self.files.values():
@@ -124,7 +145,10 @@ class Writer:
             f.close()
         meta: dict[str, Any] = {"shape": list(self.shape), "class_names": class_names, "notes": list(notes or [])}
         meta.update({f"n_{which}": n for which, n in self.counts.items()})
+        meta["factors"] = list(factors[0])  # in the loader's order
         tensors = {f"{which}.labels": y.contiguous() for which, y in zip(("train", "test"), labels) if y is not None}
+        for which, named in zip(("train", "test"), factors):
+            tensors.update({f"{which}.factor.{name}": v.clone() for name, v in named.items()})
         save_file(tensors, str(self.tmp / "index.safetensors"), metadata={"vaecli.cache": json.dumps(meta)})
         try:
             self.tmp.rename(self.folder)

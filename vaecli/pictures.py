@@ -10,7 +10,7 @@ from .console import warn
 from .errors import UsageError
 from .inputs import class_name
 
-__all__ = ["scatter", "manifold", "traverse"]
+__all__ = ["scatter", "manifold", "traverse", "factor_information", "captured"]
 
 MAX_TRAVERSE_ROWS = 64
 
@@ -98,7 +98,8 @@ def traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=No
         z.view(-1, model.latent_dim), labels=None if condition is None else condition.repeat(len(by_kl) * steps)
     )
     measure = "KL" if by_kl_name else "var"
-    row_labels = [f"z{d}  {measure} {kl[d]:.2f}" for d in by_kl]
+    knows = captured(mean, inputs.factors) if inputs.factors else {}
+    row_labels = [f"z{d}  {measure} {kl[d]:.2f}" + (f"  {knows[d]}" if d in knows else "") for d in by_kl]
     col_labels = [f"{v:.1f}" for v in values.tolist()]
     base_name = inputs.source if len(inputs) == 1 else f"image 0 of {inputs.source}"
     return viz.image_table(
@@ -109,4 +110,42 @@ def traverse(model, output, inputs, mean, kl, by_kl, steps, extent, condition=No
         row_labels=row_labels,
         col_labels=col_labels,
         xlabel="value of the swept dimension",
+    )
+
+
+def captured(mean, factors: dict, threshold: float = 0.2) -> dict:
+    """{dimension: the factor it knows most of} for the dimensions whose mutual information
+    with some factor is at least ``threshold`` of that factor's entropy."""
+    from .disentanglement import information_matrix
+
+    names, matrix = information_matrix(mean.double().cpu().numpy(), {k: v.cpu().numpy() for k, v in factors.items()})
+    if not names:
+        return {}
+    return {d: names[int(row.argmax())] for d, row in enumerate(matrix) if row.max() >= threshold}
+
+
+def factor_information(model, output, inputs, mean, kl, by_kl, by_kl_name=True):
+    """The heat map of each latent dimension's mutual information with each factor of
+    ``inputs``, over the factor's entropy; rows in ``by_kl`` order."""
+    from .disentanglement import information_matrix
+
+    if not inputs.factors:
+        raise UsageError(
+            f"{inputs.source} has no factors of variation to draw against; the datasets shapes, dsprites, "
+            f"3dshapes and celeba record them, and a folder: or tensor: dataset takes them from a factors file"
+        )
+    names, matrix = information_matrix(
+        mean.double().cpu().numpy(), {k: v.cpu().numpy() for k, v in inputs.factors.items()}
+    )
+    if not names:
+        raise UsageError(f"no factor of {inputs.source} takes more than one value")
+    rows = by_kl[:MAX_TRAVERSE_ROWS]
+    measure = "KL" if by_kl_name else "var"
+    return viz.heatmap(
+        matrix[rows],
+        output,
+        title=f"What each latent dimension knows of each factor ({len(inputs)} images of {inputs.source})",
+        row_labels=[f"z{d}  {measure} {kl[d]:.2f}" for d in rows],
+        col_labels=names,
+        value_name="I(z_d; factor) / H(factor)",
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -294,6 +294,29 @@ def image_table(
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    return _save_figure(fig, path)
+
+
+def heatmap(
+    matrix: Any, path: Path, *, title: str, row_labels: list, col_labels: list, value_name: str
+) -> tuple[int, int]:
+    """A matrix as coloured cells (0 to 1), each with its value written in it."""
+    import numpy as np
+
+    values = np.asarray(matrix, dtype=float)
+    rows, cols = values.shape
+    fig = _figure(max(4.5, 1.0 * cols + 2.5), max(3.0, 0.38 * rows + 1.6))
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="magma", vmin=0, vmax=1, aspect="auto")
+    for i in range(rows):
+        for j in range(cols):
+            v = values[i, j]
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=8, color="black" if v > 0.6 else "white")
+    ax.set_xticks(range(cols), col_labels, fontsize=9)
+    ax.set_yticks(range(rows), row_labels, fontsize=8)
+    ax.tick_params(length=0)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label=value_name)
     return _save_figure(fig, path)
 
 

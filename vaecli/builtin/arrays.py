@@ -304,25 +304,34 @@ def load_tensor(request: DataRequest, options: TensorOptions) -> DatasetSplits:
         )
     if not path.exists():
         raise UsageError(f"tensor {path}: no such file")
+    from .factors_file import factors_file
+
     st = path.stat()
-    key = {"options": dataclasses.asdict(options), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    key: dict[str, Any] = {"options": dataclasses.asdict(options), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    beside = factors_file(path)
+    if beside is not None:
+        key["factors"] = [beside.name, beside.stat().st_size, beside.stat().st_mtime_ns]
     cache = datacache.cache_folder(request.data_dir, "tensor", key)
     cached = datacache.open_cache(cache)
     if cached is not None:
         return cached
     keys, array, close = _open_arrays(path)
     try:
-        return _build(cache, path, options, keys, array)
+        return _build(cache, path, options, keys, array, beside)
     finally:
         close()
 
 
-def _build(cache: Path, path: Path, options: TensorOptions, keys: list, array: Callable) -> DatasetSplits:
-    """Check the arrays from their headers, then write the cache chunk by chunk."""
+def _build(
+    cache: Path, path: Path, options: TensorOptions, keys: list, array: Callable, beside: Optional[Path]
+) -> DatasetSplits:
+    """Check the arrays from their headers, then write the cache chunk by chunk; the factors
+    from the file ``beside`` the data, if any."""
     import torch
 
     from .. import datacache
     from ..console import progress
+    from .factors_file import read_tensor_factors
 
     notes: list = []
     labels: list[Any]
@@ -337,6 +346,7 @@ def _build(cache: Path, path: Path, options: TensorOptions, keys: list, array: C
             )
         labels = [_labels(array(k).whole(), k, x.n, path) for k, x in zip(rest, images)] if rest else [None, None]
         parts = [(images[0], "train", None), (images[1], "test", None)]
+        rows = torch.arange(images[0].n + images[1].n) >= images[0].n
     else:
         image_key, label_key = rest
         everything = _Images(array(image_key), image_key, path, notes)
@@ -346,6 +356,9 @@ def _build(cache: Path, path: Path, options: TensorOptions, keys: list, array: C
         test_rows[test_idx] = True
         labels = [None if all_labels is None else all_labels[idx] for idx in (train_idx, test_idx)]
         parts = [(everything, "", test_rows)]
+        rows = test_rows
+    factors = {} if beside is None else read_tensor_factors(beside, len(rows))
+    split_factors = ({k: v[~rows] for k, v in factors.items()}, {k: v[rows] for k, v in factors.items()})
     class_names = None
     if labels[0] is not None:
         top = max(int(y.max()) for y in labels if len(y))
@@ -362,10 +375,9 @@ def _build(cache: Path, path: Path, options: TensorOptions, keys: list, array: C
         for source, split, test_rows in parts:
             start = 0
             for chunk in source.chunks():
-                rows = None if test_rows is None else test_rows[start : start + len(chunk)]
-                writer.add(chunk, split, rows)
+                writer.add(chunk, split, None if test_rows is None else test_rows[start : start + len(chunk)])
                 start += len(chunk)
                 update(done + start)
             done += start
             source.finish()
-        return writer.finish((labels[0], labels[1]), class_names, notes)
+        return writer.finish((labels[0], labels[1]), class_names, notes, split_factors)

@@ -16,6 +16,7 @@ from ..errors import DataUnavailableError
 from ..hookspecs import DataRequest, DatasetSpec, DatasetSplits, NoOptions, Split, hookimpl
 from .arrays import TensorOptions, load_tensor
 from .celeba import CelebAOptions, load_celeba
+from .factor_data import FactorDataOptions, load_3dshapes, load_dsprites
 from .files import FolderOptions, load_folder
 from .papers import (
     BinarizedMnistOptions,
@@ -306,6 +307,20 @@ def register_datasets(register):
             "(or 128); the 40 attributes as factors, one as the label with label=NAME.",
             load_celeba,
             CelebAOptions,
+        ),
+        (
+            "dsprites",
+            "dSprites (Matthey et al. 2017): 737,280 64x64 sprites, every combination of shape, scale, "
+            "orientation, x and y, with those factors; the official .npz in DIR/dsprites (no download).",
+            load_dsprites,
+            FactorDataOptions,
+        ),
+        (
+            "3dshapes",
+            "3D Shapes (Burgess & Kim 2018): 480,000 64x64 RGB scenes, every combination of three hues, scale, "
+            "shape and orientation, with those factors; the official .h5 in DIR/3dshapes (no download); needs h5py.",
+            load_3dshapes,
+            FactorDataOptions,
         ),
         (
             "omniglot",

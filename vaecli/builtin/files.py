@@ -220,8 +220,12 @@ def load_folder(request: DataRequest, options: FolderOptions) -> DatasetSplits:
             if not p.name.startswith(".") and p.name not in ("train", "test")
         )
     else:
-        listed = [("", root, image_files(root))]
-    cache = datacache.cache_folder(request.data_dir, "folder", _source_key(root, options, listed))
+        listed = [("", root, [f for f in image_files(root) if f != root / "factors.csv"])]
+    key = _source_key(root, options, listed)
+    if (root / "factors.csv").is_file():
+        st = (root / "factors.csv").stat()
+        key["factors"] = [st.st_size, st.st_mtime_ns]
+    cache = datacache.cache_folder(request.data_dir, "folder", key)
     cached = datacache.open_cache(cache)
     if cached is not None:
         return cached
@@ -237,6 +241,7 @@ def _build_folder(cache: Path, root: Path, options: FolderOptions, listed: list,
     from .. import datacache
     from ..console import progress
     from ..images import class_labels
+    from .factors_file import read_folder_factors
 
     cache.parent.mkdir(parents=True, exist_ok=True)
     records_path = cache.with_name(f"{cache.name}.records-{os.getpid()}")
@@ -271,6 +276,8 @@ def _build_folder(cache: Path, root: Path, options: FolderOptions, listed: list,
             _, test_idx = holdout(len(records), options.test_fraction, options.seed, f"folder {root}")
             test_rows = torch.zeros(len(records), dtype=torch.bool)
             test_rows[test_idx] = True
+        below = ["/".join(((r.split,) if r.split else ()) + tuple(r.parts)) for r in records]
+        factors = read_folder_factors(root, below) or {}
         (h, w), _ = reader.first_size  # type: ignore[misc]
         raw = (
             np.memmap(records_path, dtype=np.uint8, mode="r") if records_path.stat().st_size else np.zeros(0, np.uint8)
@@ -283,7 +290,10 @@ def _build_folder(cache: Path, root: Path, options: FolderOptions, listed: list,
                 update(start + len(chunk))
             del raw
             splits = writer.finish(
-                (None, None) if labels_t is None else (labels_t[~test_rows], labels_t[test_rows]), class_names, notes
+                (None, None) if labels_t is None else (labels_t[~test_rows], labels_t[test_rows]),
+                class_names,
+                notes,
+                ({k: v[~test_rows] for k, v in factors.items()}, {k: v[test_rows] for k, v in factors.items()}),
             )
     finally:
         records_path.unlink(missing_ok=True)

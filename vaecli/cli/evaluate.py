@@ -61,6 +61,15 @@ def evaluate(
         ),
     ] = 1234,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    disentanglement: Annotated[
+        bool,
+        typer.Option(
+            "--disentanglement",
+            help="Measure the code against the factors of variation of INPUT (shapes, dsprites, 3dshapes, "
+            "celeba, or a factors file): MIG, DCI, SAP, FactorVAE score, modularity, explicitness, "
+            "seeded by --seed, instead of the likelihood numbers.",
+        ),
+    ] = False,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
@@ -80,6 +89,9 @@ def evaluate(
     model = model_of(ckpt, device)
     inputs = inputs_of(model, input, data_dir, no_download)
     started = time.perf_counter()
+    if disentanglement:
+        _disentanglement(model, inputs, ckpt, seed, as_json, started)
+        return
     with progress(len(inputs), f"evaluating (k={iw_samples})", show=not as_json) as update:
         result = model.evaluate(
             inputs.images, iw_samples, batch_size, seed, labels=input_labels(model, inputs), progress=update
@@ -120,3 +132,45 @@ def evaluate(
         )
     out.print(table)
     out.print(f"[dim]{result['seconds']:.1f} s on {model.device}[/]")
+
+
+METRIC_NOTES = {
+    "mig": "mutual information gap (Chen et al. 2018)",
+    "dci_disentanglement": "DCI disentanglement (Eastwood & Williams 2018)",
+    "dci_completeness": "DCI completeness",
+    "dci_informativeness": "DCI informativeness: accuracy of the factors read from the code",
+    "sap": "separated attribute predictability (Kumar et al. 2018)",
+    "factorvae_score": "FactorVAE score (Kim & Mnih 2018); chance about 1 / factors",
+    "modularity": "modularity (Ridgeway & Mozer 2018)",
+    "explicitness": "explicitness (Ridgeway & Mozer 2018): ROC AUC, chance 0.5",
+}
+
+
+def _disentanglement(model, inputs, ckpt, seed: int, as_json: bool, started: float) -> None:
+    """``vae evaluate --disentanglement``: the metrics, as a table or JSON."""
+    import time
+
+    from ..disentanglement import METRICS
+
+    bars: dict = {}
+    with (
+        progress(len(inputs), "encoding", show=not as_json) as encoding,
+        progress(5, "scoring", show=not as_json) as scoring,
+    ):
+        bars.update(encoding=encoding, scoring=scoring)
+        result = model.disentanglement(inputs, seed=seed, progress=lambda stage, done, total: bars[stage](done))
+    result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    title = f"{ckpt} on {inputs.source} ({result['examples']} images): the code against {', '.join(result['factors'])}"
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(style="dim")
+    for metric in METRICS:
+        table.add_row(metric, f"{result[metric]:.3f}", METRIC_NOTES[metric])
+    out.print(table)
+    if result["skipped"]:
+        out.print(f"[dim]left out, one value only: {escape(', '.join(result['skipped']))}[/]")
+    out.print(f"[dim]{result['seconds']:.1f} s; seed {seed}; vae plot-latent --factors draws the information matrix[/]")

@@ -97,6 +97,13 @@ def plot_latent(
             help="One row per latent dimension, ordered by its KL: that dimension swept, the others at the first input's code.",
         ),
     ] = False,
+    factors: Annotated[
+        bool,
+        typer.Option(
+            "--factors",
+            help="A heat map of the mutual information of each latent dimension with each factor of variation of INPUT (over the factor's entropy).",
+        ),
+    ] = False,
     method: Annotated[
         str,
         typer.Option(
@@ -146,17 +153,19 @@ def plot_latent(
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
-    """Picture the latent space: scatter, learned manifold or traversal.
+    """Picture the latent space: scatter, learned manifold, traversal or factor information.
 
     By default a scatter of the posterior means of INPUT coloured by label; --manifold decodes a
-    grid over a latent plane; --traverse sweeps each dimension in turn.
+    grid over a latent plane; --traverse sweeps each dimension in turn (each row named after the
+    factor it captures, where INPUT has factors); --factors maps what each dimension knows of
+    each factor of variation.
     """
     from .. import pictures, viz
     from ..inputs import condition, input_labels
     from ..model import kl_per_dim
 
-    if manifold and traverse:
-        raise UsageError("--manifold and --traverse make different pictures; choose one")
+    if manifold + traverse + factors > 1:
+        raise UsageError("--manifold, --traverse and --factors make different pictures; choose one")
     if method not in ("pca", "dims"):
         raise UsageError(f"--method must be pca or dims, got {method!r}")
     positive(max_points, "--max-points")
@@ -165,7 +174,7 @@ def plot_latent(
     if extent is not None and not (math.isfinite(extent) and 0 < extent <= 100):
         raise UsageError(f"--range must be a number above 0 and at most 100, got {extent}")
     model = model_of(ckpt, device)
-    kind = "manifold" if manifold else "traverse" if traverse else "latent"
+    kind = "manifold" if manifold else "traverse" if traverse else "factors" if factors else "latent"
     output = picture_out(output, ckpt, kind, viz.PLOT_SUFFIXES, (input,))
     if manifold and not model.NORMAL_PRIOR and extent is None:
         raise UsageError(
@@ -173,7 +182,7 @@ def plot_latent(
             "extent of the grid with --range R"
         )
     chosen = _parse_dims(dims, model.latent_dim)
-    if model.latent_dim < 2 and not traverse:
+    if model.latent_dim < 2 and not (traverse or factors):
         raise UsageError("this model has a 1-dimensional latent space; use --traverse")
     need_inputs = traverse or not manifold or (chosen is None and model.latent_dim > 2)
     inputs = inputs_of(model, input, data_dir, no_download, limit=max_points) if need_inputs else None
@@ -194,6 +203,8 @@ def plot_latent(
         cls = first if first is not None else condition(model, "0", 1)
     if manifold:
         size = pictures.manifold(model, output, chosen, grid_size or 20, extent or 0.0, cls)
+    elif factors:
+        size = pictures.factor_information(model, output, inputs, mean, kl, by_kl, model.STOCHASTIC)
     elif traverse:
         size = pictures.traverse(
             model, output, inputs, mean, kl, by_kl, grid_size or 11, extent or 3.0, cls, model.STOCHASTIC

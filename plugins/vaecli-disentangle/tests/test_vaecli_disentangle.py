@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from vaecli_disentangle.families import total_correlation
+from vaecli_disentangle.families import dip_penalty, total_correlation
 
 from vaecli import testing
 from vaecli.plugins import registry
@@ -23,9 +23,9 @@ def in_tmp(tmp_path, monkeypatch):
     torch.set_num_threads(threads)
 
 
-def test_the_entry_point_registers_both_families():
+def test_the_entry_point_registers_the_families():
     reg = registry()
-    for name in ("btcvae", "factorvae"):
+    for name in ("btcvae", "factorvae", "annealedvae", "dipvae"):
         part = reg.get("model", name)
         assert part.plugin.distribution == "vaecli-disentangle" and part.spec.help
 
@@ -72,3 +72,40 @@ def test_beta_one_is_the_vae_objective():
 def test_family_contract(family, options):
     model = testing.check_family(family, options)
     assert model.kind == family and set(model.TERMS) >= {"recon", "kl", "tc"}
+
+
+@pytest.mark.parametrize(
+    "family, options",
+    [("annealedvae", {"iterations": 3}), ("dipvae", {"kind": "i"}), ("dipvae", {"kind": "ii"})],
+)
+def test_new_family_contract(family, options):
+    model = testing.check_family(family, options)
+    assert model.kind == family
+
+
+def test_dip_penalty_is_zero_at_the_identity_and_counts_each_part():
+    mean = torch.tensor([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])  # covariance I
+    logvar = torch.full((4, 2), -30.0)
+    assert dip_penalty(mean, logvar, "i", 10.0, 100.0).item() == pytest.approx(0.0, abs=1e-6)
+    # DIP-II adds E[sigma^2] = 1 to the diagonal: (2 - 1)^2 per dimension, weighted by lambda_d
+    assert dip_penalty(mean, torch.zeros(4, 2), "ii", 10.0, 3.0).item() == pytest.approx(2 * 3.0)
+    copied = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])  # covariance [[1, 1], [1, 1]]
+    assert dip_penalty(copied, logvar, "i", 10.0, 100.0).item() == pytest.approx(10.0 * 2)
+
+
+def test_capacity_rises_to_c_max_and_resumes_with_the_model():
+    from vaecli.factory import create_model
+
+    section = {
+        "kind": "annealedvae",
+        "family": {"options": {"c_max": 4.0, "iterations": 2, "gamma": 1.0}},
+        "latent_dim": 2,
+        "input_shape": [1, 2, 2],
+        "architecture": {"name": "mlp", "options": {"hidden": [4]}},
+        "likelihood": {"name": "bernoulli", "options": {}},
+    }
+    model = create_model(section).train()
+    x = torch.ones(3, 1, 2, 2)
+    seen = [model(x, generator=torch.Generator().manual_seed(0)).terms["capacity"][0].item() for _ in range(4)]
+    assert seen == [0.0, 2.0, 4.0, 4.0]
+    assert int(model.state_dict()["steps"]) == 4  # in the checkpoint with the weights

@@ -83,3 +83,59 @@ class FactorVAE(vaecli.VAE):
         objective = (recon + kl + self.options.gamma * tc).mean()
         terms = {"recon": recon, "kl": kl, "tc": tc, "discriminator": critic}
         return vaecli.Loss(objective, terms, {"model": objective, "discriminator": critic.mean()})
+
+
+class AnnealedVAE(vaecli.VAE):
+    """recon + gamma |KL - C|, the capacity C raised linearly from 0 to ``c_max`` nats over
+    ``iterations`` training steps (Burgess et al. 2018, eq. 8). The steps taken are a buffer of
+    the model, saved in checkpoints, so a resumed run continues the schedule."""
+
+    TERMS = ("recon", "kl", "capacity")
+    OBJECTIVE = "recon + gamma*|KL - C|, C annealed"
+    OBJECTIVE_SETTINGS = ()
+
+    def __init__(self, encoder, decoder, likelihood, latent_dim, input_shape, num_classes=0, options=None) -> None:
+        super().__init__(encoder, decoder, likelihood, latent_dim, input_shape, num_classes, options)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+
+    def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
+        mean, logvar = self.posterior(x, labels)
+        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
+        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        o = self.options
+        capacity = o.c_max * torch.clamp(self.steps.float() / max(1, o.iterations), max=1.0)
+        if self.training:
+            self.steps += 1
+        objective = (recon + o.gamma * (kl - capacity).abs()).mean()
+        return vaecli.Loss(objective, {"recon": recon, "kl": kl, "capacity": capacity.expand_as(kl)})
+
+
+def dip_penalty(mean: torch.Tensor, logvar: torch.Tensor, kind: str, lambda_od: float, lambda_d: float):
+    """Kumar et al. 2018, eqs. 6 and 7: the covariance of the batch's posterior means (DIP-VAE-I)
+    or of the aggregate posterior, E[Sigma(x)] + Cov[mu(x)] (DIP-VAE-II), pushed towards I:
+    lambda_od on the squared off-diagonal entries, lambda_d on the squared (diagonal - 1)."""
+    centred = mean - mean.mean(dim=0, keepdim=True)
+    cov = centred.T @ centred / max(1, mean.shape[0])
+    if kind == "ii":
+        cov = cov + torch.diag(logvar.exp().mean(dim=0))
+    diagonal = torch.diagonal(cov)
+    off = cov - torch.diag(diagonal)
+    return lambda_od * off.pow(2).sum() + lambda_d * (diagonal - 1).pow(2).sum()
+
+
+class DIPVAE(vaecli.VAE):
+    """-ELBO + a penalty that pushes the covariance of the codes towards the identity
+    (``dip_penalty``; Kumar et al. 2018, DIP-VAE-I or -II by ``kind``)."""
+
+    TERMS = ("recon", "kl", "dip")
+    OBJECTIVE = "ELBO + DIP covariance penalty"
+    OBJECTIVE_SETTINGS = ()
+
+    def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
+        mean, logvar = self.posterior(x, labels)
+        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
+        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        o = self.options
+        penalty = dip_penalty(mean, logvar, o.kind, o.lambda_od, o.lambda_d_factor * o.lambda_od)
+        objective = (recon + kl).mean() + penalty
+        return vaecli.Loss(objective, {"recon": recon, "kl": kl, "dip": penalty.expand_as(kl)})
