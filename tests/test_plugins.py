@@ -27,7 +27,7 @@ from vaecli.cli import app
 
 BUILTIN_ARCHS = {"mlp", "conv"}
 BUILTIN_LIKELIHOODS = {"bernoulli", "continuous-bernoulli", "gaussian", "logistic"}
-PAPERS = ["binarized-mnist", "celeba", "omniglot", "svhn", "cifar100"]
+PAPERS = ["binarized-mnist", "celeba", "dsprites", "3dshapes", "omniglot", "svhn", "cifar100"]
 BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor", *PAPERS}
 LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
 DATASETS = sorted(["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor", *PAPERS])
