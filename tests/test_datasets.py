@@ -683,6 +683,9 @@ def test_train_on_a_folder_through_the_cli(vae, tmp_path, monkeypatch, one_threa
     assert (meta["data"]["n_train"], meta["data"]["n_test"]) == (18, 2)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)  # the checkpoint names its folder absolutely: folder:test works from here
-    result = vae("evaluate", tmp_path / "m.safetensors", "-k", "2")
+    monkeypatch.chdir(elsewhere)
+    # a path recorded in a checkpoint is not read unless the user names it
+    refused = vae("evaluate", tmp_path / "m.safetensors", "-k", "2")
+    assert refused.exit_code == 2 and f"folder:{root.resolve()}:test" in refused.stderr, refused.output
+    result = vae("evaluate", tmp_path / "m.safetensors", f"folder:{root}:test", "-k", "2")
     assert result.exit_code == 0, result.output

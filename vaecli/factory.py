@@ -249,8 +249,27 @@ def model_of(ckpt: checkpoint.Checkpoint, mixin: Optional[type] = None) -> VAE:
         raise checkpoint.refuse(path, f"its weights do not fit the architecture it names ({reason[:300]})") from None
     if not all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
         raise checkpoint.refuse(path, "holds non-finite (NaN or infinite) weights")
+    if not _finite_forward(model):
+        raise checkpoint.refuse(
+            path, "has weights so large that its encoder or decoder overflows (NaN or infinite outputs)"
+        )
     model.meta = ckpt.meta
     return model
+
+
+def _finite_forward(model: VAE) -> bool:
+    """Whether one grey image encodes, and the code 0 decodes, to finite numbers: finite weights
+    of absurd size (3e38) pass the finiteness check and overflow here."""
+    model.eval()
+    try:
+        with torch.no_grad():
+            grey = torch.full((1, *model.input_shape), 0.5)
+            labels = torch.zeros(1, dtype=torch.long) if model.num_classes else None
+            mean, logvar = model.posterior(grey, labels)
+            params = model.likelihood_params(torch.zeros(1, model.latent_dim), labels)
+    except Exception:  # a family whose parts need more than this probe gives: not this check's to judge
+        return True
+    return bool(torch.isfinite(mean).all() and torch.isfinite(logvar).all() and torch.isfinite(params).all())
 
 
 def load(path: Path | str, device: str | torch.device = "cpu", mixin: Optional[type] = None) -> VAE:

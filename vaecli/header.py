@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -169,18 +170,53 @@ def upgrade_model(model: dict) -> dict:
     return {**model, "family": {"options": {}, "objective": OLD_OBJECTIVES.get(model.get("kind", "vae"), "ELBO")}}
 
 
+MAX_HEADER_BYTES = 64 << 20  # a checkpoint's JSON header (its metadata): far above any real one
+
+
 def read_bytes(path: Path) -> bytes:
+    """The whole file, read only once its header has been checked against the file's size: a
+    file that declares more than it holds, or that is not a safetensors file at all, is refused
+    after reading at most its header, whatever its size."""
     if not path.exists():
         raise refuse(path, "no such file")
     if path.is_dir():
         raise refuse(path, "is a folder, not a checkpoint file")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(8)
+            if not head:
+                raise refuse(path, "is empty, not a checkpoint")
+            declared = int.from_bytes(head, "little")
+            if len(head) < 8 or declared > min(MAX_HEADER_BYTES, size - 8) or declared < 2:
+                head += f.read(64)
+                raise unreadable(path, head, ValueError(f"declares a header of {declared} bytes in a file of {size}"))
+            text = f.read(declared)
+            try:
+                header = json.loads(text)
+                if not isinstance(header, dict):
+                    raise ValueError("the header is not a map")
+                _entries(header, size - 8 - declared)
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise unreadable(path, head + text[:64], exc) from None
+            available = _available_memory()
+            if available and size > available:
+                raise refuse(
+                    path,
+                    f"is {size / 2**30:.1f} GB, more than the {available / 2**30:.1f} GB of memory available to read it",
+                )
+            return head + text + f.read()
     except OSError as exc:
         raise refuse(path, f"cannot be read ({exc.strerror or exc})") from None
-    if not data:
-        raise refuse(path, "is empty, not a checkpoint")
-    return data
+
+
+def _available_memory() -> int:
+    """Linux's MemAvailable in bytes, or 0 where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), 0)
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def read_header(path: Path | str, data: bytes | None = None) -> tuple[dict[str, Any], dict]:

@@ -99,6 +99,13 @@ def _load_input(text, meta, data_dir, download, limit) -> Inputs:
     same = trained_on.get("name") == base and all(
         _same_value(trained_on.get("options", {}).get(k), v) for k, v in argument.items()
     )
+    spec = registry().get("dataset", base).spec if base in registry().names("dataset") else None
+    if same and spec is not None and spec.argument and not argument:
+        recorded = trained_on.get("options", {}).get(spec.argument)
+        raise UsageError(
+            f"INPUT {text}: the checkpoint was trained on {base}:{recorded}, a {spec.argument} it records but "
+            f"vae does not read unless you name it; give it as INPUT: {base}:{recorded}:{split_name}"
+        )
     if data_dir is None:
         recorded = meta.get("training", {}).get("data_dir")
         data_dir = recorded if recorded and Path(recorded).is_dir() else None

@@ -339,6 +339,13 @@ class VAE(nn.Module):
         return z
 
     def _output(self, params: torch.Tensor, mode: str, generator: Optional[torch.Generator]) -> torch.Tensor:
+        if not bool(torch.isfinite(params).all()):
+            from .errors import VaeError
+
+            raise VaeError(
+                "the decoder's output is not finite (NaN or infinite) for these codes: the codes are "
+                "too large for the model, or its weights overflow; nothing was written"
+            )
         if mode == "mean":
             return self.likelihood.mean(params)
         if mode == "sample":

@@ -97,8 +97,9 @@ def evaluate(
             inputs.images, iw_samples, batch_size, seed, labels=input_labels(model, inputs), progress=update
         )
     result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
+    _check_finite(result)
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, allow_nan=False))
         return
     table = Table(
         title=f"{ckpt} on {inputs.source} ({result['examples']} images), nats per example",
@@ -134,6 +135,27 @@ def evaluate(
     out.print(f"[dim]{result['seconds']:.1f} s on {model.device}[/]")
 
 
+def _check_finite(result: dict) -> None:
+    """No NaN or infinity is ever reported as a result: one line naming the numbers instead."""
+    import math
+
+    from ..errors import VaeError
+
+    def numbers(value):
+        if isinstance(value, float):
+            yield value
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from numbers(v)
+
+    bad = [k for k, v in result.items() if any(not math.isfinite(x) for x in numbers(v))]
+    if bad:
+        raise VaeError(
+            f"the model's {', '.join(bad)} came out NaN or infinite on these images: its outputs overflow "
+            f"(weights too large, or inputs unlike its training data); no numbers were reported"
+        )
+
+
 METRIC_NOTES = {
     "mig": "mutual information gap (Chen et al. 2018)",
     "dci_disentanglement": "DCI disentanglement (Eastwood & Williams 2018)",
@@ -160,8 +182,9 @@ def _disentanglement(model, inputs, ckpt, seed: int, as_json: bool, started: flo
         bars.update(encoding=encoding, scoring=scoring)
         result = model.disentanglement(inputs, seed=seed, progress=lambda stage, done, total: bars[stage](done))
     result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
+    _check_finite(result)
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2, allow_nan=False))
         return
     title = f"{ckpt} on {inputs.source} ({result['examples']} images): the code against {', '.join(result['factors'])}"
     table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import shlex
@@ -21,6 +22,7 @@ from ..factory import create_model, family_of, model_of, model_section
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
 from . import distributed, monitor
+from .lock import RunLock
 from .memory import return_large_buffers, sample_rows
 from .optim import backward, make_optimizer, parameter_groups
 from .precision import Compiled, MixedPrecision
@@ -51,7 +53,8 @@ class Trainer:
         if not self.world.main:
             self.reporter = Quiet()
         try:
-            result = self._fit()
+            with RunLock(self.path) if self.world.main else contextlib.nullcontext():  # one writer
+                result = self._fit()
             self.world.barrier()  # every rank done before the group is taken down
             return result
         finally:

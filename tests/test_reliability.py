@@ -1,0 +1,106 @@
+"""Reliability: a checkpoint's header checked before its body is read; weights that overflow
+refused at load; no NaN or infinity reported as a result; one writer per checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaecli
+from conftest import one_line_error
+from vaecli import checkpoint
+from vaecli.errors import CheckpointError, UsageError, VaeError
+from vaecli.header import read_bytes
+from vaecli.training.lock import RunLock
+
+
+def test_a_huge_sparse_file_is_refused_after_reading_its_header(tmp_path):
+    path = tmp_path / "sparse.safetensors"
+    with open(path, "wb") as f:
+        f.truncate(30 * 2**30)  # 30 GB of holes: no disk used
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError, match="declares a header of 0 bytes"):
+        read_bytes(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert time.perf_counter() - started < 1 and peak < 1 << 20
+
+
+def test_a_header_that_declares_more_than_the_file_holds_is_refused(tmp_path):
+    header = json.dumps({"w": {"dtype": "F32", "shape": [10**9], "data_offsets": [0, 4 * 10**9]}}).encode()
+    path = tmp_path / "forged.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(100))
+    with pytest.raises(CheckpointError, match="do not fit its shape and the file"):
+        read_bytes(path)
+
+
+def _scaled_copy(tiny_ckpt, path, factor: float):
+    ckpt = checkpoint.read(tiny_ckpt)
+    model = vaecli.load(tiny_ckpt)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(factor)
+    checkpoint.save(path, model, ckpt.meta)
+
+
+def test_finite_weights_that_overflow_are_refused_at_load(vae, tiny_ckpt, tmp_path):
+    big = tmp_path / "big.safetensors"
+    _scaled_copy(tiny_ckpt, big, 1e30)  # finite, but x W overflows float32 in the second layer
+    one_line_error(vae("sample", big, "-n", "4", "-o", tmp_path / "s.png"), 2, "overflows")
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_codes_that_decode_to_non_finite_images_are_an_error_not_a_picture(tiny_ckpt):
+    model = vaecli.load(tiny_ckpt)
+    assert torch.isfinite(model.decode(torch.zeros(2, 3))).all()
+    with pytest.raises(VaeError, match="decoder's output is not finite"):
+        model.decode(torch.full((2, 3), float("inf")))
+
+
+def test_evaluate_never_reports_nan():
+    from vaecli.cli.evaluate import _check_finite
+
+    _check_finite({"nll": 80.0, "kl_per_dim": [1.0, 2.0], "input": "x"})
+    with pytest.raises(VaeError, match="nll, kl_per_dim came out NaN"):
+        _check_finite({"nll": float("nan"), "kl_per_dim": [1.0, float("inf")]})
+
+
+def test_a_second_writer_is_refused_naming_the_first(vae, tmp_path):
+    out = tmp_path / "m.safetensors"
+    with RunLock(out):
+        assert (tmp_path / "m.safetensors.lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(UsageError, match=f"process {os.getpid()}"), RunLock(out):
+            pass
+    assert not (tmp_path / "m.safetensors.lock").exists()
+    with RunLock(out):  # taken again once released
+        pass
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
+    out = tmp_path / "m.safetensors"
+    code = f"from vaecli.training.lock import RunLock; import time\nwith RunLock({str(out)!r}): time.sleep(60)"
+    env = {**os.environ, "PYTHONPATH": str(Path(vaecli.__file__).parents[1])}  # this vaecli, not another
+    holder = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        for _ in range(100):
+            if (tmp_path / "m.safetensors.lock").exists() and (tmp_path / "m.safetensors.lock").read_text().strip():
+                break
+            time.sleep(0.1)
+        with pytest.raises(UsageError, match=f"process {holder.pid}"), RunLock(out):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with RunLock(out):  # the kernel dropped the dead process's lock; its file is left, and reused
+        assert (tmp_path / "m.safetensors.lock").read_text().strip() == str(os.getpid())
