@@ -136,7 +136,8 @@ def test_evaluate_disentanglement_without_factors_is_one_line(vae, tmp_path):
         "--device",
         "cpu",
     )
-    one_line_error(vae("evaluate", ckpt, "--disentanglement"), 2, "no factors of variation", "factors file")
+    given = vae("evaluate", ckpt, f"tensor:{tmp_path / 'x.npy'}:test", "--disentanglement")
+    one_line_error(given, 2, "no factors of variation", "factors file")
 
 
 def test_a_factors_file_beside_tensor_data(tmp_path):

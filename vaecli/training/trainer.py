@@ -53,7 +53,7 @@ class Trainer:
         if not self.world.main:
             self.reporter = Quiet()
         try:
-            with RunLock(self.path) if self.world.main else contextlib.nullcontext():  # one writer
+            with contextlib.ExitStack() as self.held:  # the run's lock, taken in _fit, released here
                 result = self._fit()
             self.world.barrier()  # every rank done before the group is taken down
             return result
@@ -71,6 +71,9 @@ class Trainer:
         # unknown names and bad options fail before the data loads
         section = model_section(config) if ckpt is None else dict(ckpt.meta["model"])
         data = self._load_data(section)
+        if world.main:  # one writer per checkpoint, from before the run writes anything
+            self.held.enter_context(RunLock(self.path))
+            self._remove_stale_temps()
         self._build(section)
         self._place_data(data)
         self._start_metadata(section, data)
@@ -108,13 +111,15 @@ class Trainer:
                 f"--kl-warmup {config.kl_warmup:g} is longer than the run ({config.epochs} epochs): "
                 f"the KL weight ends at {config.kl_weight(config.epochs, 1):g}, not {config.beta:g}"
             )
-        stale = checkpoint.remove_stale_temps(self.path) if world.main else []
+        return data
+
+    def _remove_stale_temps(self) -> None:
+        stale = checkpoint.remove_stale_temps(self.path)
         if stale:
-            reporter.warn(
+            self.reporter.warn(
                 f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
                 f"run left beside {self.path}: {', '.join(stale)}"
             )
-        return data
 
     def _build(self, section: dict) -> None:
         """The model, the optimizer, the arithmetic and the training generator, fresh or as the
