@@ -102,19 +102,31 @@ def _mi_matrix(codes_d: np.ndarray, factors_d: list) -> np.ndarray:
     return np.array([[mutual_information(codes_d[:, i], f) for f in factors_d] for i in range(codes_d.shape[1])])
 
 
+def _varying(factors: dict, n: int) -> tuple[list, list, list]:
+    """``(names, values, skipped)``: the factors with more than one value among ``n`` points,
+    as flat arrays, and the names of those with one value only."""
+    names, values, skipped = [], [], []
+    for name, v in factors.items():
+        v = np.asarray(v).reshape(-1)
+        if len(v) != n:
+            raise UsageError(f"factor {name} has {len(v)} values for {n} codes")
+        if len(np.unique(v)) < 2:
+            skipped.append(name)
+        else:
+            names.append(name)
+            values.append(v)
+    return names, values, skipped
+
+
 def information_matrix(codes: Any, factors: dict) -> tuple[list, np.ndarray]:
     """``(factor names, matrix (D, K))``: the mutual information of each code dimension with
     each factor over the factor's entropy (0: knows nothing of it, 1: determines it), the
     factors with one value left out."""
     codes = np.asarray(codes, dtype=np.float64)
-    names, factors_d = [], []
-    for name, v in factors.items():
-        v = np.asarray(v).reshape(-1)
-        if len(np.unique(v)) > 1:
-            names.append(name)
-            factors_d.append(discretize_factor(v))
+    names, values, _ = _varying(factors, len(codes))
     if not names:
         return [], np.zeros((codes.shape[1], 0))
+    factors_d = [discretize_factor(v) for v in values]
     mi = _mi_matrix(discretize_codes(codes), factors_d)
     return names, mi / np.array([_entropy(f) for f in factors_d])[None, :]
 
@@ -286,62 +298,35 @@ def scores(
         raise UsageError(f"disentanglement metrics need at least 10 codes, got {n}")
     if not np.isfinite(codes).all():
         raise UsageError("the codes hold NaN or infinite values; the model's encoder is broken")
-    names, skipped, values, categorical = [], [], [], []
-    for name, v in factors.items():
-        v = np.asarray(v).reshape(-1)
-        if len(v) != n:
-            raise UsageError(f"factor {name} has {len(v)} values for {n} codes")
-        if len(np.unique(v)) < 2:
-            skipped.append(name)
-            continue
-        names.append(name)
-        values.append(v)
-        categorical.append(v.dtype.kind in "iub")
+    names, values, skipped = _varying(factors, n)
     if not names:
         raise UsageError(
             f"no factor varies in these {n} images ({', '.join(skipped) or 'none given'}); the metrics need at least one"
         )
-    step = 0
-
-    def tick() -> None:
-        nonlocal step
-        step += 1
-        if progress is not None:
-            progress(step, 5)
-
+    categorical = [v.dtype.kind in "iub" for v in values]
     rng = np.random.default_rng(seed)
     factors_d = [discretize_factor(v) for v in values]
     order = rng.permutation(n)
-    cut = int(0.8 * n)
-    part = {"train": order[:cut], "test": order[cut:]}
-    split = {k: (codes[idx], [f[idx] for f in factors_d]) for k, idx in part.items()}
-    ordered = {
-        k: (
-            codes[idx],
-            [
-                np.asarray(v[idx], dtype=np.float64) if not c else f[idx]
-                for v, f, c in zip(values, factors_d, categorical)
-            ],
-        )
-        for k, idx in part.items()
-    }
+    train, test = order[: int(0.8 * n)], order[int(0.8 * n) :]
+    binned = [(codes[idx], [f[idx] for f in factors_d]) for idx in (train, test)]
+    # SAP fits ordered factors by their values, not their bins
+    as_values = [
+        (codes[idx], [f[idx] if c else v[idx].astype(np.float64) for v, f, c in zip(values, factors_d, categorical)])
+        for idx in (train, test)
+    ]
     mi = _mi_matrix(discretize_codes(codes), factors_d)
-    result: dict[str, Any] = {"mig": mig(mi, factors_d), "modularity": modularity(mi)}
-    tick()
-    result.update(dci(split["train"], split["test"], seed))
-    tick()
-    result["sap"] = sap(ordered["train"], ordered["test"], categorical, seed)
-    tick()
-    result["factorvae_score"] = factorvae_score(codes, factors_d, rng)
-    tick()
-    result["explicitness"] = explicitness(split["train"], split["test"])
-    tick()
-    result = {k: result[k] for k in METRICS}
-    result.update(
-        factors=names,
-        skipped=skipped,
-        examples=n,
-        mutual_information=mi.tolist(),
-        seed=seed,
-    )
+    stages: list[Callable[[], dict]] = [
+        lambda: {"mig": mig(mi, factors_d), "modularity": modularity(mi)},
+        lambda: dci(binned[0], binned[1], seed),
+        lambda: {"sap": sap(as_values[0], as_values[1], categorical, seed)},
+        lambda: {"factorvae_score": factorvae_score(codes, factors_d, rng)},
+        lambda: {"explicitness": explicitness(binned[0], binned[1])},
+    ]
+    found: dict[str, Any] = {}
+    for done, stage in enumerate(stages, start=1):
+        found.update(stage())
+        if progress is not None:
+            progress(done, len(stages))
+    result: dict[str, Any] = {k: found[k] for k in METRICS}
+    result.update(factors=names, skipped=skipped, examples=n, mutual_information=mi.tolist(), seed=seed)
     return result

@@ -240,7 +240,9 @@ class _Images:
     def finish(self) -> None:
         """The notes of the conversion, once every chunk is through."""
         dtype, path, key = self.array.dtype, self.path, self.key
-        if dtype.kind == "f" and self.change > max(1e-3, 255 * float(__import__("numpy").finfo(dtype).eps)):
+        import numpy as np
+
+        if dtype.kind == "f" and self.change > max(1e-3, 255 * float(np.finfo(dtype).eps)):
             self.notes.append(
                 f"tensor {path}: rounded the float values of {key} to the 256 levels of 8 bits "
                 f"(round(x*255); the largest change was {self.change / 255:.2g})"
@@ -351,10 +353,8 @@ def _build(
         image_key, label_key = rest
         everything = _Images(array(image_key), image_key, path, notes)
         all_labels = None if label_key is None else _labels(array(label_key).whole(), label_key, everything.n, path)
-        train_idx, test_idx = holdout(everything.n, options.test_fraction, options.seed, f"tensor {path}")
-        test_rows = torch.zeros(everything.n, dtype=torch.bool)
-        test_rows[test_idx] = True
-        labels = [None if all_labels is None else all_labels[idx] for idx in (train_idx, test_idx)]
+        test_rows = holdout(everything.n, options.test_fraction, options.seed, f"tensor {path}")
+        labels = [None if all_labels is None else all_labels[rows] for rows in (~test_rows, test_rows)]
         parts = [(everything, "", test_rows)]
         rows = test_rows
     factors = {} if beside is None else read_tensor_factors(beside, len(rows))

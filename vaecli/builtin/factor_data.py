@@ -69,8 +69,6 @@ def _cached(
     file order, ``factors`` name -> ``(N,)`` int64 tensors, ``label`` the factor used as label."""
     import dataclasses
 
-    import torch
-
     from .. import datacache
     from ..console import progress
 
@@ -80,9 +78,7 @@ def _cached(
     cached = datacache.open_cache(cache)
     if cached is not None:
         return cached
-    _, test_idx = holdout(n, options.test_fraction, options.seed, kind)
-    test_rows = torch.zeros(n, dtype=torch.bool)
-    test_rows[test_idx] = True
+    test_rows = holdout(n, options.test_fraction, options.seed, kind)
     cache.parent.mkdir(parents=True, exist_ok=True)
     with datacache.Writer(cache, shape) as writer, progress(n, f"caching {kind}") as update:
         start = 0

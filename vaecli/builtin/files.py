@@ -71,8 +71,8 @@ def need_path(path: str, dataset: str) -> Path:
 
 
 def holdout(n: int, fraction: float, seed: int, what: str):
-    """Indices ``(train, test)`` of a seeded shuffle holding out ``fraction`` of ``n`` examples
-    (at least one in each split), each in the original order."""
+    """Which of ``n`` examples are held out for testing, ``(n,)`` bool: ``fraction`` of them
+    (at least one in each split) by a seeded shuffle."""
     import torch
 
     if n < 2:
@@ -81,7 +81,9 @@ def holdout(n: int, fraction: float, seed: int, what: str):
         )
     n_test = min(n - 1, max(1, round(n * fraction)))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return order[n_test:].sort().values, order[:n_test].sort().values
+    test_rows = torch.zeros(n, dtype=torch.bool)
+    test_rows[order[:n_test]] = True
+    return test_rows
 
 
 # -- folder:PATH ----------------------------------------------------------------------------------
@@ -109,6 +111,7 @@ class _FolderReader:
         self.skipped: list[str] = []
         self.animated: list[str] = []
         self.first_size: Optional[tuple] = None  # ((H, W), name) of the first image read
+        self.done = 0  # files read, for the progress bar
 
     def read(self, folder: Path, files: list, split: str, update) -> None:
         import torch
@@ -126,7 +129,8 @@ class _FolderReader:
                 skipped += 1
                 continue
             finally:
-                update()
+                self.done += 1
+                update(self.done)
             if frames:
                 self.animated.append(name)
             image = drop_alpha(image)
@@ -248,16 +252,10 @@ def _build_folder(cache: Path, root: Path, options: FolderOptions, listed: list,
     try:
         with open(records_path, "wb") as out:
             reader = _FolderReader(root, options, out)
-            total, done = sum(len(files) for *_, files in listed), 0
+            total = sum(len(files) for *_, files in listed)
             with progress(total, f"reading {root.name or root}") as update:
-
-                def step() -> None:
-                    nonlocal done
-                    done += 1
-                    update(done)
-
                 for split, folder, files in listed:
-                    reader.read(folder, files, split, step)
+                    reader.read(folder, files, split, update)
         records = reader.records
         notes = reader.notes()
         if beside:
@@ -273,9 +271,7 @@ def _build_folder(cache: Path, root: Path, options: FolderOptions, listed: list,
         if listed[0][0]:  # train/ and test/
             test_rows = torch.tensor([r.split == "test" for r in records])
         else:
-            _, test_idx = holdout(len(records), options.test_fraction, options.seed, f"folder {root}")
-            test_rows = torch.zeros(len(records), dtype=torch.bool)
-            test_rows[test_idx] = True
+            test_rows = holdout(len(records), options.test_fraction, options.seed, f"folder {root}")
         below = ["/".join(((r.split,) if r.split else ()) + tuple(r.parts)) for r in records]
         factors = read_folder_factors(root, below) or {}
         (h, w), _ = reader.first_size  # type: ignore[misc]

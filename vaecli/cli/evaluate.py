@@ -174,13 +174,13 @@ def _disentanglement(model, inputs, ckpt, seed: int, as_json: bool, started: flo
 
     from ..disentanglement import METRICS
 
-    bars: dict = {}
     with (
         progress(len(inputs), "encoding", show=not as_json) as encoding,
         progress(5, "scoring", show=not as_json) as scoring,
     ):
-        bars.update(encoding=encoding, scoring=scoring)
-        result = model.disentanglement(inputs, seed=seed, progress=lambda stage, done, total: bars[stage](done))
+        result = model.disentanglement(
+            inputs, seed=seed, progress=lambda stage, done, total: (encoding if stage == "encoding" else scoring)(done)
+        )
     result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
     _check_finite(result)
     if as_json:

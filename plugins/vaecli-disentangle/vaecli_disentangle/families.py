@@ -31,6 +31,14 @@ def total_correlation(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
     return joint - marginals
 
 
+def elbo_parts(model: vaecli.VAE, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor]):
+    """``(mean, logvar, z, recon, kl)`` of a batch: the posterior, one reparameterised code, its
+    -log p(x|z) and the closed-form KL, each per example: what every family here adds to."""
+    mean, logvar = model.posterior(x, labels)
+    z = mean + torch.exp(0.5 * logvar) * model.noise(mean, step.generator)
+    return mean, logvar, z, -model.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+
+
 class BetaTCVAE(vaecli.VAE):
     """-ELBO + (beta - 1) TC: the KL's total-correlation part weighted by beta, its mutual
     information and dimension-wise parts by 1 (Chen et al. 2018 with alpha = gamma = 1)."""
@@ -40,9 +48,7 @@ class BetaTCVAE(vaecli.VAE):
     OBJECTIVE_SETTINGS = ()
 
     def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
-        mean, logvar = self.posterior(x, labels)
-        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
-        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        mean, logvar, z, recon, kl = elbo_parts(self, x, step, labels)
         tc = total_correlation(z, mean, logvar, self.options.dataset_size)
         objective = (recon + kl + (self.options.beta - 1) * tc).mean()
         return vaecli.Loss(objective, {"recon": recon, "kl": kl, "tc": tc})
@@ -72,9 +78,7 @@ class FactorVAE(vaecli.VAE):
         return torch.gather(z, 0, keys.argsort(dim=0))
 
     def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
-        mean, logvar = self.posterior(x, labels)
-        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
-        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        mean, logvar, z, recon, kl = elbo_parts(self, x, step, labels)
         tc = self.critic(z).squeeze(-1).float()  # the logit: log D / (1 - D)
         joint = self.critic(z.detach()).squeeze(-1).float()
         product = self.critic(self.shuffled(z.detach(), step.generator)).squeeze(-1).float()
@@ -99,9 +103,7 @@ class AnnealedVAE(vaecli.VAE):
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
 
     def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
-        mean, logvar = self.posterior(x, labels)
-        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
-        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        mean, logvar, z, recon, kl = elbo_parts(self, x, step, labels)
         o = self.options
         capacity = o.c_max * torch.clamp(self.steps.float() / max(1, o.iterations), max=1.0)
         if self.training:
@@ -132,9 +134,7 @@ class DIPVAE(vaecli.VAE):
     OBJECTIVE_SETTINGS = ()
 
     def loss(self, x: torch.Tensor, step: vaecli.Step, labels: Optional[torch.Tensor] = None) -> vaecli.Loss:
-        mean, logvar = self.posterior(x, labels)
-        z = mean + torch.exp(0.5 * logvar) * self.noise(mean, step.generator)
-        recon, kl = -self.log_px(x, z, labels), kl_standard_normal(mean, logvar)
+        mean, logvar, z, recon, kl = elbo_parts(self, x, step, labels)
         o = self.options
         penalty = dip_penalty(mean, logvar, o.kind, o.lambda_od, o.lambda_d_factor * o.lambda_od)
         objective = (recon + kl).mean() + penalty
