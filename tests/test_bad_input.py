@@ -17,7 +17,9 @@ import os
 import pathlib
 import pickle
 import random
+import resource
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -103,6 +105,23 @@ def _npy(path: str, array) -> None:
     np.save(path, np.asarray(array), allow_pickle=False)
 
 
+def _npy_header_only(path: str, shape: tuple, body: int) -> None:
+    """A .npy file whose header declares ``shape`` (uint8) followed by ``body`` zero bytes."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1,), np.uint8))
+    header["shape"] = shape
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(bytes(body))
+
+
+def _npz_header_only(path: str, shape: tuple) -> None:
+    """A .npz whose ``images`` member declares ``shape`` but holds a header and 1000 bytes."""
+    _npy_header_only("member.npy", shape, 1000)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write("member.npy", "images.npy")
+    Path("member.npy").unlink()
+
+
 def _latents_safetensors(path: str, **tensors) -> None:
     from safetensors.torch import save
 
@@ -177,6 +196,39 @@ BAD_CHECKPOINTS = [
         "future.safetensors",
         lambda src, p: _rewrite_metadata(src, str(p), lambda m: m.update(format_version="99")),
         ["newer vaecli", "upgrade"],
+    ),
+    # intact files (hashes recomputed) whose metadata has the wrong shape: the schema names the field
+    (
+        "metrics-of-the-wrong-shape",
+        "metrics.safetensors",
+        lambda src, p: _rewrite_metadata(src, str(p), lambda m: m.update(metrics=[[1, 2], "x"])),
+        ["malformed metadata", "metrics[0] must be a map, not a list"],
+    ),
+    (
+        "metric-that-is-text",
+        "text.safetensors",
+        lambda src, p: _rewrite_metadata(src, str(p), lambda m: m["metrics"][0].update(test_nelbo="low")),
+        ["malformed metadata", "metrics[0].test_nelbo must be a number, not text"],
+    ),
+    (
+        "latent-dim-that-is-text",
+        "dim.safetensors",
+        lambda src, p: _rewrite_metadata(src, str(p), lambda m: m["model"].update(latent_dim="3")),
+        ["malformed metadata", "model.latent_dim must be a whole number, not text"],
+    ),
+    (
+        "class-names-not-a-list",
+        "names.safetensors",
+        lambda src, p: _rewrite_metadata(src, str(p), lambda m: m["data"].update(class_names=7)),
+        ["malformed metadata", "data.class_names must be a list"],
+    ),
+    (
+        "options-nested-too-deep",
+        "deep.safetensors",
+        lambda src, p: _rewrite_metadata(
+            src, str(p), lambda m: m["model"]["architecture"]["options"].update(x=json.loads("[" * 40 + "]" * 40))
+        ),
+        ["malformed metadata", "model nests deeper than 12 levels"],
     ),
 ]
 
@@ -435,6 +487,67 @@ case(
     [CKPT, "is the checkpoint itself"],
 )
 
+# Sizes that would need more memory than the machine has: refused before anything is allocated.
+case(
+    "train-latent-dim-absurd",
+    ["train", *TINY_CLI, "--latent-dim", str(10**8), "-o", "big.safetensors"],
+    ["training this model needs about 176 GB of memory", "lower --latent-dim"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-hidden-absurd",
+    ["train", *TINY_CLI, "--arch-option", f"hidden={10**8}", "-o", "big.safetensors"],
+    ["training this model needs about", "lower --latent-dim or the architecture's sizes"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-batch-size-absurd",
+    ["train", *TINY_CLI, "--batch-size", str(10**9), "-o", "big.safetensors"],
+    ["training this model needs about", "lower --batch-size"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-max-memory-too-small",
+    ["train", *TINY_CLI, "--max-memory", "0.000001", "-o", "big.safetensors"],
+    ["training this model needs about", "--max-memory allows 1.07 kB"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-shapes-n-train-absurd",
+    ["train", "shapes", "--data-option", f"n_train={10**12}", "-o", "big.safetensors"],
+    ["shapes: drawing 1,000,000,002,000 images of 32x32 needs about", "lower n_train or n_test"],
+    needs_valid_ckpt=False,
+)
+case(
+    "train-npy-header-claims-more-than-the-file",
+    ["train", "tensor:bomb.npy", "--epochs", "1", "-o", "big.safetensors"],
+    ["bomb.npy", "declares (100000000000, 28, 28) of uint8", "the file holds 1,000", "truncated or forged"],
+    make=lambda src: _npy_header_only("bomb.npy", (10**11, 28, 28), 1000),
+    needs_valid_ckpt=False,
+)
+case(
+    "train-npz-member-claims-more-than-it-holds",
+    ["train", "tensor:bomb.npz", "--epochs", "1", "-o", "big.safetensors"],
+    ["bomb.npz", "images declares (100000000000, 28, 28)", "truncated or forged"],
+    make=lambda src: _npz_header_only("bomb.npz", (10**11, 28, 28)),
+    needs_valid_ckpt=False,
+)
+case(
+    "train-recipe-nested-too-deep",
+    ["train", "--recipe", "deep.toml", "-o", "big.safetensors"],
+    ["recipe file deep.toml", "nests"],
+    make=lambda src: Path("deep.toml").write_text("[settings]\nx = " + "[" * 5000 + "]" * 5000 + "\n"),
+    needs_valid_ckpt=False,
+)
+case(
+    "train-recipe-file-huge",
+    ["train", "--recipe", "huge.toml", "-o", "big.safetensors"],
+    ["recipe file huge.toml", "at most 1 MB"],
+    make=lambda src: Path("huge.toml").write_text("# " + "x" * (2 << 20) + "\n"),
+    needs_valid_ckpt=False,
+)
+
+
 # Unknown names: the message lists the known ones.
 case(
     "train-unknown-dataset",
@@ -499,6 +612,9 @@ def _snapshot(root: Path) -> dict:
     return state
 
 
+PEAK_MB = 500  # what refusing one bad input may add to the process's peak resident memory
+
+
 @pytest.mark.parametrize("c", CASES)
 def test_bad_input_is_refused_with_one_line_and_nothing_written(vae, tiny_ckpt, tmp_path, c):
     if c.needs_valid_ckpt:
@@ -509,9 +625,11 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(vae, tiny_ckpt, 
             os.chmod(folder, 0o500)
             if os.access(folder, os.W_OK):
                 pytest.skip("a folder with mode 0500 is still writable here (running as root)")
-        before = _snapshot(tmp_path)
+        before, peak = _snapshot(tmp_path), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         result = vae(*[a.replace("{ckpt}", CKPT) for a in c.args])
         one_line_error(result, c.code, *c.needles)
+        grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024  # KiB to MiB
+        assert grew < PEAK_MB, f"the peak resident memory grew by {grew:.0f} MB"
         assert _snapshot(tmp_path) == before
         assert not (tmp_path / MARKER).exists()
     finally:

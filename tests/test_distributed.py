@@ -176,7 +176,7 @@ def test_a_bad_environment_is_an_error(monkeypatch, env, needle):
 
 def test_nproc_passes_the_command_line_on_to_torchrun(vae, monkeypatch):
     seen = []
-    monkeypatch.setattr(distributed, "launch", lambda n, args: seen.append((n, args)) or 0)
+    monkeypatch.setattr(distributed, "launch", lambda n, args, checkpoint: seen.append((n, args, checkpoint)) or 0)
     result = vae(
         "train",
         "shapes",
@@ -208,6 +208,7 @@ def test_nproc_passes_the_command_line_on_to_torchrun(vae, monkeypatch):
                 "--out",
                 "x.safetensors",
             ],
+            "x.safetensors",
         )
     ]
     assert not Path("x.safetensors").exists()
@@ -218,3 +219,70 @@ def test_nproc_refusals_are_one_line(vae, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     one_line_error(vae("train", *TINY_CLI, "--nproc", "2"), 2, "already runs under it")
+
+
+# Rank 1 fails before its FAULT_STEP-th batch: it raises a vae error, or SIGKILLs itself. Put on
+# PYTHONPATH as sitecustomize, it wraps vaecli.images.to_unit as soon as that module is imported
+# (before the trainer takes it), in the processes torchrun starts with RANK=1.
+FAULT = """
+import os, sys, time
+if os.environ.get("FAULT") and os.environ.get("RANK") == "1":
+    import builtins
+    real_import, done = builtins.__import__, []
+
+    def hook(name, *args, **kwargs):
+        module = real_import(name, *args, **kwargs)
+        images = sys.modules.get("vaecli.images")
+        if not done and images is not None and hasattr(images, "to_unit"):
+            done.append(1)
+            real, count = images.to_unit, [0]
+
+            def to_unit(x):
+                count[0] += 1
+                if count[0] == int(os.environ["FAULT_STEP"]):
+                    open(os.environ["FAULT_TIME"], "w").write(repr(time.time()))
+                    if os.environ["FAULT"] == "kill":
+                        os.kill(os.getpid(), 9)
+                    from vaecli.errors import TrainingError
+                    raise TrainingError("the injected fault of rank 1")
+                return real(x)
+
+            images.to_unit = to_unit
+        return module
+
+    builtins.__import__ = hook
+"""
+
+
+@pytest.mark.parametrize("fault", ["kill", "raise"])
+def test_a_rank_that_dies_or_raises_stops_the_run_with_one_message(tmp_path, fault):
+    """Under `vae train --nproc 2`, rank 1 is killed (or raises) in epoch 2: the other process
+    stops within seconds, the user reads one error line (the dead rank's, or the launcher's for a
+    rank killed without a word) and where to resume, and the last checkpoint is intact."""
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(FAULT)
+    env = dict(_env(), FAULT=fault, FAULT_STEP="90", FAULT_TIME=str(tmp_path / "fault-time"))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "inject"), env.get("PYTHONPATH", "")])
+    data = ["--data-option", "n_train=2000", "--data-option", "n_test=200", "--data-option", "size=8"]
+    cmd = [sys.executable, "-m", "vaecli", "train", "shapes", *data, "--arch-option", "hidden=32", "--latent-dim", "3"]
+    cmd += ["--batch-size", "32", "--epochs", "3", "--save-every", "25", "--device", "cpu", "--nproc", "2"]
+    proc = subprocess.run(
+        [*cmd, "-o", "k.safetensors"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
+    import time
+
+    assert time.time() - float((tmp_path / "fault-time").read_text()) < 15  # the fault, to the launcher's exit
+    assert proc.returncode == (128 + 9 if fault == "kill" else 1), proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error")]
+    assert "Traceback" not in proc.stderr
+    resume = "k.safetensors is intact (in epoch 2 at step 12): resume with vae train --resume k.safetensors --nproc 2"
+    if fault == "kill":
+        assert errors == [f"error: training process 1 of 2 was killed (SIGKILL); the others were stopped; {resume}"]
+    else:
+        assert errors == ["error (rank 1 of 2): the injected fault of rank 1"], "\n".join(lines)
+        assert lines[-1] == f"the other training processes were stopped; {resume}"
+    saved = vaecli.metadata(tmp_path / "k.safetensors")
+    assert saved["epoch"] == 1 and saved["progress"]["step"] == 12  # step 75 of the run
+    assert len((tmp_path / "k.metrics.jsonl").read_text().splitlines()) == 1
+    assert vaecli.load(tmp_path / "k.safetensors").latent_dim == 3

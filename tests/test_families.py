@@ -13,8 +13,10 @@ import torch
 
 import vaecli
 from vaecli import factory, testing
+from vaecli.errors import UsageError
 from vaecli.model import VAE, log_normal
 from vaecli.plugins import registry
+from vaecli.training.memory import batch_need, weights_need
 
 FAMILIES = registry().names("model")
 # small options where the default is sized for MNIST
@@ -201,7 +203,7 @@ def test_decoding_samples_in_chunks_gives_the_same_loss_and_gradients(family):
 
 def test_train_with_a_memory_bound_matches_the_unbounded_run(tmp_path):
     """`vae train --max-memory` (here so small that every sample is decoded alone) trains the
-    same model as without it."""
+    same model as without it; a bound below the model and its batch is refused before training."""
     common = dict(
         dataset="shapes",
         dataset_options={"n_train": 64, "n_test": 32, "size": 8},
@@ -215,7 +217,12 @@ def test_train_with_a_memory_bound_matches_the_unbounded_run(tmp_path):
         precision="fp32",
     )
     free = vaecli.train(**common, out=str(tmp_path / "free.safetensors"))
-    bound = vaecli.train(**common, max_memory=1e-7, out=str(tmp_path / "bound.safetensors"))
+    weights = weights_need(vaecli.metadata(free.path)["model"])
+    batch, row = batch_need(vaecli.load(free.path), common["batch_size"])
+    just_one_row = (weights + batch + 1.5 * row) / 2**30  # the model, its batch and one decoded row
+    with pytest.raises(UsageError, match="training this model needs about .* or set --max-memory"):
+        vaecli.train(**common, max_memory=(weights + batch) / 2**30, out=str(tmp_path / "none.safetensors"))
+    bound = vaecli.train(**common, max_memory=just_one_row, out=str(tmp_path / "bound.safetensors"))
     a, b = vaecli.metadata(free.path)["metrics"], vaecli.metadata(bound.path)["metrics"]
     for key in ("train_objective", "test_nelbo"):
         assert a[-1][key] == pytest.approx(b[-1][key], rel=1e-5, abs=1e-4)

@@ -779,7 +779,7 @@ CHECKPOINT_CASES = {
     "latent_dim not a number": (
         lambda d: _with_model(d, lambda m: m.update(latent_dim="abc")),
         CheckpointError,
-        "malformed model metadata",
+        "malformed metadata: model.latent_dim must be a whole number, not text",
     ),
     "latent_dim 2**63": (
         lambda d: _with_model(d, lambda m: m.update(latent_dim=2**63)),

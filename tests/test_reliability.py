@@ -104,3 +104,51 @@ def test_the_lock_of_a_killed_run_is_taken_over(tmp_path):
         holder.wait()
     with RunLock(out):  # the kernel dropped the dead process's lock; its file is left, and reused
         assert (tmp_path / "m.safetensors.lock").read_text().strip() == str(os.getpid())
+
+
+def _images(seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return (rng.random((120, 8, 8)) > 0.5).astype(np.uint8) * 255, rng.integers(0, 3, 120)
+
+
+def test_resume_refuses_data_whose_content_changed(vae, tmp_path):
+    """One pixel changed, the counts and shapes the same: `--resume` names the change."""
+    import numpy as np
+
+    x, y = _images()
+    np.savez(tmp_path / "d.npz", images=x, labels=y)
+    args = ["--arch-option", "hidden=8", "--latent-dim", "2", "--batch-size", "32", "--device", "cpu"]
+    result = vae("train", f"tensor:{tmp_path / 'd.npz'}", *args, "--epochs", "1", "-o", tmp_path / "r.safetensors")
+    assert result.exit_code == 0, result.output
+    recorded = vaecli.metadata(tmp_path / "r.safetensors")["data"]["sha256"]
+    assert len(recorded) == 64
+    x[7, 3, 3] ^= 255
+    np.savez(tmp_path / "d.npz", images=x, labels=y)
+    line = one_line_error(vae("train", "--resume", tmp_path / "r.safetensors", "--epochs", "2"), 2)
+    assert "the dataset's content changed since it was trained on" in line
+    assert f"sha256 {recorded[:12]} then" in line
+    x[7, 3, 3] ^= 255  # restored: the same content (a new file time) resumes
+    np.savez(tmp_path / "d.npz", images=x, labels=y)
+    assert vae("train", "--resume", tmp_path / "r.safetensors", "--epochs", "2").exit_code == 0
+
+
+def test_the_digest_of_cached_data_is_the_digest_of_its_tensors(tmp_path):
+    """The sha256 the cache keeps while writing equals the one computed from the same tensors,
+    so a source read through the cache or not is the same data; labels count too."""
+    import dataclasses
+
+    from vaecli import datacache
+    from vaecli.hookspecs import DatasetSplits, Split
+
+    x, y = _images(1)
+    images, labels = torch.from_numpy(x)[:, None], torch.from_numpy(y)
+    test_rows = torch.arange(120) % 4 == 0
+    with datacache.Writer(tmp_path / "cache", (1, 8, 8)) as writer:
+        writer.add(images, "", test_rows)
+        cached = writer.finish((labels[~test_rows], labels[test_rows]))
+    plain = DatasetSplits(Split(images[~test_rows], labels[~test_rows]), Split(images[test_rows], labels[test_rows]))
+    assert cached.sha256 == datacache.digest(plain) == datacache.digest(datacache.open_cache(tmp_path / "cache"))
+    relabelled = dataclasses.replace(plain, test=Split(images[test_rows], labels[test_rows] + 1), sha256=None)
+    assert datacache.digest(relabelled) != cached.sha256

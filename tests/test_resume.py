@@ -382,6 +382,128 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, stra
     assert_same_run(straight, ckpt)
 
 
+# One process that has imported vae forks a child per run; the child SIGKILLs itself at the
+# moment its schedule names: before its Nth batch, before the Nth fsync of a file it writes,
+# just before or just after its Nth rename (a checkpoint or the metrics log put in place). After
+# each kill the parent copies the checkpoint and the metrics log aside (kill-I/) for the test
+# to check, then starts the next child: a resume when a checkpoint exists, else a fresh run.
+KILLER = textwrap.dedent("""
+    import importlib, json, os, shutil, signal, sys
+    from vaecli import checkpoint
+    from vaecli.cli import main
+    from vaecli.training import trainer
+
+    for name in ("torch._dynamo", "torch.optim", "safetensors.torch", "numpy", "rich.progress", "vaecli.api",
+                 "vaecli.builtin.shapes", "vaecli.builtin.datasets", "vaecli.training.run"):
+        importlib.import_module(name)  # once here, not in every child
+
+    schedule = json.loads(sys.argv[1])
+    seen, target, trail = {}, [None, 0], []
+
+    def at(event, path=""):
+        seen[event] = seen.get(event, 0) + 1
+        trail.append(event + (":" + os.path.basename(path) if path else ""))
+        if target[0] == event and seen[event] == target[1]:
+            with open("last-events", "w") as f:  # what the child did last, the kill's moment last
+                json.dump(trail[-3:], f)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def wrap(module, name, before, after=None):
+        real = getattr(module, name)
+        def patched(*args, **kwargs):
+            at(before)
+            result = real(*args, **kwargs)
+            if after:
+                at(after, args[1])
+            return result
+        setattr(module, name, patched)
+
+    wrap(trainer, "to_unit", "batch")
+    wrap(checkpoint.os, "fsync", "fsync")
+    wrap(checkpoint.os, "replace", "rename", "renamed")
+    fresh = sys.argv[2:]
+    kills = 0
+    for i, (event, n) in enumerate([*schedule, [None, 0]]):
+        exists = os.path.exists("k.safetensors")
+        pid = os.fork()
+        if pid == 0:
+            seen.clear()
+            trail.clear()
+            target[:] = [event, n]
+            sys.argv = ["vae", *(["train", "--resume", "k.safetensors", "--epochs", "3"] if exists else fresh)]
+            try:
+                main()
+            except SystemExit as exc:
+                os._exit(exc.code if isinstance(exc.code, int) else 1)
+            os._exit(0)
+        status = os.waitpid(pid, 0)[1]
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        if event is not None and not killed:
+            print(f"run {i} ended (status {status}) before {event} {n}", file=sys.stderr)
+            sys.exit(3)
+        kills += killed
+        snap = f"kill-{i}"
+        os.mkdir(snap)
+        for name in ("k.safetensors", "k.metrics.jsonl", "last-events"):
+            if os.path.exists(name):
+                shutil.copy(name, os.path.join(snap, name))
+        json.dump({"event": event, "n": n, "killed": killed}, open(os.path.join(snap, "kill.json"), "w"))
+    print(kills)
+""")
+
+
+def _kill_schedule(seed: int, kills: int) -> list:
+    """Seeded kill moments that leave the run unfinished after every one of them: each kill
+    falls within the next checkpoint or two (a checkpoint every 25 steps of 375)."""
+    import random
+
+    rng = random.Random(seed)
+    events = [("batch", lambda: rng.randint(1, 30)), ("fsync", lambda: rng.randint(1, 2))]
+    events += [("rename", lambda: rng.randint(1, 2)), ("renamed", lambda: rng.randint(1, 2))]
+    return [(event, draw()) for event, draw in (rng.choice(events) for _ in range(kills))]
+
+
+def _check_after_kill(folder: Path) -> None:
+    """The checkpoint (if any) loads; the metrics log holds whole lines, epochs 1, 2, ... once
+    each, equal to the checkpoint's records: all of them, or all but the last when the kill fell
+    just after a checkpoint was renamed into place (its rename, or the folder's fsync that makes
+    it durable), before its epoch's line was appended."""
+    kill = json.loads((folder / "kill.json").read_text())
+    ckpt, log = folder / "k.safetensors", folder / "k.metrics.jsonl"
+    if not ckpt.exists():
+        assert not log.exists(), kill
+        return
+    saved = checkpoint.read(ckpt)
+    assert vaecli.load(ckpt).latent_dim == 3
+    lines = log.read_text().splitlines() if log.exists() else []
+    records = [json.loads(line) for line in lines]  # every line whole
+    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1)), kill
+    behind = saved.epoch - len(records)
+    trail = json.loads((folder / "last-events").read_text())
+    just_renamed = trail[-1] == "renamed:k.safetensors" or trail[-2:] == ["renamed:k.safetensors", "fsync"]
+    assert behind == 0 or (behind == 1 and just_renamed), (kill, trail, saved.epoch, len(records))
+    assert records == saved.meta["metrics"][: len(records)]
+
+
+def test_twenty_sigkills_at_seeded_moments_then_resume_ends_bit_identical(tmp_path, straight):
+    schedule = _kill_schedule(seed=23, kills=20)
+    result = subprocess.run(
+        [sys.executable, "-c", KILLER, json.dumps(schedule), *KILL_RUN],
+        cwd=tmp_path,
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    assert int(result.stdout.decode().split()[-1]) == 20
+    assert {event for event, _ in schedule} == {"batch", "fsync", "rename", "renamed"}
+    for i in range(20):
+        _check_after_kill(tmp_path / f"kill-{i}")
+    assert_same_run(straight, tmp_path / "k.safetensors")  # the last run resumed to the end
+    records = [json.loads(line) for line in (tmp_path / "k.metrics.jsonl").read_text().splitlines()]
+    assert records == checkpoint.read(tmp_path / "k.safetensors").meta["metrics"]
+
+
 def test_ctrl_c_of_a_real_process_exits_130_and_says_how_to_resume(tmp_path):
     proc = _start(tmp_path)
     _wait_for((tmp_path / "k.safetensors").exists, proc, "the first checkpoint")

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import torch
 
+from . import datacache
 from . import options as opts
 from .errors import UsageError, VaeError
 from .hookspecs import DataRequest, DatasetSplits, Split
@@ -52,6 +53,26 @@ class LoadedDataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.splits.train.images.shape[1:])  # type: ignore[return-value]
 
+    def check_same(self, meta: dict, who: str) -> None:
+        """Refuse data other than a checkpoint's (``meta``): counts and image shape, then the
+        content's sha256 (files written before vaecli 0.7 record none)."""
+        recorded = meta["data"]
+        then = (recorded.get("n_train"), recorded.get("n_test"), list(meta["model"]["input_shape"]))
+        now = (len(self.splits.train), len(self.splits.test), list(self.input_shape))
+        if then != now:
+            raise UsageError(
+                f"{who}: the dataset is not the one it was trained on "
+                f"({then[0]} train / {then[1]} test images of {'x'.join(map(str, then[2]))} then, "
+                f"{now[0]} / {now[1]} of {'x'.join(map(str, now[2]))} now)"
+            )
+        then_sha, now_sha = recorded.get("sha256"), datacache.digest(self.splits)
+        if then_sha is not None and then_sha != now_sha:
+            raise UsageError(
+                f"{who}: the dataset's content changed since it was trained on (sha256 {then_sha[:12]} "
+                f"then, {now_sha[:12]} now; same counts and shapes); restore the data it was trained "
+                f"on, or train a new model"
+            )
+
     def class_labels(self, conditional: bool, section: dict):
         """The labels a class-conditional model is conditioned on (train, test), with
         ``num_classes`` recorded in the model ``section``; (None, None) for other models."""
@@ -81,6 +102,7 @@ class LoadedDataset:
             "preprocessing": {"divide_by": 255, "binarize": binarize},  # uint8 -> [0, 1] floats
             "n_train": len(self.splits.train),
             "n_test": len(self.splits.test),
+            "sha256": datacache.digest(self.splits),
         }
 
 

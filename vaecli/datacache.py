@@ -31,10 +31,10 @@ import torch
 
 from .hookspecs import DatasetSplits, Split
 
-__all__ = ["cache_folder", "open_cache", "Writer", "gather", "touched", "trim", "TRIM_BYTES"]
+__all__ = ["cache_folder", "open_cache", "Writer", "gather", "touched", "trim", "digest", "TRIM_BYTES"]
 
 IN_MEMORY_SHARE = 0.25  # a cache up to this share of the available memory is read, not mapped
-FORMAT = 1  # bump when the layout or a loader's conversion changes: old caches are then not used
+FORMAT = 2  # bump when the layout or a loader's conversion changes: old caches are then not used
 TRIM_BYTES = 256 << 20  # mapped pages held before they are handed back (per process)
 _MAPS: list = []  # (weak reference to a live mapping, its file, the address of its first byte)
 _read_since_trim = 0
@@ -45,6 +45,30 @@ def cache_folder(data_dir: Path, kind: str, key: Any) -> Path:
     """``DATA_DIR/cache/KIND-HASH`` of a source's ``key`` (any JSON value)."""
     text = json.dumps({"format": FORMAT, "kind": kind, "key": key}, sort_keys=True, default=str)
     return Path(data_dir) / "cache" / f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:24]}"
+
+
+def _combine(image_hashes: list, labels: tuple) -> str:
+    h = hashlib.sha256()
+    for part in image_hashes:
+        h.update(part.encode())
+    for y in labels:
+        h.update(b"none" if y is None else y.to(torch.int64).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def digest(splits: DatasetSplits) -> str:
+    """The sha256 of a data set's content: the bytes of both splits' uint8 images and their
+    labels (what ``--resume`` compares, so that changed data is caught whatever its counts).
+    Kept in a cache's index when it is written; else computed here, about 2 GB/s."""
+    if splits.sha256:
+        return splits.sha256
+    parts = []
+    for split in (splits.train, splits.test):
+        h = hashlib.sha256()
+        h.update(split.images.detach().cpu().contiguous().numpy().data.cast("B"))
+        parts.append(h.hexdigest())
+    splits.sha256 = _combine(parts, (splits.train.labels, splits.test.labels))
+    return splits.sha256
 
 
 def _map(path: Path, shape: tuple, read: bool) -> torch.Tensor:
@@ -93,7 +117,13 @@ def open_cache(folder: Path) -> Optional[DatasetSplits]:
     except (OSError, ValueError, KeyError, TypeError):  # damaged (a disk full, a hand): built again
         shutil.rmtree(folder, ignore_errors=True)
         return None
-    return DatasetSplits(train=splits[0], test=splits[1], class_names=meta["class_names"], notes=list(meta["notes"]))
+    return DatasetSplits(
+        train=splits[0],
+        test=splits[1],
+        class_names=meta["class_names"],
+        notes=list(meta["notes"]),
+        sha256=meta["sha256"],
+    )
 
 
 class Writer:
@@ -109,6 +139,7 @@ class Writer:
         self.tmp.mkdir(parents=True)
         self.files = {which: open(self.tmp / f"{which}.u8", "wb") for which in ("train", "test")}
         self.counts = {"train": 0, "test": 0}
+        self.hashes = {"train": hashlib.sha256(), "test": hashlib.sha256()}
 
     def __enter__(self) -> Writer:
         return self
@@ -125,7 +156,9 @@ class Writer:
         parts = {split: images} if test_rows is None else {"train": images[~test_rows], "test": images[test_rows]}
         for which, rows in parts.items():
             if len(rows):
-                self.files[which].write(rows.contiguous().numpy().tobytes())
+                data = rows.contiguous().numpy().tobytes()
+                self.files[which].write(data)
+                self.hashes[which].update(data)
                 self.counts[which] += len(rows)
 
     def finish(
@@ -146,6 +179,7 @@ class Writer:
         meta: dict[str, Any] = {"shape": list(self.shape), "class_names": class_names, "notes": list(notes or [])}
         meta.update({f"n_{which}": n for which, n in self.counts.items()})
         meta["factors"] = list(factors[0])  # in the loader's order
+        meta["sha256"] = _combine([self.hashes[w].hexdigest() for w in ("train", "test")], labels)
         tensors = {f"{which}.labels": y.contiguous() for which, y in zip(("train", "test"), labels) if y is not None}
         for which, named in zip(("train", "test"), factors):
             tensors.update({f"{which}.factor.{name}": v.clone() for name, v in named.items()})

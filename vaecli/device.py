@@ -6,7 +6,7 @@ import torch
 
 from .errors import UsageError, unknown_name
 
-__all__ = ["resolve_device", "free_bytes", "DEVICES"]
+__all__ = ["resolve_device", "free_bytes", "require_memory", "gib", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -47,3 +47,22 @@ def free_bytes(device: torch.device) -> int:
     import os
 
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def gib(n: float) -> str:
+    """A byte count in words: ``1.9 TB``, ``420 MB``."""
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n / 1e3:.3g} kB"
+
+
+def require_memory(need: float, what: str, lower: str, device: torch.device, max_memory_gib: float = 0.0) -> None:
+    """Refuse, in one line, work whose estimated peak ``need`` (bytes) exceeds ``--max-memory``
+    GiB or else the memory free on ``device`` now, naming ``what`` needs it and the options
+    that ``lower`` it; called before anything of that size is allocated."""
+    budget = max_memory_gib * 2**30 if max_memory_gib else free_bytes(device)
+    if need > budget:
+        where = "free on the GPU" if device.type == "cuda" else "available"
+        have = f"--max-memory allows {gib(budget)}" if max_memory_gib else f"{gib(budget)} is {where}"
+        raise UsageError(f"{what} needs about {gib(need)} of memory but {have}; {lower}")

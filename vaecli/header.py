@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from . import schema
 from .errors import CheckpointError
 from .version import __version__
 
@@ -267,6 +268,9 @@ def read_header(path: Path | str, data: bytes | None = None) -> tuple[dict[str, 
     if "metrics" in meta:
         meta["metrics"] = upgrade_metrics(meta["metrics"])
     meta["model"] = upgrade_model(meta["model"])
+    problem = schema.check_metadata(meta)
+    if problem:
+        raise refuse(path, f"has malformed metadata: {problem[:200]}")
     return meta, entries
 
 

@@ -182,12 +182,14 @@ class Split:
 @dataclass
 class DatasetSplits:
     """What a dataset loader returns: a train and a test split, optional class names, and
-    ``notes``: things the user should hear once (``"skipped 2 files: a.txt, b.png"``)."""
+    ``notes``: things the user should hear once (``"skipped 2 files: a.txt, b.png"``).
+    ``sha256`` is left to vaecli (which computes it from the tensors, or keeps it in its cache)."""
 
     train: Split
     test: Split
     class_names: Optional[list] = None
     notes: list = field(default_factory=list)
+    sha256: Optional[str] = None  # the content's digest (``vaecli.datacache.digest``), where known
 
 
 @dataclass(frozen=True)

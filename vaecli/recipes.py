@@ -44,6 +44,7 @@ from .config import TrainConfig, flag_of, settings
 from .errors import UsageError, unknown_name
 from .hookspecs import RecipeSpec
 from .recipe_text import PARENT, changes, citation, one_line, published_text, repeat_command, to_toml
+from .schema import check_depth
 
 __all__ = [
     "Recipe",
@@ -127,6 +128,9 @@ def _toml():
     return tomllib
 
 
+MAX_FILE_BYTES = 1 << 20
+
+
 def read_file(path: str | Path) -> Recipe:
     """A recipe from a TOML file; every problem with it is one ``UsageError`` naming the file."""
     shown = str(path)
@@ -137,6 +141,8 @@ def read_file(path: str | Path) -> Recipe:
             raise UsageError(f"{label} does not exist")
         if p.is_dir():
             raise UsageError(f"{label} is a folder, not a TOML file")
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise UsageError(f"{label} holds {p.stat().st_size:,} bytes; a recipe is a short TOML file (at most 1 MB)")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{label} is not UTF-8 text") from None
@@ -148,6 +154,11 @@ def read_file(path: str | Path) -> Recipe:
     except tomllib.TOMLDecodeError as exc:
         first = (str(exc).strip().splitlines() or ["?"])[0]
         raise UsageError(f"{label} is not valid TOML: {first}") from None
+    except RecursionError:
+        raise UsageError(f"{label} nests its values deeper than any recipe does") from None
+    deep = check_depth(data, limit=8)
+    if deep:
+        raise UsageError(f"{label} {deep}; settings are values, lists and tables of options")
     unknown = sorted(set(data) - set(FILE_KEYS))
     if unknown:
         raise UsageError(

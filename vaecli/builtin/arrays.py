@@ -70,9 +70,10 @@ def _header(fmt: Any, version: tuple) -> Callable:
     return fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
 
 
-def _numpy_array(f, path: Path, key: str, reopen: Callable[[], Any]) -> _Array:
-    """The array of a .npy stream ``f`` positioned at its start (``reopen()`` another such
-    stream): the header read here, the rows streamed from it."""
+def _numpy_array(f, path: Path, key: str, reopen: Callable[[], Any], size: int) -> _Array:
+    """The array of a .npy stream ``f`` of ``size`` bytes positioned at its start (``reopen()``
+    another such stream): the header read here and checked against ``size`` before anything is
+    allocated, the rows streamed from it."""
     import numpy as np
 
     fmt = np.lib.format
@@ -82,6 +83,12 @@ def _numpy_array(f, path: Path, key: str, reopen: Callable[[], Any]) -> _Array:
     except ValueError as exc:
         raise UsageError(f"tensor {path}: cannot read {key} ({str(exc).strip()})") from None
     _object_array(path, key, dtype)
+    declared, held = math.prod(shape) * dtype.itemsize, size - f.tell()
+    if declared > held:
+        raise UsageError(
+            f"tensor {path}: {key} declares {shape} of {dtype} ({declared:,} bytes) but the file holds "
+            f"{max(held, 0):,} (truncated or forged)"
+        )
 
     def chunks(rows: int) -> Iterator:
         with reopen() as g:
@@ -117,7 +124,7 @@ def _open_arrays(path: Path) -> tuple[list, Callable[[str], _Array], Callable[[]
                 )
         if suffix == ".npy":
             with open(path, "rb") as f:
-                array = _numpy_array(f, path, "images", lambda: open(path, "rb"))
+                array = _numpy_array(f, path, "images", lambda: open(path, "rb"), path.stat().st_size)
             return ["images"], lambda key: array, lambda: None
         if suffix == ".npz":
             archive = zipfile.ZipFile(path)
@@ -125,7 +132,8 @@ def _open_arrays(path: Path) -> tuple[list, Callable[[str], _Array], Callable[[]
 
             def member(key: str) -> _Array:
                 with archive.open(key + ".npy") as f:
-                    return _numpy_array(f, path, key, lambda: archive.open(key + ".npy"))
+                    size = archive.getinfo(key + ".npy").file_size  # as the zip declares it
+                    return _numpy_array(f, path, key, lambda: archive.open(key + ".npy"), size)
 
             return members, member, archive.close
         return _safetensors_arrays(path)

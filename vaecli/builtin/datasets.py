@@ -67,8 +67,16 @@ class ShapesOptions:
 def load_shapes(request: DataRequest, options: ShapesOptions) -> DatasetSplits:
     import torch
 
+    from ..device import require_memory
     from .shapes import SHAPES, draw
 
+    n = options.n_train + options.n_test
+    require_memory(  # the images (and the copy training makes), labels and factors
+        n * (2 * options.size**2 + 64),
+        f"shapes: drawing {n:,} images of {options.size}x{options.size}",
+        "lower n_train or n_test (--data-option)",
+        torch.device("cpu"),
+    )
     splits = []
     for n, seed in ((options.n_train, options.seed), (options.n_test, options.seed + 1)):
         images, labels, factors = draw(n, options.size, torch.Generator().manual_seed(seed))

@@ -222,7 +222,7 @@ def _launch_processes(ctx: typer.Context, nproc: int) -> None:
                 args += [param.opts[0], str(v)]
         else:
             args += [param.opts[0], str(value)]
-    code = distributed.launch(nproc, args)
+    code = distributed.launch(nproc, args, checkpoint=ctx.params.get("resume") or ctx.params.get("out"))
     if code:
         raise typer.Exit(code)
 

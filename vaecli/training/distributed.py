@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, VaeError
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def wrap(model: torch.nn.Module, world: World, device: torch.device):
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def launch(nproc: int, args: list[str]) -> int:
+def launch(nproc: int, args: list[str], checkpoint: Optional[str] = None) -> int:
     """``vae train --nproc N ARGS``: torchrun with N processes on this machine, each running
     ``vae train ARGS``; returns its exit code. The launcher runs in its own session, and a
     Ctrl-C or SIGTERM here is passed on to it once, so that the training processes get one
@@ -144,12 +144,10 @@ def launch(nproc: int, args: list[str]) -> int:
     import subprocess
     import sys
 
-    env = dict(os.environ)
+    env = dict(os.environ, VAECLI_LAUNCHED_CHECKPOINT=checkpoint or "")
     # torchrun sets 1 thread per process and prints a banner about it; share the cores instead
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vaecli.training.distributed", str(nproc), *args], start_new_session=True, env=env
-    )
+    proc = subprocess.Popen([sys.executable, "-c", AGENT, str(nproc), *args], start_new_session=True, env=env)
 
     def forward(number, frame):
         proc.send_signal(number)
@@ -162,9 +160,45 @@ def launch(nproc: int, args: list[str]) -> int:
             signal.signal(s, handler)
 
 
-def _agent(argv: list[str]) -> int:
-    """torchrun's launcher for ``launch``: its failures become exit codes, not tracebacks (the
-    training processes have said what went wrong)."""
+AGENT = "import sys; from vaecli.training.distributed import agent; sys.exit(agent(sys.argv[1:]))"
+
+
+def _kept(nproc: int) -> str:
+    """What the user can resume from after a failed distributed run, in words."""
+    from ..header import read_header
+
+    name = os.environ.get("VAECLI_LAUNCHED_CHECKPOINT", "")
+    if not name:
+        return f"resume from the last checkpoint (named above) with vae train --resume CKPT --nproc {nproc}"
+    try:
+        meta, _ = read_header(name)
+    except VaeError:
+        return f"no checkpoint was saved at {name}"
+    progress = meta.get("progress") or {}
+    at = f"in epoch {progress['epoch']} at step {progress['step']}" if progress else f"after epoch {meta.get('epoch')}"
+    return f"{name} is intact ({at}): resume with vae train --resume {name} --nproc {nproc}"
+
+
+def _failed(exc: Any, nproc: int) -> int:
+    """One message for a run that a process left: an error line when the process died without
+    a word (killed), else a note under the process's own error line; the exit code."""
+    from ..console import err, error_line
+
+    rank, failure = exc.get_first_failure()
+    if failure.exitcode < 0:
+        error_line(
+            f"training process {rank} of {nproc} was killed ({failure.signal_name()}); the others were "
+            f"stopped; {_kept(nproc)}"
+        )
+        return 128 - failure.exitcode
+    err.print(f"the other training processes were stopped; {_kept(nproc)}", markup=False, highlight=False)
+    return failure.exitcode or 1
+
+
+def agent(argv: list[str]) -> int:
+    """torchrun's launcher for ``launch``: its failures become one message and an exit code,
+    not tracebacks. torchrun stops the other processes when one fails (SIGTERM, which they
+    heed without saving: a collective with a dead peer cannot complete)."""
     # the training processes say what failed, once, in one line; torchrun's own log would repeat it
     os.environ.setdefault("LOGLEVEL", "CRITICAL")
     import logging
@@ -180,14 +214,7 @@ def _agent(argv: list[str]) -> int:
     try:
         run(parsed)
     except ChildFailedError as exc:
-        codes = [f.exitcode for f in exc.failures.values()]
-        return next((c for c in codes if c and c > 0), 1)
+        return _failed(exc, nproc)
     except SignalException as exc:
         return 128 + int(exc.sigval)
     return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(_agent(sys.argv[1:]))

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .. import viz
+from ..checkpoint import atomic_write
 from ..errors import UsageError, VaeError
 from ..header import fmt_scores
 
@@ -33,29 +34,46 @@ def metrics_path(checkpoint: Path) -> Path:
 
 
 class MetricsLog:
-    """One JSON line per completed epoch, beside the checkpoint; readable while training runs.
-    The file is started when the first epoch is saved, so that a run that stops earlier leaves
-    the log of an earlier run (beside its checkpoint) as it was."""
+    """One JSON line per completed epoch, beside the checkpoint; readable while training runs
+    (``tail -f``). Each line is appended with one ``write`` after the epoch's checkpoint is on
+    disk, so a killed run leaves whole lines only: the checkpoint's epochs, or one fewer when the
+    kill fell between the two writes. A resumed run first puts the log back in step with its
+    checkpoint (one atomic rewrite). A fresh run starts the file when its first epoch is saved,
+    so that a run that stops earlier leaves the log of an earlier run as it was."""
 
     label = "metrics log"
 
     def __init__(self, checkpoint: Path, earlier: tuple = ()) -> None:
-        """``earlier``: the records of the epochs a resumed run already has, written first."""
+        """``earlier``: the records of the epochs a resumed run already has."""
         self.path = metrics_path(checkpoint)
-        self.file: Any = None
-        self.earlier = list(earlier)
+        self.started = False
+        if earlier:
+            if self._lines() != [json.dumps(r) for r in earlier]:
+                self._rewrite(list(earlier))
+            self.started = True
+
+    def _lines(self) -> Any:
+        try:
+            return self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _rewrite(self, records: list) -> None:
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in records).encode())
 
     def epoch_end(self, epoch: int, model, record: dict) -> None:
-        if self.file is None:
-            self.file = open(self.path, "w", encoding="utf-8")
-            for old in self.earlier:
-                self.file.write(json.dumps(old) + "\n")
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        if not self.started:
+            self._rewrite([record])
+            self.started = True
+            return
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, (json.dumps(record) + "\n").encode())  # one write: whole or not at all
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+        pass
 
 
 class EpochPictures:

@@ -16,14 +16,14 @@ from .. import checkpoint, datacache
 from ..config import TrainConfig
 from ..data import LoadedDataset, load_dataset
 from ..device import resolve_device
-from ..errors import Interrupted, Terminated, TrainingError, UsageError
+from ..errors import Interrupted, Terminated, TrainingError
 from ..evaluation import test_pass
 from ..factory import create_model, family_of, model_of, model_section
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
 from . import distributed, monitor
 from .lock import RunLock
-from .memory import return_large_buffers, sample_rows
+from .memory import batch_need, check_fits, return_large_buffers, sample_rows, weights_need
 from .optim import backward, make_optimizer, parameter_groups
 from .precision import Compiled, MixedPrecision
 from .report import Quiet, Reporter, StopSignal, TrainResult
@@ -71,10 +71,10 @@ class Trainer:
         # unknown names and bad options fail before the data loads
         section = model_section(config) if ckpt is None else dict(ckpt.meta["model"])
         data = self._load_data(section)
+        self._build(section)  # writes nothing: a model too large for the memory is refused here
         if world.main:  # one writer per checkpoint, from before the run writes anything
             self.held.enter_context(RunLock(self.path))
             self._remove_stale_temps()
-        self._build(section)
         self._place_data(data)
         self._start_metadata(section, data)
         monitors = self._monitors(data)
@@ -102,7 +102,7 @@ class Trainer:
         if ckpt is None:
             section["input_shape"] = list(data.input_shape)
         else:
-            self._check_same_data(data)
+            data.check_same(self.ckpt.meta, f"--resume {self.path}")
         self.labels = data.class_labels(family_of(section).spec.conditional, section)
         for note in data.splits.notes:
             reporter.warn(note)
@@ -114,7 +114,7 @@ class Trainer:
         return data
 
     def _remove_stale_temps(self) -> None:
-        stale = checkpoint.remove_stale_temps(self.path)
+        stale = [n for p in (self.path, monitor.metrics_path(self.path)) for n in checkpoint.remove_stale_temps(p)]
         if stale:
             self.reporter.warn(
                 f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
@@ -126,7 +126,12 @@ class Trainer:
         checkpoint left them."""
         config, ckpt, device = self.config, self.ckpt, self.device
         torch.manual_seed(config.seed)
+        weights = weights_need(section)
+        check_fits(weights, config, device)  # before the model is built
         model = (create_model(section) if ckpt is None else model_of(ckpt)).to(device)
+        batch, row = batch_need(model, config.batch_size)
+        check_fits(weights + batch + row, config, device, batch)  # the model, a batch and one decoded row
+        self.reserved = weights + batch
         self.groups = parameter_groups(model, self.world.distributed)
         optimizer = make_optimizer(config, model.parameters() if self.groups is None else self.groups, device)
         self.amp = MixedPrecision(config.precision, device)
@@ -138,7 +143,7 @@ class Trainer:
         model.train()
         self.model, self.optimizer, self.gen = model, optimizer, gen
         model.noise_rows = None
-        model.sample_rows = sample_rows(config.max_memory, device, model)
+        model.sample_rows = sample_rows(config.max_memory, device, model, self.reserved)
         return_large_buffers()
         self.objective = distributed.wrap(model, self.world, device)
         if config.compile:
@@ -224,17 +229,6 @@ class Trainer:
                 f"interrupted in epoch {self.epoch}, before it could be saved; {self._kept()}"
                 + (f"; resume with: {self._resume_line()}" if self.saved else "")
             ) from None
-
-    def _check_same_data(self, data: LoadedDataset) -> None:
-        recorded = self.ckpt.meta["data"]
-        then = (recorded.get("n_train"), recorded.get("n_test"), list(self.ckpt.meta["model"]["input_shape"]))
-        now = (len(data.splits.train), len(data.splits.test), list(data.input_shape))
-        if then != now:
-            raise UsageError(
-                f"--resume {self.path}: the dataset is not the one it was trained on "
-                f"({then[0]} train / {then[1]} test images of {'x'.join(map(str, then[2]))} then, "
-                f"{now[0]} / {now[1]} of {'x'.join(map(str, now[2]))} now)"
-            )
 
     def _restore(self, optimizer: torch.optim.Optimizer, gen: torch.Generator) -> None:
         """Optimizer and random states as the checkpoint left them (its weights are loaded)."""
