@@ -75,12 +75,13 @@ def build(cls: type, values: dict[str, Any], owner: str) -> Any:
     types_ = _field_types(cls)
     unknown = sorted(set(values) - set(types_))
     if unknown:
-        raise UsageError(f"{owner} has no option {', '.join(unknown)}; its options: {describe(cls)}")
+        shown = ", ".join(k if k.isprintable() else repr(k) for k in unknown)
+        raise UsageError(f"{owner} has no option {shown}; its options: {describe(cls)}")
     converted = {k: _convert(v, types_[k], k, owner) for k, v in values.items()}
     try:
         return cls(**converted)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{owner} options: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a value it names may hold a line break: shown escaped
+        raise UsageError(f"{owner} options: {exc}".replace("\n", "\\n")) from None
 
 
 def parse_pairs(pairs: list[str] | None, flag: str) -> dict[str, str]:

@@ -6,6 +6,8 @@ numpy and safetensors are imported in the loader."""
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -110,8 +112,6 @@ def _numpy_array(f, path: Path, key: str, reopen: Callable[[], Any], size: int) 
 
 def _open_arrays(path: Path) -> tuple[list, Callable[[str], _Array], Callable[[], None]]:
     """``(keys, array(key) -> _Array, close)`` of a .npy, .npz or .safetensors file."""
-    import zipfile
-
     suffix = path.suffix.lower()
     try:
         if suffix in NUMPY_MAGIC:
@@ -328,6 +328,9 @@ def load_tensor(request: DataRequest, options: TensorOptions) -> DatasetSplits:
     keys, array, close = _open_arrays(path)
     try:
         return _build(cache, path, options, keys, array, beside)
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # a member damaged past its header
+        reason = str(exc).strip() or type(exc).__name__
+        raise UsageError(f"tensor {path}: cannot read it as {suffix} ({reason})") from None
     finally:
         close()
 
