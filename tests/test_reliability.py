@@ -152,3 +152,17 @@ def test_the_digest_of_cached_data_is_the_digest_of_its_tensors(tmp_path):
     assert cached.sha256 == datacache.digest(plain) == datacache.digest(datacache.open_cache(tmp_path / "cache"))
     relabelled = dataclasses.replace(plain, test=Split(images[test_rows], labels[test_rows] + 1), sha256=None)
     assert datacache.digest(relabelled) != cached.sha256
+
+
+def test_a_folder_walk_is_bounded(vae, tmp_path, monkeypatch):
+    """A folder INPUT holding more files than a folder of images would (a walk of / or ~) is
+    refused once the count passes the cap, in one line."""
+    from vaecli import images
+
+    monkeypatch.setattr(images, "MAX_LISTED", 5)
+    for i in range(3):
+        (tmp_path / "many" / f"d{i}").mkdir(parents=True)
+        for j in range(3):
+            (tmp_path / "many" / f"d{i}" / f"f{j}.png").write_bytes(b"")
+    line = one_line_error(vae("train", f"folder:{tmp_path / 'many'}", "--epochs", "1"), 2)
+    assert "holds more than 5 files below it; give the folder of the images" in line

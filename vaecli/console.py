@@ -43,9 +43,10 @@ def error_line(message: str) -> None:
 
 class progress:
     """A transient progress bar over ``total`` items: ``with progress(n, "encoding") as update:``
-    and ``update(done)``. Nothing is drawn unless ``show`` and standard error is a terminal."""
+    and ``update(done)``; a ``total`` of None counts without an end. Nothing is drawn unless
+    ``show`` and standard error is a terminal."""
 
-    def __init__(self, total: int, label: str, show: bool = True) -> None:
+    def __init__(self, total: Optional[int], label: str, show: bool = True) -> None:
         self.total, self.label, self.show = total, label, show
         self.bar: Any = None
 

@@ -42,13 +42,25 @@ BINARIZE_SEEDS = {"train": 0, "test": 1}
 LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2, as Pillow's convert("L")
 
 
+MAX_LISTED = 2_000_000  # files a folder INPUT may hold: a walk of / or ~ is refused, not endless
+
+
 def image_files(folder: Path) -> list[Path]:
     """The files below ``folder``, recursively, sorted by their parts; dot-files and dot-folders
-    ignored. Whether each is an image is found by reading it."""
-    found = []
-    for top, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(top) / f for f in files if not f.startswith(".")]
+    ignored, symbolic links to folders not followed. Whether each is an image is found by
+    reading it. The walk counts on a progress line and stops past ``MAX_LISTED`` files."""
+    from .console import progress
+
+    found: list[Path] = []
+    with progress(None, f"listing {folder}") as update:
+        for top, dirs, files in os.walk(folder):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            found += [Path(top) / f for f in files if not f.startswith(".")]
+            if len(found) > MAX_LISTED:
+                raise UsageError(
+                    f"{folder} holds more than {MAX_LISTED:,} files below it; give the folder of the images"
+                )
+            update(len(found))
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
 
 
