@@ -166,3 +166,22 @@ def test_a_folder_walk_is_bounded(vae, tmp_path, monkeypatch):
             (tmp_path / "many" / f"d{i}" / f"f{j}.png").write_bytes(b"")
     line = one_line_error(vae("train", f"folder:{tmp_path / 'many'}", "--epochs", "1"), 2)
     assert "holds more than 5 files below it; give the folder of the images" in line
+
+
+def test_a_folder_input_larger_than_memory_is_refused_before_reading(vae, tiny_ckpt, tmp_path, monkeypatch):
+    """`vae encode CKPT FOLDER` needs the folder's images in memory: more than is available is
+    refused from the file count, before an image is read."""
+    from PIL import Image
+
+    from vaecli import device, inputs
+
+    (tmp_path / "pics").mkdir()
+    for i in range(3):
+        Image.new("L", (8, 8), 40 * i).save(tmp_path / "pics" / f"{i}.png")
+    read = []
+    monkeypatch.setattr(inputs, "read_image", lambda *a: read.append(a))
+    monkeypatch.setattr(device, "free_bytes", lambda d: 100)  # 3 images of 1x8x8: 384 bytes needed
+    line = one_line_error(vae("encode", tiny_ckpt, tmp_path / "pics", "-o", tmp_path / "z.npy"), 2)
+    assert f"INPUT {tmp_path / 'pics'}: 3 images of" in line
+    assert "needs about 0.384 kB of memory but 0.1 kB is available; give a folder of fewer images" in line
+    assert not read and not (tmp_path / "z.npy").exists()

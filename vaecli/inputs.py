@@ -3,6 +3,7 @@ converted to what a model expects, with the classes a class-conditional model ne
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +12,17 @@ import torch
 
 from .data import load_dataset, preprocessing, split_dataset_name
 from .errors import UsageError
-from .images import BINARIZE_SEEDS, IMAGE_FILES, binarize, class_labels, conform, drop_alpha, image_files, read_image
+from .images import (
+    BINARIZE_SEEDS,
+    IMAGE_FILES,
+    binarize,
+    class_labels,
+    conform,
+    describe_shape,
+    drop_alpha,
+    image_files,
+    read_image,
+)
 from .plugins import registry
 
 __all__ = ["Inputs", "load_input", "condition", "input_labels", "class_name"]
@@ -160,28 +171,41 @@ def _load_folder(folder: Path, expected: Optional[tuple], limit: Optional[int] =
     """The images under ``folder`` (sorted; the first ``limit`` readable ones), each converted as
     it is read. Files that are not images are skipped, with one warning. When all images sit in
     subfolders, the subfolder names are the class labels."""
+    from .console import progress
+    from .device import require_memory
+
     files = image_files(folder)
+    count = len(files) if limit is None else min(limit, len(files))
+    if expected is not None:  # the images as read, then joined: twice their uint8 bytes
+        require_memory(
+            2 * count * math.prod(expected),
+            f"INPUT {folder}: {count:,} images of {describe_shape(expected)}",
+            "give a folder of fewer images",
+            torch.device("cpu"),
+        )
     images: list = []
     skipped: list = []
     paths: list = []
     warnings: list = []
     resized, first_reason = 0, ""
-    for f in files:
-        if limit is not None and len(images) >= limit:
-            break
-        notes: list = []
-        try:
-            image = read_image(f, notes)
-        except UsageError as exc:
-            skipped.append(f.relative_to(folder).as_posix())
-            first_reason = first_reason or str(exc)
-            continue
-        expected = expected or tuple(drop_alpha(image).shape[1:])
-        tensor, resize_notes = conform(image, expected, str(f))  # an image that cannot be converted: refused
-        images.append(tensor)
-        paths.append(f)
-        resized += bool(resize_notes)
-        warnings += notes
+    with progress(count, f"reading {folder.name or folder}") as update:
+        for f in files:
+            if limit is not None and len(images) >= limit:
+                break
+            update(len(images) + len(skipped))
+            notes: list = []
+            try:
+                image = read_image(f, notes)
+            except UsageError as exc:
+                skipped.append(f.relative_to(folder).as_posix())
+                first_reason = first_reason or str(exc)
+                continue
+            expected = expected or tuple(drop_alpha(image).shape[1:])
+            tensor, resize_notes = conform(image, expected, str(f))  # an image that cannot be converted: refused
+            images.append(tensor)
+            paths.append(f)
+            resized += bool(resize_notes)
+            warnings += notes
     if skipped:
         shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
         warnings.insert(0, f"{folder}: skipped {len(skipped)} file(s) that are not readable images: {shown}")
