@@ -65,6 +65,7 @@ class _Group(TyperGroup):
         "reconstruct",
         "interpolate",
         "plot-latent",
+        "explore",
         "evaluate",
         "info",
         "recipes",
