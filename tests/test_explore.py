@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 pytest.importorskip("starlette", reason="vae explore's extra (pip install 'vaecli[explore]') is not installed")
@@ -282,3 +283,20 @@ def test_the_readme_screenshot(browser):
         time.sleep(0.5)
         page.screenshot(path=os.environ["VAECLI_EXPLORE_SCREENSHOT"], full_page=True)
         assert not page.errors
+
+
+def test_a_class_conditional_model_decodes_the_class_asked_for(tmp_path):
+    """A cvae (the 0.5.0 fixture, three classes of shapes): the page gets a class selector, and
+    each class decodes differently from the same code."""
+    ckpt = Path(__file__).parent / "fixtures" / "v050-cvae.safetensors"
+    model = api.load(ckpt, "cpu")
+    found = inputs.load_input("shapes:test", model.meta, data_dir=tmp_path, limit=30)
+    client = TestClient(app(Explorer(model, ckpt, found)))
+    info = client.get("/api/info").json()
+    assert info["conditional"] and info["num_classes"] == 3
+    assert info["class_names"] == ["square", "ellipse", "heart"]
+    a, b = (_image(client.post("/api/decode", json={"z": [0, 0, 0], "label": k})) for k in (0, 2))
+    expected = model.decode(torch.zeros(1, 3), labels=torch.tensor([2]))[0, 0].numpy()
+    assert np.abs(b / 255 - expected).max() < 0.5 / 255 + 1e-6 and not np.array_equal(a, b)
+    assert client.post("/api/decode", json={"z": [0, 0, 0], "label": 3}).status_code == 400
+    assert _image(client.get("/api/reconstruct?i=0,1")).shape[:2] == (2 * 8 + 3, 2 * 8 + 3)
