@@ -51,12 +51,20 @@ def _recipe_rows(t: dict) -> list:
 def info(
     ckpt: Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
+    as_config: Annotated[
+        bool, typer.Option("--config", help="Print the TOML file that repeats the run: vae train --config FILE.")
+    ] = False,
 ) -> None:
     """Show how a checkpoint's model was built and trained, and its metrics per epoch."""
     from ..header import describe
 
     meta = describe(ckpt)
     n_params = meta["parameters"]
+    if as_config:
+        from ..config_file import to_toml
+
+        print(to_toml(meta["training"], str(ckpt)), end="")
+        return
     if as_json:
         print(json.dumps(meta, indent=2))
         return

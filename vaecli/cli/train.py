@@ -30,6 +30,15 @@ COMMAND_OPTIONS = {
             show_default=False,
         ),
     ),
+    "config": (
+        Optional[Path],
+        None,
+        typer.Option(
+            "--config",
+            help='Take the settings from a TOML file whose keys are these options (latent-dim = 2, [arch-option] hidden = [512], recipe = "pythae-vae"); the options you give win over it. `vae info CKPT --config` writes one.',
+            show_default=False,
+        ),
+    ),
     "resume": (
         Optional[Path],
         None,
@@ -170,10 +179,15 @@ def train(ctx: typer.Context, **values: Any) -> None:
             viz_dir = None
         else:
             config = config_from(values)
+            fields = {"dataset_options" if p in ("image_size", "grayscale") else p for p in explicit}
+            if values["config"] is not None:
+                from .. import config_file
+
+                config, fields, from_file = config_file.apply(config, values["config"], fields)
+                recipe = recipe or from_file
             if recipe is not None:
                 from .. import recipes
 
-                fields = {"dataset_options" if p in ("image_size", "grayscale") else p for p in explicit}
                 recipes.apply(config, recipes.resolve(recipe), fields)
             result = run(config, reporter=reporter)
             viz_dir = config.viz_dir
