@@ -75,8 +75,17 @@ def assert_same_run(a: Path, b: Path) -> None:
         ["--kl-warmup", "2", "--free-bits", "0.1", "--arch", "conv", "--arch-option", "channels=4"],
         ["--precision", "fp16", "--grad-clip", "5"],
         ["--precision", "bf16", "--arch", "conv", "--arch-option", "channels=4"],
+        ["--ema", "0.9", "--save-every", "2"],
     ],
-    ids=["default", "cvae-dynamic-adamw-step-clip", "iwae-gaussian", "warmup-freebits-conv", "fp16-clip", "bf16-conv"],
+    ids=[
+        "default",
+        "cvae-dynamic-adamw-step-clip",
+        "iwae-gaussian",
+        "warmup-freebits-conv",
+        "fp16-clip",
+        "bf16-conv",
+        "ema",
+    ],
 )
 def test_k_epochs_then_resume_is_bit_identical_to_straight(vae, extra):
     _ok(vae("train", *TINY_CLI, *extra, "--epochs", "3", "-o", "straight.safetensors"))
@@ -86,6 +95,9 @@ def test_k_epochs_then_resume_is_bit_identical_to_straight(vae, extra):
     assert_same_run(Path("straight.safetensors"), Path("r.safetensors"))
     meta = vaecli.metadata("r.safetensors")
     assert meta["training"]["epochs"] == 3
+    if "--ema" in extra:  # the live weights and the count of updates go on too
+        a, b = checkpoint.read("straight.safetensors").tensors, checkpoint.read("r.safetensors").tensors
+        assert int(b["ema.updates"]) == 9 and all(torch.equal(a[k], b[k]) for k in a if k.startswith("ema."))
     if "fp16" in extra:  # the loss scale goes on where it was
         assert {"amp.scale", "amp.growth_tracker"} <= set(checkpoint.read("r.safetensors").tensors)
     lines = [json.loads(line) for line in Path("r.metrics.jsonl").read_text().splitlines()]

@@ -223,6 +223,25 @@ class TrainConfig:
     grad_clip: float = setting(0.0, "Clip the gradient norm to this (0: no clipping).", "optimiser", minimum=0)
     seed: int = setting(0, "Seed of initialisation, batching and noise.", "optimiser")
     # -- run --
+    ema: float = setting(
+        0.0,
+        "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the test "
+        "loss and the checkpoint use the averaged weights (0: none).",
+        "optimiser",
+        minimum=0,
+        maximum=0.999999,
+    )
+    early_stop: int = setting(
+        0,
+        "Stop when the test loss has not improved for this many epochs (0: never); with --keep-best the best checkpoint is kept.",
+        "optimiser",
+        minimum=0,
+    )
+    keep_best: bool = setting(
+        False,
+        "Keep the checkpoint of the best test loss as CKPT.best.safetensors beside the last one.",
+        "run",
+    )
     device: str = setting("auto", "auto, cpu, cuda or mps.", "run")
     precision: str = setting(
         "auto",
@@ -241,9 +260,9 @@ class TrainConfig:
     )
     max_memory: float = setting(
         0.0,
-        "GiB that the importance samples of a batch may hold while training (IWAE-type families): "
-        "beyond it, samples are decoded in chunks and recomputed in backward, with the same result. "
-        "0: half the memory free at the start.",
+        "GiB a training step may hold: a model and batch that need more are refused before they are "
+        "built, and the importance samples of IWAE-type families get what is left (decoded in chunks "
+        "and recomputed in backward, with the same result). 0: the memory free at the start.",
         "run",
         minimum=0,
         repeat=False,

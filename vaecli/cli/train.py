@@ -191,6 +191,10 @@ def train(ctx: typer.Context, **values: Any) -> None:
                 recipes.apply(config, recipes.resolve(recipe), fields)
             result = run(config, reporter=reporter)
             viz_dir = config.viz_dir
+            if config.keep_best and result.main:
+                from ..training.keep import best, best_path
+
+                out.print(f"Best test loss after epoch {best(result.metrics)[0]}: {best_path(Path(result.path))}")
     finally:
         reporter.close()
     _trained(result, viz_dir)

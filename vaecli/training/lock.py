@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import UsageError
 
-__all__ = ["RunLock"]
+__all__ = ["RunLock", "remove_stale"]
 
 
 class RunLock:
@@ -59,3 +59,17 @@ class RunLock:
                 pass
             os.close(self.fd)
             self.fd = -1
+
+
+def remove_stale(path: Path, warn: Any) -> None:
+    """Remove (under the lock) the temporary files a killed run left beside checkpoint ``path``
+    and its metrics log, saying so with ``warn``."""
+    from ..checkpoint import remove_stale_temps
+    from .monitor import metrics_path
+
+    stale = [name for p in (path, metrics_path(path)) for name in remove_stale_temps(p)]
+    if stale:
+        warn(
+            f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
+            f"run left beside {path}: {', '.join(stale)}"
+        )

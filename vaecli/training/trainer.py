@@ -21,8 +21,8 @@ from ..evaluation import test_pass
 from ..factory import create_model, family_of, model_of, model_section
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
-from . import distributed, monitor
-from .lock import RunLock
+from . import distributed, ema, keep, monitor
+from .lock import RunLock, remove_stale
 from .memory import batch_need, check_fits, return_large_buffers, sample_rows, weights_need
 from .optim import backward, make_optimizer, parameter_groups
 from .precision import Compiled, MixedPrecision
@@ -74,7 +74,7 @@ class Trainer:
         self._build(section)  # writes nothing: a model too large for the memory is refused here
         if world.main:  # one writer per checkpoint, from before the run writes anything
             self.held.enter_context(RunLock(self.path))
-            self._remove_stale_temps()
+            remove_stale(self.path, self.reporter.warn)
         self._place_data(data)
         self._start_metadata(section, data)
         monitors = self._monitors(data)
@@ -113,14 +113,6 @@ class Trainer:
             )
         return data
 
-    def _remove_stale_temps(self) -> None:
-        stale = [n for p in (self.path, monitor.metrics_path(self.path)) for n in checkpoint.remove_stale_temps(p)]
-        if stale:
-            self.reporter.warn(
-                f"removed {len(stale)} temporary file{'s' if len(stale) > 1 else ''} that a killed "
-                f"run left beside {self.path}: {', '.join(stale)}"
-            )
-
     def _build(self, section: dict) -> None:
         """The model, the optimizer, the arithmetic and the training generator, fresh or as the
         checkpoint left them."""
@@ -142,6 +134,7 @@ class Trainer:
             self._restore(optimizer, gen)
         model.train()
         self.model, self.optimizer, self.gen = model, optimizer, gen
+        self.ema = ema.Averaged(model, config.ema, ckpt)  # after the checkpoint's weights are in
         model.noise_rows = None
         model.sample_rows = sample_rows(config.max_memory, device, model, self.reserved)
         return_large_buffers()
@@ -193,6 +186,8 @@ class Trainer:
         if not self.world.main:
             return []
         monitors: list = [monitor.MetricsLog(self.path, earlier=tuple(self.metrics))]
+        if config.keep_best:
+            monitors.append(keep.BestCheckpoint(self.path, self.metrics))
         if config.viz_dir or config.tensorboard:
             test_labels = self.labels[1]
             pictures = monitor.EpochPictures(
@@ -217,6 +212,10 @@ class Trainer:
         try:
             with StopSignal() as self.stop:
                 for epoch in range(first, config.epochs + 1):
+                    if (why := keep.stalled(self.metrics, config.early_stop)) and world.main:
+                        reporter.warn(f"stopped early before epoch {epoch}: {why}")
+                    if why:
+                        break
                     record = self._epoch(epoch, partial if epoch == first else None)
                     for m in list(monitors):
                         if not monitor.guarded(m.epoch_end, m, reporter, epoch, self.model, record):
@@ -321,6 +320,7 @@ class Trainer:
                 amp.unscale(optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             amp.step(optimizer)
+            self.ema.update()
             step += 1
             objective = terms.objective.detach()
             objectives[i - 1] = objective
@@ -339,7 +339,8 @@ class Trainer:
         train_seconds = time.perf_counter() - started
         *means, objective = (world.sum_(sums.clone()) / n).tolist()
         train = dict(zip(model.TERMS, means))
-        test = test_pass(model, *self.test)
+        with self.ema.applied():
+            test = test_pass(model, *self.test)
         record = {
             "epoch": epoch,
             **{f"train_{k}": v for k, v in model.summary(train).items()},  # train_nelbo: whatever the objective
@@ -389,6 +390,8 @@ class Trainer:
                 f"the weights became non-finite in epoch {epoch}; nothing of it was saved; "
                 f"{self._kept()}; try a smaller --lr or --grad-clip"
             )
+        extra.update(self.ema.state())  # the live weights, before the averaged ones are put in
         if self.world.main:  # one writer
-            checkpoint.save(self.path, self.model, meta, optimizer=self.optimizer, rng=True, extra=extra)
+            with self.ema.applied():
+                checkpoint.save(self.path, self.model, meta, optimizer=self.optimizer, rng=True, extra=extra)
         self.saved = self._describe_saved(meta["epoch"], None if partial is None else partial[0])
