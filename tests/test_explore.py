@@ -300,3 +300,14 @@ def test_a_class_conditional_model_decodes_the_class_asked_for(tmp_path):
     assert np.abs(b / 255 - expected).max() < 0.5 / 255 + 1e-6 and not np.array_equal(a, b)
     assert client.post("/api/decode", json={"z": [0, 0, 0], "label": 3}).status_code == 400
     assert _image(client.get("/api/reconstruct?i=0,1")).shape[:2] == (2 * 8 + 3, 2 * 8 + 3)
+
+
+def test_a_port_in_use_is_one_line(vae, tiny_ckpt):
+    from conftest import one_line_error
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_line_error(vae("explore", tiny_ckpt, "--port", port), 2)
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "give another --port" in line

@@ -27,6 +27,21 @@ def _server_modules():
     return uvicorn
 
 
+def _check_port(host: str, port: int) -> None:
+    """One line, before the model loads, when the address cannot be listened on."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; give another --port (0: any free one)"
+        ) from None
+
+
 @app.command()
 def explore(
     ckpt: CkptArg,
@@ -56,6 +71,7 @@ def explore(
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be 0 to 65535, got {port}")
     uvicorn = _server_modules()
+    _check_port(host, port)
     from ..explorer import Explorer
     from ..explorer import app as web_app
 
