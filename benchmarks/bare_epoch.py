@@ -123,7 +123,7 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", default=["auto", "fp32"], choices=("auto", "fp32"))
     parser.add_argument("--write", action="store_true", help="rewrite the section of RESULTS.md")
     args = parser.parse_args()
-    from train_speed import machine, write_section
+    from train_speed import machine, publish
 
     from vaecli.training.precision import resolve_precision
 
@@ -147,10 +147,7 @@ def main() -> None:
         )
         print(lines[-1], flush=True)
     lines += ["", f"Command: `python benchmarks/bare_epoch.py --data-dir DIR --epochs {args.epochs}`."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(TITLE, text)
+    publish(TITLE, lines, args.write)
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--json", default=str(HERE / "disentanglement_study.json"))
     parser.add_argument("--write", action="store_true", help="rewrite the section of RESULTS.md")
     args = parser.parse_args()
-    from train_speed import machine, write_section
+    from train_speed import machine, publish
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,10 +114,7 @@ def main() -> None:
             + f" | {cell(mine, 'test_nelbo', 1)} | {statistics.mean(r['train_s'] for r in mine):.0f} |"
         )
     lines += ["", f"Command: `python benchmarks/disentanglement_study.py --epochs {args.epochs} --write`."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(TITLE, text)
+    publish(TITLE, lines, args.write)
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--tmp", default="", help="where the files go (default: a temporary folder)")
     parser.add_argument("--write", action="store_true", help="rewrite the section of RESULTS.md")
     args = parser.parse_args()
-    from train_speed import machine, write_section
+    from train_speed import machine, publish
 
     vae = [shutil.which("vae") or "vae"]
     mapped = [sys.executable, "-c", MAPPED]
@@ -137,10 +137,7 @@ def main() -> None:
             f"{statistics.median(r['peak_mb'] for r in results):.0f} |"
         )
     lines += ["", f"Command: `python benchmarks/mapped_data.py --gb {args.gb:g} --data-dir DIR`."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(TITLE, text)
+    publish(TITLE, lines, args.write)
 
 
 if __name__ == "__main__":

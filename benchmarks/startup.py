@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--write", action="store_true", help="rewrite the section of RESULTS.md")
     args = parser.parse_args()
-    from train_speed import machine, write_section
+    from train_speed import machine, publish
 
     import vaecli
 
@@ -77,10 +77,7 @@ def main() -> None:
         goal = "" if target is None else f"≤ {target}x ({'met' if median / torch_s <= target else 'not met'})"
         lines.append(f"| `{name}` | {median:.3f} | {min(times[name]):.3f} | {median / torch_s:.2f}x | {goal} |")
     lines += ["", f"Command: `python benchmarks/startup.py --repeats {args.repeats}`."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        write_section(TITLE, text)
+    publish(TITLE, lines, args.write)
 
 
 if __name__ == "__main__":

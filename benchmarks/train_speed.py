@@ -335,6 +335,15 @@ def table(runs: dict, args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def publish(title: str, lines: list, write: bool) -> None:
+    """Print a benchmark's table (``lines``) and, with ``write``, put it in RESULTS.md as the
+    section ``title``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if write:
+        write_section(title, text)
+
+
 def write_section(title: str, body: str) -> None:
     """Replace (or append) the section ``title`` of RESULTS.md."""
     path = HERE / "RESULTS.md"

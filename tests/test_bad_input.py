@@ -107,11 +107,9 @@ def _npy(path: str, array) -> None:
 
 def _npy_header_only(path: str, shape: tuple, body: int) -> None:
     """A .npy file whose header declares ``shape`` (uint8) followed by ``body`` zero bytes."""
-    header = np.lib.format.header_data_from_array_1_0(np.zeros((1,), np.uint8))
-    header["shape"] = shape
-    with open(path, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        f.write(bytes(body))
+    from test_fuzz import _npy_header
+
+    Path(path).write_bytes(_npy_header(shape, "|u1") + bytes(body))
 
 
 def _npz_header_only(path: str, shape: tuple) -> None:

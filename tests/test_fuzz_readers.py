@@ -19,7 +19,7 @@ import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
-from test_fuzz import _outcome, fuzz
+from test_fuzz import _npy_header, _outcome, fuzz
 
 from vaecli import images, inputs
 from vaecli import options as opts
@@ -108,9 +108,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 def _npy_with_header(shape, descr: str, body: int) -> bytes:
-    text = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
-    text += b" " * (-(10 + len(text) + 1) % 64) + b"\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text + bytes(body)
+    return _npy_header(shape, descr) + bytes(body)
 
 
 def _npz(members: dict) -> bytes:

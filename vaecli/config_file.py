@@ -5,7 +5,7 @@ underscores are accepted too. The options given on the command line win over the
 file wins over its recipe.
 
 A file is checked as a whole before anything runs: an unknown key is one line (with the closest
-known one), a value of the wrong type too; the same caps as recipe files (1 MB, 8 levels)."""
+known one), a value of the wrong type too; the same reader and caps as recipe files (``recipes.read_toml``)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ from typing import Any
 from . import recipe_text
 from .config import TrainConfig, by_name, settings
 from .errors import UsageError
-from .recipes import MAX_FILE_BYTES, _checked, _toml
-from .schema import check_depth
+from .recipes import _checked, read_toml
 
 __all__ = ["read", "to_toml", "apply"]
 
@@ -46,27 +45,7 @@ def read(path: str | Path) -> dict[str, Any]:
     """The settings of a config file, by field name (``recipe``: a recipe's name or file), each
     checked against ``TrainConfig``'s type; every problem one ``UsageError`` naming the file."""
     label = f"--config {path}"
-    p = Path(path).expanduser()
-    try:
-        if not p.is_file():
-            raise UsageError(f"{label}: {'is a folder' if p.is_dir() else 'no such file'}")
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise UsageError(f"{label} holds {p.stat().st_size:,} bytes; a config is a short TOML file (at most 1 MB)")
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{label} is not UTF-8 text") from None
-    except OSError as exc:
-        raise UsageError(f"{label} cannot be read: {exc.strerror or exc}") from None
-    tomllib = _toml()
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{label} is not valid TOML: {(str(exc).strip().splitlines() or ['?'])[0]}") from None
-    except RecursionError:
-        raise UsageError(f"{label} nests its values deeper than any config does") from None
-    deep = check_depth(data, limit=8)
-    if deep:
-        raise UsageError(f"{label} {deep}")
+    data = read_toml(path, label)
     names, hints = _names(), typing.get_type_hints(TrainConfig)
     out: dict[str, Any] = {}
     for key, value in data.items():

@@ -37,13 +37,11 @@ def free_bytes(device: torch.device) -> int:
     memory (Linux's MemAvailable; elsewhere physical memory, which overstates it)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+    from .header import available_memory
+
+    found = available_memory()
+    if found:
+        return found
     import os
 
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -85,22 +85,22 @@ class Explorer:
             xy = torch.cat([mean, mean.new_zeros(len(mean), 2 - model.latent_dim)], 1).double()
             self.axes = "the codes" if model.latent_dim == 2 else "the code (one dimension)"
         self.xy = xy.float()
-        self.samplers = ["prior", *self._fitted_samplers()]
+        self.fitted = self._fitted_samplers()
+        self.samplers = ["prior", *self.fitted]
 
-    def _fitted_samplers(self) -> list:
-        """The samplers already fitted for this checkpoint (saved beside it): drawn from without
-        fitting; the page never fits one."""
+    def _fitted_samplers(self) -> dict:
+        """The samplers already fitted for this checkpoint (saved beside it), loaded once: drawn
+        from without fitting; the page never fits one."""
         from . import sampling
         from .errors import VaeError
         from .plugins import registry
 
-        found = []
+        found = {}
         for name in registry().names("sampler"):
             if name == "prior" or not sampling.sampler_path(self.ckpt, name).exists():
                 continue
             try:
-                sampling.fitted(self.model, self.ckpt, name, None, images=_no_fit)
-                found.append(name)
+                found[name] = sampling.fitted(self.model, self.ckpt, name, None, images=_no_fit)[0]
             except (VaeError, _NoFit):
                 pass
         return found
@@ -217,13 +217,7 @@ class Explorer:
             raise BadRequest(400, "seed must be a whole number from 0")
         gen = torch.Generator(device=self.model.device).manual_seed(seed)
         with self.lock, torch.no_grad():
-            if name == "prior":
-                z = self.model.prior_sample(1, gen)
-            else:
-                from . import sampling
-
-                sampler, _ = sampling.fitted(self.model, self.ckpt, name, None, images=_no_fit)
-                z = sampler.sample(1, gen, self.model)
+            z = self.model.prior_sample(1, gen) if name == "prior" else self.fitted[name].sample(1, gen, self.model)
         z = z.float().cpu() * t
         return {"z": [round(float(v), 5) for v in z[0].tolist()]}
 

@@ -200,7 +200,7 @@ def read_bytes(path: Path) -> bytes:
                 _entries(header, size - 8 - declared)
             except (ValueError, TypeError, RecursionError) as exc:
                 raise unreadable(path, head + text[:64], exc) from None
-            available = _available_memory()
+            available = available_memory()
             if available and size > available:
                 raise refuse(
                     path,
@@ -211,8 +211,8 @@ def read_bytes(path: Path) -> bytes:
         raise refuse(path, f"cannot be read ({exc.strerror or exc})") from None
 
 
-def _available_memory() -> int:
-    """Linux's MemAvailable in bytes, or 0 where unknown."""
+def available_memory() -> int:
+    """Linux's MemAvailable in bytes, or 0 where unknown (no torch: ``vae info`` reads headers)."""
     try:
         with open("/proc/meminfo") as f:
             return next((int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")), 0)

@@ -131,10 +131,10 @@ def _toml():
 MAX_FILE_BYTES = 1 << 20
 
 
-def read_file(path: str | Path) -> Recipe:
-    """A recipe from a TOML file; every problem with it is one ``UsageError`` naming the file."""
-    shown = str(path)
-    label = f"recipe file {shown}"
+def read_toml(path: str | Path, label: str) -> dict:
+    """A short TOML file (a recipe or a config) as a dict; every problem with it (missing, a
+    folder, over 1 MB, not UTF-8, not TOML, nested over 8 levels) one ``UsageError`` starting
+    with ``label``."""
     p = Path(path).expanduser()
     try:
         if not p.exists():
@@ -142,7 +142,7 @@ def read_file(path: str | Path) -> Recipe:
         if p.is_dir():
             raise UsageError(f"{label} is a folder, not a TOML file")
         if p.stat().st_size > MAX_FILE_BYTES:
-            raise UsageError(f"{label} holds {p.stat().st_size:,} bytes; a recipe is a short TOML file (at most 1 MB)")
+            raise UsageError(f"{label} holds {p.stat().st_size:,} bytes; it should be a short TOML file (at most 1 MB)")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{label} is not UTF-8 text") from None
@@ -155,10 +155,18 @@ def read_file(path: str | Path) -> Recipe:
         first = (str(exc).strip().splitlines() or ["?"])[0]
         raise UsageError(f"{label} is not valid TOML: {first}") from None
     except RecursionError:
-        raise UsageError(f"{label} nests its values deeper than any recipe does") from None
+        raise UsageError(f"{label} nests its values deeper than 8 levels") from None
     deep = check_depth(data, limit=8)
     if deep:
         raise UsageError(f"{label} {deep}; settings are values, lists and tables of options")
+    return data
+
+
+def read_file(path: str | Path) -> Recipe:
+    """A recipe from a TOML file; every problem with it is one ``UsageError`` naming the file."""
+    label = f"recipe file {path}"
+    p = Path(path).expanduser()
+    data = read_toml(p, label)
     unknown = sorted(set(data) - set(FILE_KEYS))
     if unknown:
         raise UsageError(

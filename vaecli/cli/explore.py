@@ -80,30 +80,26 @@ def explore(
     if host not in LOCAL:
         warn(f"--host {host}: the page (and the model) can be reached by anyone on that network")
     server = uvicorn.Server(uvicorn.Config(web_app(explorer), host=host, port=port, log_level="warning"))
-    shown = f"[{host}]" if ":" in host else host
-
-    async def announce():
-        while not server.started:
-            import asyncio
-
-            await asyncio.sleep(0.05)
-        bound = server.servers[0].sockets[0].getsockname()[1] if server.servers else port
-        out.print(f"Exploring {ckpt} at http://{shown}:{bound}/  (Ctrl-C to stop)")
-
     import asyncio
 
-    async def serve():
-        task = asyncio.create_task(announce())
-        try:
-            await server.serve()
-        finally:
-            task.cancel()
-
     try:
-        asyncio.run(serve())
-    except OSError as exc:
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    except KeyboardInterrupt:
+        asyncio.run(_serve(server, f"[{host}]" if ":" in host else host, ckpt))
+    except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then passes the signal on: a normal end
         pass
-    if not server.started:
-        raise UsageError(f"cannot listen on {host}:{port} (in use? give another --port)")
+
+
+async def _serve(server, shown: str, ckpt) -> None:
+    """Serve until Ctrl-C, saying the URL once the server listens (its port, where --port 0)."""
+    import asyncio
+
+    async def announce() -> None:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        out.print(f"Exploring {ckpt} at http://{shown}:{port}/  (Ctrl-C to stop)")
+
+    task = asyncio.create_task(announce())
+    try:
+        await server.serve()
+    finally:
+        task.cancel()

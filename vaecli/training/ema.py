@@ -57,9 +57,10 @@ class Averaged:
             with torch.no_grad():
                 torch._foreach_copy_(self.live, kept)
 
-    def state(self, live: bool = True) -> dict[str, torch.Tensor]:
-        """What a checkpoint keeps besides the averaged weights: the live ones and the count."""
+    def state(self) -> dict[str, torch.Tensor]:
+        """What a checkpoint keeps besides the averaged weights: copies of the live ones (taken
+        before ``applied`` puts the average in their place) and the count of updates."""
         if not self.decay:
             return {}
-        out = {f"ema.live.{k}": t.detach().clone() for k, t in zip(self.names, self.live)} if live else {}
+        out = {f"ema.live.{k}": t.detach().clone() for k, t in zip(self.names, self.live)}
         return {**out, "ema.updates": torch.tensor(self.updates, dtype=torch.int64)}
