@@ -108,7 +108,13 @@ def _images_and_labels(
 
 
 def load(path: Union[str, Path], device: str = "cpu") -> Model:
-    """The trained model in a checkpoint, in eval mode, on ``device`` (auto, cpu, cuda, mps)."""
+    """The trained model in a checkpoint, in eval mode, on ``device`` (auto, cpu, cuda, mps).
+    ``path`` may name a checkpoint on the Hugging Face Hub: ``"hf://OWNER/REPO[@REVISION][/FILE]"``
+    (the ``hub`` extra; fetched through its cache)."""
+    if isinstance(path, str) and path.startswith("hf://"):
+        from .hub import resolve
+
+        path = resolve(path)
     return factory.load(path, resolve_device(device), mixin=Model)  # type: ignore[return-value]
 
 

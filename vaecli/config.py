@@ -108,10 +108,7 @@ class TrainConfig:
     # -- data --
     dataset: str = setting(
         "shapes",
-        "Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, "
-        "cifar10, binarized-mnist, celeba, omniglot, svhn, cifar100, folder:PATH (a tree of images), "
-        "tensor:PATH (.npy/.npz/.safetensors), or one "
-        "from a plugin.",
+        "Dataset: shapes (built in, no download), mnist, fashion-mnist, kmnist, emnist, cifar10, binarized-mnist, celeba, omniglot, svhn, cifar100, folder:PATH (a tree of images), tensor:PATH (.npy/.npz/.safetensors), or one from a plugin.",
         "data",
         flag="DATASET",
     )
@@ -124,8 +121,7 @@ class TrainConfig:
     )
     binarize: str = setting(
         "none",
-        "For bernoulli: none (grey levels), static (one fixed draw) or dynamic (a new "
-        "draw every batch, the standard for NLLs).",
+        "For bernoulli: none (grey levels), static (one fixed draw) or dynamic (a new draw every batch, the standard for NLLs).",
         "data",
         choices=("none", "static", "dynamic"),
         choice_name="binarization",
@@ -145,8 +141,7 @@ class TrainConfig:
     arch: str = setting("mlp", "Encoder/decoder architecture: mlp, conv, ...", "model", aliases=("-a",))
     arch_options: dict = setting(
         {},
-        "Architecture option KEY=VALUE (repeatable); `vae plugins --details` lists "
-        "each part's options. E.g. hidden=512,256 activation=tanh.",
+        "Architecture option KEY=VALUE (repeatable); `vae plugins --details` lists each part's options. E.g. hidden=512,256 activation=tanh.",
         "model",
         parent="arch",
     )
@@ -158,8 +153,7 @@ class TrainConfig:
     )
     likelihood_options: dict = setting(
         {},
-        "Likelihood option KEY=VALUE (repeatable); `vae plugins --details` "
-        "lists each part's options. E.g. learn_sigma=shared.",
+        "Likelihood option KEY=VALUE (repeatable); `vae plugins --details` lists each part's options. E.g. learn_sigma=shared.",
         "model",
         parent="likelihood",
     )
@@ -199,10 +193,7 @@ class TrainConfig:
     )
     lr_schedule: str = setting(
         "constant",
-        "constant; cosine (to 0 over the run); step (times --lr-gamma every "
-        "--lr-step epochs); multistep (times --lr-gamma after each of --lr-milestones); "
-        "burda (3^i epochs at --lr times 10^(-i/7), i=0..7: 3280 epochs, Burda et al. "
-        "2015).",
+        "constant; cosine (to 0 over the run); step (times --lr-gamma every --lr-step epochs); multistep (times --lr-gamma after each of --lr-milestones); burda (3^i epochs at --lr times 10^(-i/7), i=0..7: 3280 epochs, Burda et al. 2015).",
         "optimiser",
         choices=schedules.LR_SCHEDULES,
         choice_name="learning-rate schedule",
@@ -225,8 +216,7 @@ class TrainConfig:
     # -- run --
     ema: float = setting(
         0.0,
-        "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the test "
-        "loss and the checkpoint use the averaged weights (0: none).",
+        "Keep an exponential moving average of the weights with this decay (e.g. 0.999); the test loss and the checkpoint use the averaged weights (0: none).",
         "optimiser",
         minimum=0,
         maximum=0.999999,
@@ -245,24 +235,19 @@ class TrainConfig:
     device: str = setting("auto", "auto, cpu, cuda or mps.", "run")
     precision: str = setting(
         "auto",
-        "Arithmetic of the training steps: fp32; bf16 or fp16 mixed precision "
-        "(weights, optimizer and loss stay fp32; fp16 with loss scaling); auto: bf16 where "
-        "the GPU or CPU has it natively, else fp32.",
+        "Arithmetic of the training steps: fp32; bf16 or fp16 mixed precision (weights, optimizer and loss stay fp32; fp16 with loss scaling); auto: bf16 where the GPU or CPU has it natively, else fp32.",
         "run",
         choices=("auto", "fp32", "bf16", "fp16"),
         choice_name="precision",
     )
     compile: bool = setting(
         False,
-        "Compile the model's objective with torch.compile (a C++ compiler on the CPU, "
-        "Triton on GPUs); pays off on long runs.",
+        "Compile the model's objective with torch.compile (a C++ compiler on the CPU, Triton on GPUs); pays off on long runs.",
         "run",
     )
     max_memory: float = setting(
         0.0,
-        "GiB a training step may hold: a model and batch that need more are refused before they are "
-        "built, and the importance samples of IWAE-type families get what is left (decoded in chunks "
-        "and recomputed in backward, with the same result). 0: the memory free at the start.",
+        "GiB a training step may hold: a model and batch that need more are refused before they are built, and the importance samples of IWAE-type families get what is left (decoded in chunks and recomputed in backward, with the same result). 0: the memory free at the start.",
         "run",
         minimum=0,
         repeat=False,
@@ -297,14 +282,25 @@ class TrainConfig:
     force: bool = setting(False, "Overwrite an existing -o checkpoint.", "run", repeat=False)
     viz_dir: Optional[str] = setting(
         None,
-        "Write pictures of every epoch here (reconstructions, prior samples, "
-        "latent scatter) and training.gif at the end.",
+        "Write pictures of every epoch here (reconstructions, prior samples, latent scatter) and training.gif at the end.",
         "run",
         repeat=False,
     )
     tensorboard: Optional[str] = setting(
         None,
         "Log metrics and pictures for TensorBoard into this folder (pip install tensorboard).",
+        "run",
+        repeat=False,
+    )
+    mlflow: bool = setting(
+        False,
+        "Log the run to MLflow: settings, each epoch's metrics and pictures, the checkpoint.",
+        "run",
+        repeat=False,
+    )
+    mlflow_uri: Optional[str] = setting(
+        None,
+        "The MLflow store (implies --mlflow); default $MLFLOW_TRACKING_URI, else mlflow.db beside the checkpoint.",
         "run",
         repeat=False,
     )

@@ -198,7 +198,8 @@ def _with_mixin(mixin: type, cls: type[VAE]) -> type[VAE]:
 
 
 def _malformed(path: Path, exc: BaseException) -> CheckpointError:
-    return checkpoint.refuse(path, f"has malformed model metadata ({type(exc).__name__}: {str(exc)[:200]})")
+    first = (str(exc).strip().splitlines() or [""])[0]  # torch's own messages run on for lines
+    return checkpoint.refuse(path, f"has malformed model metadata ({type(exc).__name__}: {first[:200]})")
 
 
 def check_sizes(path: Path, section: dict, state: dict[str, torch.Tensor]) -> None:

@@ -29,7 +29,7 @@ __all__ = [
 
 FORMAT = "vaecli"
 FORMAT_VERSION = 3  # the newest this vaecli reads and writes
-JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions", "progress")
+JSON_KEYS = ("model", "data", "training", "metrics", "optim", "versions", "progress", "mlflow")
 # safetensors' dtypes: their names as torch prints them (the tensor hash hashes those) and sizes
 DTYPES = {
     "F64": ("float64", 8),

@@ -111,6 +111,7 @@ SECTIONS: dict[str, Check] = {
     "optim": mapping({"class": text, "param_groups": listing(ANY_MAP)}),
     "versions": mapping(values=optional(text)),
     "progress": mapping({"epoch": whole(0), "step": whole(0), "seconds": number}),
+    "mlflow": mapping({"uri": text, "run_id": text}),
 }
 
 

@@ -3,7 +3,7 @@ calling the Python API (``vaecli.api``) and printing through ``vaecli.console``.
 
 from __future__ import annotations
 
-from . import catalog, draw, evaluate, explore, info, latent, train  # noqa: F401  (each registers its commands)
+from . import catalog, draw, evaluate, explore, info, latent, push, quality, train  # noqa: F401  (each registers its commands)
 from .app import app
 
 __all__ = ["app", "main"]

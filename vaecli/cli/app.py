@@ -67,7 +67,9 @@ class _Group(TyperGroup):
         "plot-latent",
         "explore",
         "evaluate",
+        "train-scorer",
         "info",
+        "push",
         "recipes",
         "plugins",
     )
@@ -124,7 +126,24 @@ def _main(
 
 # -- option types shared by the commands ---------------------------------------------------------
 
-CkptArg = Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)]
+
+def _checkpoint(text: str) -> Path:
+    """A CKPT argument: a file, or ``hf://OWNER/REPO[@REVISION][/FILE]`` fetched through the
+    Hugging Face cache (``vaecli.hub``)."""
+    if not text.startswith("hf://"):
+        return Path(text)
+    from ..hub import resolve
+
+    try:
+        return resolve(text)
+    except VaeError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+CKPT_HELP = (
+    r"A checkpoint written by vae train: a file, or hf://OWNER/REPO\[@REVISION]\[/FILE] on the Hugging Face Hub."
+)
+CkptArg = Annotated[Path, typer.Argument(help=CKPT_HELP, show_default=False, metavar="CKPT", parser=_checkpoint)]
 INPUT_HELP = "DATASET:SPLIT (mnist:test), DATASET:SPLIT:INDEX (mnist:test:7), an image file or a folder of images."
 InputArg = Annotated[
     Optional[str],
@@ -193,8 +212,10 @@ def picture_out(output: Optional[Path], ckpt: Path, kind: str, suffixes=None, in
     """Where a picture goes: ``-o`` or ``CKPT-KIND.png``. Pictures are overwritten (they are
     cheap to remake), but never an image that is also an input of the command."""
     from .. import viz
+    from ..hub import beside
 
-    path = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-{kind}.png"), suffixes or viz.IMAGE_SUFFIXES)
+    base = beside(ckpt)  # REPO.safetensors here for a checkpoint from the Hub
+    path = viz.check_output(output or base.with_name(f"{base.stem}-{kind}.png"), suffixes or viz.IMAGE_SUFFIXES)
     for text in inputs:
         if text and path.exists() and Path(text).expanduser().is_file() and path.samefile(Path(text).expanduser()):
             raise UsageError(f"-o {path} is also the input image; choose another output file")

@@ -33,7 +33,7 @@ from .app import model as model_of
 
 @app.command()
 def sample(
-    ckpt: Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)],
+    ckpt: CkptArg,
     n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
     output: Annotated[
         Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-samples.png.")
@@ -93,6 +93,9 @@ def sample(
     from .. import viz
 
     model = model_of(ckpt, device)
+    from ..hub import beside
+
+    ckpt = beside(ckpt)  # what names derive from: REPO.safetensors here for a checkpoint from the Hub
     output = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-samples.png"))
     gen = torch.Generator(device=model.device).manual_seed(seed)
     labels = condition(model, label, n)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Optional
 
 import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
 from ..console import escape, out, progress
+from ..errors import UsageError
 from .app import (
     CkptArg,
     DataDirOpt,
@@ -70,14 +73,54 @@ def evaluate(
             "seeded by --seed, instead of the likelihood numbers.",
         ),
     ] = False,
+    fid: Annotated[
+        bool,
+        typer.Option(
+            "--fid",
+            help="Score samples against INPUT instead: Fréchet Inception Distance (needs --fid-weights or --scorer, and pip install 'vaecli\\[scores]').",
+            rich_help_panel="Sample quality",
+        ),
+    ] = False,
+    kid: Annotated[
+        bool, typer.Option("--kid", help="Kernel Inception Distance of the samples.", rich_help_panel="Sample quality")
+    ] = False,
+    precision_recall: Annotated[
+        bool,
+        typer.Option(
+            "--precision-recall", help="Precision and recall of the samples (k=3).", rich_help_panel="Sample quality"
+        ),
+    ] = False,
+    fid_weights: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--fid-weights",
+            help="The FID Inception-v3 weights as a safetensors file (default: $VAECLI_FID_WEIGHTS); docs/scores.md says where to get them.",
+            rich_help_panel="Sample quality",
+            show_default=False,
+        ),
+    ] = None,
+    scorer: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--scorer",
+            help="Score on the features of a scorer from vae train-scorer instead of Inception (offline; not comparable with papers).",
+            rich_help_panel="Sample quality",
+            show_default=False,
+        ),
+    ] = None,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples", help="Samples to draw (0: as many as INPUT has images).", rich_help_panel="Sample quality"
+        ),
+    ] = 0,
     device: DeviceOpt = "auto",
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
-    """Numbers comparable with papers: -ELBO, IWAE NLL, bits/dim, active units.
+    """Numbers comparable with papers: -ELBO, IWAE NLL, bits/dim, active units; or FID, KID, precision and recall of samples.
 
-    The negative ELBO with its reconstruction and KL parts, the importance-weighted estimate of
-    the negative log-likelihood (Burda et al. 2015), in nats per example.
+    The negative ELBO with its reconstruction and KL parts, the importance-weighted estimate of the negative log-likelihood (Burda et al. 2015), in nats per example. With --fid, --kid or --precision-recall: the model's prior samples against INPUT's images, on Inception's features (--fid-weights) or a scorer's (--scorer).
     """
     import time
 
@@ -92,6 +135,27 @@ def evaluate(
     if disentanglement:
         _disentanglement(model, inputs, ckpt, seed, as_json, started)
         return
+    if fid or kid or precision_recall:
+        from .quality import sample_quality
+
+        sample_quality(
+            model,
+            inputs,
+            ckpt,
+            fid=fid,
+            kid=kid,
+            pr=precision_recall,
+            fid_weights=None if fid_weights is None else str(fid_weights),
+            scorer=scorer,
+            samples=samples,
+            seed=seed,
+            batch_size=batch_size,
+            as_json=as_json,
+            started=started,
+        )
+        return
+    if fid_weights or scorer or samples:
+        raise UsageError("--fid-weights, --scorer and --samples go with --fid, --kid or --precision-recall")
     with progress(len(inputs), f"evaluating (k={iw_samples})", show=not as_json) as update:
         result = model.evaluate(
             inputs.images, iw_samples, batch_size, seed, labels=input_labels(model, inputs), progress=update

@@ -76,7 +76,9 @@ def explore(
     from ..explorer import app as web_app
 
     model = model_of(ckpt, device)
-    explorer = Explorer(model, ckpt, inputs_of(model, input, data_dir, no_download, limit=points))
+    from ..hub import beside
+
+    explorer = Explorer(model, beside(ckpt), inputs_of(model, input, data_dir, no_download, limit=points))
     if host not in LOCAL:
         warn(f"--host {host}: the page (and the model) can be reached by anyone on that network")
     server = uvicorn.Server(uvicorn.Config(web_app(explorer), host=host, port=port, log_level="warning"))

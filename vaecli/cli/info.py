@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -11,9 +10,7 @@ from typing_extensions import Annotated
 
 from ..console import escape, out
 from ..header import TERM_NAMES, scores
-from .app import (
-    app,
-)
+from .app import CkptArg, app
 from .text import fmt_objective, fmt_optimizer, fmt_options, fmt_provider, fmt_setting
 
 
@@ -49,7 +46,7 @@ def _recipe_rows(t: dict) -> list:
 
 @app.command()
 def info(
-    ckpt: Annotated[Path, typer.Argument(help="A checkpoint written by vae train.", show_default=False)],
+    ckpt: CkptArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metadata as JSON.")] = False,
     as_config: Annotated[
         bool, typer.Option("--config", help="Print the TOML file that repeats the run: vae train --config FILE.")

@@ -50,7 +50,10 @@ def encode(
     from ..inputs import input_labels
 
     positive(batch_size, "--batch-size")
-    output = Path(output or ckpt.with_name(f"{ckpt.stem}-latents.npy")).expanduser()
+    from ..hub import beside
+
+    base = beside(ckpt)
+    output = Path(output or base.with_name(f"{base.stem}-latents.npy")).expanduser()
     latents.check_suffix(output, "-o")
     data_out(output, ckpt, force)
     model = model_of(ckpt, device)

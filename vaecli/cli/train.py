@@ -254,6 +254,11 @@ def _trained(result, viz_dir: Optional[str]) -> None:
     )
     if viz_dir:
         out.print(f"Pictures of each epoch and the animation: {Path(viz_dir) / 'training.gif'}")
+    tracked = getattr(result.model, "meta", {}).get("mlflow")
+    if tracked:
+        out.print(
+            f"MLflow run {tracked['run_id']} in {tracked['uri']} (to browse: mlflow ui --backend-store-uri {tracked['uri']})"
+        )
     out.print(f"Next: vae sample {result.path} -o samples.png   |   vae info {result.path}")
 
 

@@ -69,5 +69,5 @@ class BestCheckpoint:
         except OSError:
             atomic_write(self.path, self.checkpoint.read_bytes())
 
-    def close(self) -> None:
+    def close(self, completed: bool = True) -> None:
         pass

@@ -1,9 +1,10 @@
 """What training leaves besides the checkpoint: ``metrics.jsonl``, pictures of each epoch and
-their animation (``--viz-dir``), and TensorBoard logs (``--tensorboard``).
+their animation (``--viz-dir``), TensorBoard logs (``--tensorboard``), the best checkpoint
+(``--keep-best``) and an MLflow run (``--mlflow``).
 
 Each monitor is told of every completed epoch after its checkpoint is on disk, and closed once
-at the end (also after Ctrl-C or a failure), so that the pictures of the epochs that finished are
-never lost. Monitors draw their own noise from fixed seeds: they never touch the training RNG.
+at the end (also after Ctrl-C or a failure: ``completed`` False), so that the pictures of the
+epochs that finished are never lost. Monitors draw their own noise from fixed seeds: they never touch the training RNG.
 """
 
 from __future__ import annotations
@@ -26,6 +27,40 @@ RECON_IMAGES = 32  # fixed test inputs shown with their reconstructions (4 rows 
 PRIOR_IMAGES = 64  # fixed prior draws decoded each epoch
 SCATTER_POINTS = 2000
 SCATTER_LIMIT = 4.0  # fixed axes, so that frames of the animation line up
+
+
+def start(trainer, data) -> list:
+    """The monitors a run asks for (on the process that writes the checkpoint): the metrics log
+    always; the best checkpoint, pictures, TensorBoard and MLflow where asked for."""
+    from . import keep, tracking
+
+    config, path, model = trainer.config, trainer.path, trainer.model
+    monitors: list = [MetricsLog(path, earlier=tuple(trainer.metrics))]
+    if config.keep_best:
+        monitors.append(keep.BestCheckpoint(path, trainer.metrics))
+    mlflow = config.mlflow or bool(config.mlflow_uri)
+    if not (config.viz_dir or config.tensorboard or mlflow):
+        return monitors
+    test_labels = trainer.labels[1]
+    pictures = EpochPictures(
+        model,
+        trainer.test[0],
+        test_labels if test_labels is not None else data.splits.test.labels,
+        data.splits.class_names,
+        config.seed,
+        conditional=bool(model.num_classes),
+    )
+    if config.viz_dir:
+        monitors.append(TrainingPictures(Path(config.viz_dir), pictures, model.latent_dim))
+    if config.tensorboard:
+        monitors.append(TensorBoardLog(Path(config.tensorboard), pictures))
+    if mlflow:
+        earlier = trainer.meta.get("mlflow") or {}
+        uri = earlier.get("uri") or tracking.store_uri(config.mlflow_uri, path)
+        log = tracking.MlflowLog(uri, path, trainer.meta, pictures, earlier.get("run_id"))
+        trainer.meta["mlflow"] = {"uri": uri, "run_id": log.run_id}  # a resume logs into the same MLflow run
+        monitors.append(log)
+    return monitors
 
 
 def metrics_path(checkpoint: Path) -> Path:
@@ -72,7 +107,7 @@ class MetricsLog:
         finally:
             os.close(fd)
 
-    def close(self) -> None:
+    def close(self, completed: bool = True) -> None:
         pass
 
 
@@ -196,7 +231,7 @@ class TrainingPictures:
             if len(self.frames) >= MAX_FRAMES:  # bounded memory for long runs
                 self.frames, self.stride = self.frames[::2], self.stride * 2
 
-    def close(self) -> None:
+    def close(self, completed: bool = True) -> None:
         if self.last is None:
             return
         frames = [f for e, f in self.frames if e != self.last[0]] + [self.last[1]]
@@ -223,7 +258,7 @@ class TensorBoardLog:
         self.writer.add_image("samples", samples_grid, epoch)
         self.writer.flush()
 
-    def close(self) -> None:
+    def close(self, completed: bool = True) -> None:
         self.writer.close()
 
 

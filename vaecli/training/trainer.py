@@ -21,7 +21,7 @@ from ..evaluation import test_pass
 from ..factory import create_model, family_of, model_of, model_section
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
-from . import distributed, ema, keep, monitor
+from . import distributed, ema, keep, monitor, tracking
 from .lock import RunLock, remove_stale
 from .memory import batch_need, check_fits, return_large_buffers, sample_rows, weights_need
 from .optim import backward, make_optimizer, parameter_groups
@@ -68,6 +68,8 @@ class Trainer:
         if config.tensorboard:
             monitor.check_folder(Path(config.tensorboard), "--tensorboard")
             monitor.summary_writer()
+        if config.mlflow or config.mlflow_uri:
+            tracking.require()
         # unknown names and bad options fail before the data loads
         section = model_section(config) if ckpt is None else dict(ckpt.meta["model"])
         data = self._load_data(section)
@@ -77,14 +79,16 @@ class Trainer:
             remove_stale(self.path, self.reporter.warn)
         self._place_data(data)
         self._start_metadata(section, data)
-        monitors = self._monitors(data)
+        monitors = monitor.start(self, data) if world.main else []  # rank 0 writes them
         self.reporter.start(config, self.path, self.device, data)
+        completed = False
         try:
             self._epochs(monitors)
+            completed = True
         finally:
             self.model.noise_rows = None
             for m in monitors:
-                monitor.guarded(m.close, m, self.reporter)
+                monitor.guarded(m.close, m, self.reporter, completed)
         self.model.eval()
         self.model.meta = self.meta
         return TrainResult(self.path, self.model, self.metrics, world.main)
@@ -173,36 +177,14 @@ class Trainer:
             }
         else:
             self.meta = {
-                key: ckpt.meta[key] for key in ("model", "data", "metrics", "epoch", "created") if key in ckpt.meta
+                key: ckpt.meta[key]
+                for key in ("model", "data", "metrics", "epoch", "created", "mlflow")
+                if key in ckpt.meta
             }
             self.meta["training"] = settings
             self.meta["epoch"] = ckpt.epoch
             self.saved = self._describe_saved(ckpt.epoch, (ckpt.meta.get("progress") or {}).get("step"))
         self.metrics: list[dict] = list(self.meta["metrics"])
-
-    def _monitors(self, data: LoadedDataset) -> list:
-        """The metrics log and, where asked for, the pictures of every epoch (rank 0 only)."""
-        config = self.config
-        if not self.world.main:
-            return []
-        monitors: list = [monitor.MetricsLog(self.path, earlier=tuple(self.metrics))]
-        if config.keep_best:
-            monitors.append(keep.BestCheckpoint(self.path, self.metrics))
-        if config.viz_dir or config.tensorboard:
-            test_labels = self.labels[1]
-            pictures = monitor.EpochPictures(
-                self.model,
-                self.test[0],
-                test_labels if test_labels is not None else data.splits.test.labels,
-                data.splits.class_names,
-                config.seed,
-                conditional=bool(self.model.num_classes),
-            )
-            if config.viz_dir:
-                monitors.append(monitor.TrainingPictures(Path(config.viz_dir), pictures, self.model.latent_dim))
-            if config.tensorboard:
-                monitors.append(monitor.TensorBoardLog(Path(config.tensorboard), pictures))
-        return monitors
 
     def _epochs(self, monitors: list) -> None:
         """Every epoch left, each told to the monitors; a stop request saves and ends the run."""
@@ -220,7 +202,7 @@ class Trainer:
                     for m in list(monitors):
                         if not monitor.guarded(m.epoch_end, m, reporter, epoch, self.model, record):
                             monitors.remove(m)  # a picture or log that fails never stops training
-                            monitor.guarded(m.close, m, reporter)
+                            monitor.guarded(m.close, m, reporter, False)
                     if world.any(self.stop.received is not None, self.device) and epoch < config.epochs:
                         raise self._stopped(f"after epoch {epoch}")
         except KeyboardInterrupt:  # a second Ctrl-C: no time to save
