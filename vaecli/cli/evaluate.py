@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 from typing_extensions import Annotated
 
 from ..console import escape, out, progress
@@ -23,6 +22,7 @@ from .app import (
 )
 from .app import inputs as inputs_of
 from .app import model as model_of
+from .text import number_table
 
 
 def _bits_note(model) -> str:
@@ -165,16 +165,7 @@ def evaluate(
     if as_json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return
-    table = Table(
-        title=f"{ckpt} on {inputs.source} ({result['examples']} images), nats per example",
-        title_justify="left",
-        show_header=False,
-        box=None,
-        padding=(0, 2),
-    )
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_column(style="dim")
+    table = number_table(f"{ckpt} on {inputs.source} ({result['examples']} images), nats per example")
     if "nll" not in result:  # a family without a likelihood: its own terms
         for term in model.TERMS:
             what = "-log p(x|z), z the encoder's code" if term == "recon" else "a term of its loss"
@@ -251,10 +242,7 @@ def _disentanglement(model, inputs, ckpt, seed: int, as_json: bool, started: flo
         print(json.dumps(result, indent=2, allow_nan=False))
         return
     title = f"{ckpt} on {inputs.source} ({result['examples']} images): the code against {', '.join(result['factors'])}"
-    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_column(style="dim")
+    table = number_table(title)
     for metric in METRICS:
         table.add_row(metric, f"{result[metric]:.3f}", METRIC_NOTES[metric])
     out.print(table)

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 from typing_extensions import Annotated
 
 from ..console import escape, out, progress
 from ..errors import UsageError
 from .app import DataDirOpt, DeviceOpt, NoDownloadOpt, app, positive
+from .text import number_table
 
 MAX_SAMPLES = 100_000
 
@@ -76,16 +76,9 @@ def sample_quality(
     if as_json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return
-    table = Table(
-        title=f"{ckpt}: {n} samples against {inputs.source} ({len(inputs)} images), on the features of {net.name}",
-        title_justify="left",
-        show_header=False,
-        box=None,
-        padding=(0, 2),
+    table = number_table(
+        f"{ckpt}: {n} samples against {inputs.source} ({len(inputs)} images), on the features of {net.name}"
     )
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    table.add_column(style="dim")
     if "fid" in result:
         table.add_row("FID", f"{result['fid']:.3f}", NOTES["fid"])
     if "kid_mean" in result:

@@ -60,3 +60,14 @@ def fmt_setting(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(fmt_setting, value))
     return str(value)
+
+
+def number_table(title: str) -> Any:
+    """The borderless table of the scores commands: name (bold), value (right), note (dim)."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(style="dim")
+    return table
