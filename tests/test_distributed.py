@@ -15,6 +15,7 @@ import torch
 import vaecli
 from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, one_line_error
 from vaecli import factory
+from vaecli.errors import VaeError
 from vaecli.training import distributed
 from vaecli.training.distributed import World
 
@@ -251,17 +252,35 @@ if os.environ.get("FAULT") and os.environ.get("RANK") == "1":
         return module
 
     builtins.__import__ = hook
+
+# the launcher looks at its processes every 3 s instead of 0.1 s: the surviving rank sees its
+# collective fail (connection reset) long before the launcher stops it
+if os.environ.get("FAULT_SLOW_LAUNCHER") and "RANK" not in os.environ:
+    import torch.distributed.run as run
+    parser = run.get_args_parser
+
+    def slow():
+        p = parser()
+        p.set_defaults(monitor_interval=3.0)
+        return p
+
+    run.get_args_parser = slow
 """
 
 
-@pytest.mark.parametrize("fault", ["kill", "raise"])
+@pytest.mark.parametrize("fault", ["kill", "raise", "kill-slow-launcher"])
 def test_a_rank_that_dies_or_raises_stops_the_run_with_one_message(tmp_path, fault):
     """Under `vae train --nproc 2`, rank 1 is killed (or raises) in epoch 2: the other process
     stops within seconds, the user reads one error line (the dead rank's, or the launcher's for a
-    rank killed without a word) and where to resume, and the last checkpoint is intact."""
+    rank killed without a word) and where to resume, and the last checkpoint is intact. With a
+    slow launcher, rank 0's collective fails first: it waits, silent, to be stopped."""
     (tmp_path / "inject").mkdir()
     (tmp_path / "inject" / "sitecustomize.py").write_text(FAULT)
+    slow = fault.endswith("-slow-launcher")
+    fault = fault.removesuffix("-slow-launcher")
     env = dict(_env(), FAULT=fault, FAULT_STEP="90", FAULT_TIME=str(tmp_path / "fault-time"))
+    if slow:
+        env["FAULT_SLOW_LAUNCHER"] = "1"
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "inject"), env.get("PYTHONPATH", "")])
     data = ["--data-option", "n_train=2000", "--data-option", "n_test=200", "--data-option", "size=8"]
     cmd = [sys.executable, "-m", "vaecli", "train", "shapes", *data, "--arch-option", "hidden=32", "--latent-dim", "3"]
@@ -286,3 +305,21 @@ def test_a_rank_that_dies_or_raises_stops_the_run_with_one_message(tmp_path, fau
     assert saved["epoch"] == 1 and saved["progress"]["step"] == 12  # step 75 of the run
     assert len((tmp_path / "k.metrics.jsonl").read_text().splitlines()) == 1
     assert vaecli.load(tmp_path / "k.safetensors").latent_dim == 3
+
+
+def test_a_collective_that_lost_its_peer_is_told_from_a_process_own_failure():
+    """Only a failed collective waits for the launcher; a process's own error leaves at once."""
+    import torch.distributed as dist
+
+    from vaecli.errors import TrainingError
+    from vaecli.training import distributed
+
+    reset = "[../gloo/transport/tcp/pair.cc:545] Read error [127.0.0.1]:930: Connection reset by peer."
+    assert distributed.lost_peer(RuntimeError(reset))
+    assert distributed.lost_peer(dist.DistNetworkError("the store went away"))
+    assert not distributed.lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not distributed.lost_peer(TrainingError("the loss is not finite"))
+    assert not distributed.lost_peer(ValueError("gloo"))
+    world = distributed.World(rank=1, size=2, backend="gloo")
+    with pytest.raises(VaeError, match=r"^rank 1 of 2 lost the other training processes: \[\.\./gloo.*peer\.$"):
+        distributed.await_stop(world, RuntimeError(reset + "\nmore"), seconds=0)

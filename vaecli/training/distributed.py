@@ -126,6 +126,31 @@ def stop(world: World) -> None:
             dist.destroy_process_group()
 
 
+PEER_LOST = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "socket")
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that failed because another process left (killed, or
+    stopped after its own error), rather than this process's own failure."""
+    import torch.distributed as dist
+
+    if isinstance(exc, VaeError) or not isinstance(exc, RuntimeError):
+        return False
+    return isinstance(exc, dist.DistError) or any(word in str(exc).lower() for word in PEER_LOST)
+
+
+def await_stop(world: World, exc: BaseException, seconds: float = 60.0) -> None:
+    """After a collective failed because a peer left: say nothing and wait for the launcher,
+    which stops this process (SIGTERM) and reports the process that failed first. Waiting
+    matters: a process that exits here could be reported in place of the one that failed.
+    Without a launcher to stop it, one line after ``seconds``."""
+    import time
+
+    time.sleep(seconds)
+    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
+    raise VaeError(f"rank {world.rank} of {world.size} lost the other training processes: {first}") from exc
+
+
 def wrap(model: torch.nn.Module, world: World, device: torch.device):
     """The model as the training loop calls it: under DistributedDataParallel when distributed."""
     if not world.distributed:

@@ -57,6 +57,10 @@ class Trainer:
                 result = self._fit()
             self.world.barrier()  # every rank done before the group is taken down
             return result
+        except RuntimeError as exc:
+            if self.world.distributed and distributed.lost_peer(exc):
+                distributed.await_stop(self.world, exc)
+            raise
         finally:
             self.objective: Any = None  # DistributedDataParallel holds the process group: let go of it first
             distributed.stop(self.world)
