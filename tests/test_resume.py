@@ -402,7 +402,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, stra
 KILLER = textwrap.dedent("""
     import importlib, json, os, shutil, signal, sys
     from vaecli import checkpoint
-    from vaecli.cli import main
+    from vaecli.cli import run
     from vaecli.training import trainer
 
     for name in ("torch._dynamo", "torch.optim", "safetensors.torch", "numpy", "rich.progress", "vaecli.api",
@@ -444,7 +444,7 @@ KILLER = textwrap.dedent("""
             target[:] = [event, n]
             sys.argv = ["vae", *(["train", "--resume", "k.safetensors", "--epochs", "3"] if exists else fresh)]
             try:
-                main()
+                run()
             except SystemExit as exc:
                 os._exit(exc.code if isinstance(exc.code, int) else 1)
             os._exit(0)

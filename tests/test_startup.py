@@ -19,9 +19,9 @@ HEAVY = ("torch", "torchvision", "torch._dynamo", "matplotlib", "sklearn", "scip
 def _loaded_after(*args: str) -> set:
     code = (
         "import json, sys\n"
-        "from vaecli.cli import main\n"
+        "from vaecli.cli import run\n"
         f"sys.argv = ['vae', *{list(map(str, args))!r}]\n"
-        "try:\n    main()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "try:\n    run()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
