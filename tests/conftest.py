@@ -36,6 +36,19 @@ TINY_CLI = [
 ]
 
 
+def tiny_run(**settings) -> dict:
+    """``vaecli.train``'s settings of TINY_CLI (fresh dicts each call), updated by ``settings``."""
+    return {
+        "dataset": "shapes",
+        "dataset_options": dict(TINY_DATA),
+        "arch_options": dict(TINY_ARCH),
+        "latent_dim": 3,
+        "batch_size": 32,
+        "device": "cpu",
+        **settings,
+    }
+
+
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path, monkeypatch):
     """Every test runs in its own empty folder, with no debug mode, a fresh plugin registry and

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 import vaecli
-from conftest import TINY_CLI, TINY_DATA, one_line_error
+from conftest import TINY_CLI, TINY_DATA, one_line_error, tiny_run
 from vaecli import checkpoint
 from vaecli.data import load_dataset
 from vaecli.errors import VaeError
@@ -63,14 +63,7 @@ def ae_ckpt(tmp_path_factory, one_thread):
     return _train(
         tmp_path_factory.mktemp("ae"),
         "ae",
-        dataset="shapes",
-        dataset_options=dict(TINY_DATA),
-        arch_options={"hidden": (32,)},
-        latent_dim=3,
-        epochs=1,
-        batch_size=32,
-        device="cpu",
-        model="ae",
+        **tiny_run(epochs=1, model="ae"),
     )
 
 
@@ -906,17 +899,7 @@ def test_tensorboard_missing_is_a_one_line_error_before_training(vae, monkeypatc
 def tensorboard_run(tmp_path_factory, one_thread):
     pytest.importorskip("tensorboard")
     folder = tmp_path_factory.mktemp("tb")
-    result = vaecli.train(
-        dataset="shapes",
-        dataset_options=dict(TINY_DATA),
-        arch_options={"hidden": (32,)},
-        latent_dim=3,
-        epochs=2,
-        batch_size=32,
-        device="cpu",
-        out=str(folder / "m.safetensors"),
-        tensorboard=str(folder / "tb"),
-    )
+    result = vaecli.train(**tiny_run(epochs=2, out=str(folder / "m.safetensors"), tensorboard=str(folder / "tb")))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(folder / "tb"))

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vaecli
-from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, one_line_error
+from conftest import TINY_ARCH, TINY_CLI, one_line_error, tiny_run
 from vaecli import factory
 from vaecli.errors import VaeError
 from vaecli.training import distributed
@@ -32,17 +32,7 @@ def _env() -> dict:
 
 
 def _single(epochs: int, out: str):
-    return vaecli.train(
-        dataset="shapes",
-        dataset_options=dict(TINY_DATA),
-        arch_options=dict(TINY_ARCH),
-        latent_dim=3,
-        batch_size=32,
-        device="cpu",
-        precision="fp32",
-        epochs=epochs,
-        out=out,
-    )
+    return vaecli.train(**tiny_run(precision="fp32", epochs=epochs, out=out))
 
 
 def _same_training(a: Path, b: Path) -> None:

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 import vaecli
-from conftest import one_line_error
+from conftest import one_line_error, tiny_run
 from vaecli import hub
 from vaecli.checkpoint import read
 
@@ -48,16 +48,7 @@ def cache(tmp_path, monkeypatch, tiny_ckpt):
 
     folder = tmp_path / "hub-cache"
     one_epoch = tmp_path / "one.safetensors"
-    vaecli.train(
-        dataset="shapes",
-        dataset_options={"n_train": 96, "n_test": 48, "size": 8},
-        arch_options={"hidden": (32,)},
-        latent_dim=3,
-        epochs=1,
-        batch_size=32,
-        device="cpu",
-        out=str(one_epoch),
-    )
+    vaecli.train(**tiny_run(epochs=1, out=str(one_epoch)))
     data = tiny_ckpt.read_bytes()
     _put(folder, "alice/tiny", "main", {"model.safetensors": data, "runs/other.safetensors": one_epoch.read_bytes()})
     _put(folder, "alice/tiny", "v1", {"model.safetensors": one_epoch.read_bytes()})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import vaecli
-from conftest import TINY_ARCH, TINY_DATA
+from conftest import tiny_run
 from vaecli.training import keep, trainer
 
 
@@ -41,9 +41,8 @@ def scripted(monkeypatch):
 
 
 def test_early_stop_and_keep_best(tmp_path, scripted):
-    common = dict(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH), latent_dim=3)
     out = tmp_path / "k.safetensors"
-    result = vaecli.train(**common, epochs=7, early_stop=2, keep_best=True, device="cpu", out=str(out))
+    result = vaecli.train(**tiny_run(epochs=7, early_stop=2, keep_best=True, out=str(out)))
     assert [m["epoch"] for m in result.metrics] == [1, 2, 3, 4]  # stopped before epoch 5
     kept = keep.best_path(out)
     assert vaecli.metadata(kept)["epoch"] == 2 and vaecli.metadata(out)["epoch"] == 4
@@ -53,9 +52,8 @@ def test_early_stop_and_keep_best(tmp_path, scripted):
 
 
 def test_keep_best_follows_improvements_across_a_resume(tmp_path, scripted):
-    common = dict(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH), latent_dim=3)
     out = tmp_path / "k.safetensors"
-    vaecli.train(**common, epochs=3, keep_best=True, device="cpu", out=str(out))
+    vaecli.train(**tiny_run(epochs=3, keep_best=True, out=str(out)))
     assert vaecli.metadata(keep.best_path(out))["epoch"] == 2
     vaecli.resume(out, epochs=5)  # epochs 4 (4.2) and 5 (3.0): 5 is the best
     assert vaecli.metadata(keep.best_path(out))["epoch"] == 5
@@ -68,9 +66,8 @@ def test_ema_averages_the_weights_that_are_tested_and_saved(tmp_path):
 
     from vaecli import checkpoint
 
-    common = dict(dataset="shapes", dataset_options=dict(TINY_DATA), arch_options=dict(TINY_ARCH), latent_dim=3)
     out = tmp_path / "e.safetensors"
-    result = vaecli.train(**common, epochs=2, ema=0.9, batch_size=32, device="cpu", precision="fp32", out=str(out))
+    result = vaecli.train(**tiny_run(epochs=2, ema=0.9, precision="fp32", out=str(out)))
     tensors = checkpoint.read(out).tensors
     live = {k[len("ema.live.") :]: v for k, v in tensors.items() if k.startswith("ema.live.")}
     assert live and int(tensors["ema.updates"]) == 2 * 3  # 96 images in batches of 32, two epochs

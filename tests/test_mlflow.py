@@ -10,17 +10,10 @@ import numpy as np
 import pytest
 
 import vaecli
-from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, ends_in_error, one_line_error
+from conftest import TINY_CLI, ends_in_error, one_line_error, tiny_run
 from vaecli.checkpoint import read
 
-TINY = dict(
-    dataset="shapes",
-    dataset_options=dict(TINY_DATA),
-    arch_options=dict(TINY_ARCH),
-    latent_dim=3,
-    batch_size=32,
-    device="cpu",
-)
+TINY = tiny_run()
 
 
 def _client(uri: str):

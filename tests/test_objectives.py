@@ -14,7 +14,7 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from typer.testing import CliRunner
 
 import vaecli
-from conftest import TINY_CLI, TINY_DATA, one_line_error
+from conftest import TINY_CLI, TINY_DATA, one_line_error, tiny_run
 from vaecli import checkpoint, factory, training
 from vaecli.data import BINARIZE_SEEDS, binarize, load_dataset
 from vaecli.errors import UsageError
@@ -531,14 +531,7 @@ def test_binarize_draws_0_or_255_with_probability_value_over_255():
 
 # -- tiny real runs ----------------------------------------------------------------------------
 
-TINY = dict(
-    dataset="shapes",
-    dataset_options=dict(TINY_DATA),
-    arch_options={"hidden": (32,)},
-    latent_dim=3,
-    batch_size=32,
-    device="cpu",
-)
+TINY = tiny_run()
 BATCHES = math.ceil(TINY_DATA["n_train"] / 32)
 
 

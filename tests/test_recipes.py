@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import vaecli
-from conftest import TINY_CLI, TINY_DATA, one_line_error
+from conftest import TINY_CLI, one_line_error, tiny_run
 from vaecli import checkpoint, plugins, recipes, testing
 from vaecli.recipes import _toml
 from vaecli.training import TrainConfig, burda_stage
@@ -294,17 +294,7 @@ def test_recipe_from_python(tmp_path):
         "shapes",
         {},
     )
-    result = vaecli.train(
-        recipe="pytorch-example",
-        dataset="shapes",
-        dataset_options=dict(TINY_DATA),
-        arch_options={"hidden": (32,)},
-        latent_dim=3,
-        epochs=1,
-        batch_size=32,
-        device="cpu",
-        out=str(tmp_path / "p.safetensors"),
-    )
+    result = vaecli.train(**tiny_run(recipe="pytorch-example", epochs=1, out=str(tmp_path / "p.safetensors")))
     t = result.model.meta["training"]
     assert (t["recipe"]["name"], t["lr"], t["arch_options"]["activation"], t["epochs"]) == (
         "pytorch-example",

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vaecli
-from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, ends_in_error, one_line_error
+from conftest import TINY_ARCH, TINY_CLI, TINY_DATA, ends_in_error, one_line_error, tiny_run
 from vaecli import checkpoint, evaluation, factory, training
 from vaecli.factory import create_model as from_config
 from vaecli.factory import model_section as model_config
@@ -20,18 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(**kw):
-    settings = dict(
-        dataset="shapes",
-        dataset_options=dict(TINY_DATA),
-        arch_options=dict(TINY_ARCH),
-        latent_dim=3,
-        epochs=2,
-        batch_size=32,
-        device="cpu",
-        out="m.safetensors",
-        force=True,
-    )
-    return vaecli.train(**{**settings, **kw})
+    return vaecli.train(**tiny_run(**{"epochs": 2, "out": "m.safetensors", "force": True, **kw}))
 
 
 def _tiny_model(arch="mlp"):
