@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -93,6 +94,17 @@ def test_commands_read_hub_checkpoints_and_write_their_pictures_here(vae, cache)
     assert result.exit_code == 0, result.output
     assert '"epoch": 1' in result.stdout
     assert sorted(p.relative_to(cache) for p in cache.rglob("*")) == before  # nothing written into the cache
+
+
+def test_titles_and_reports_name_the_hub_checkpoint_not_the_cache(vae, cache):
+    result = vae("info", "hf://alice/tiny")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[0].strip() == "hf://alice/tiny"
+    result = vae("evaluate", "hf://alice/tiny@v1", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checkpoint"] == "hf://alice/tiny@v1"
+    result = vae("evaluate", "hf://alice/tiny", "--device", "cpu")
+    assert "hf://alice/tiny on shapes:test" in result.stdout and str(cache) not in result.stdout
 
 
 def test_a_tampered_cached_file_is_refused_like_a_local_one(vae, cache, tiny_ckpt):

@@ -28,6 +28,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 SAMPLES = 64  # prior draws in the card's picture
 
 _local_names: dict[Path, Path] = {}  # a checkpoint in the hub cache -> REPO.safetensors here
+_hub_names: dict[Path, str] = {}  # a checkpoint in the hub cache -> the hf:// name it was asked by
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def resolve(text: str) -> Path:
         raise UsageError(f"{text}: {_first_line(exc)}") from None
     stem = ref.repo_id.split("/")[1] + ("" if ref.filename == FILE else "-" + Path(ref.filename).stem)
     _local_names[local] = Path(f"{stem}.safetensors")
+    _hub_names[local] = text
     return local
 
 
@@ -103,6 +105,12 @@ def beside(ckpt: Path) -> Path:
     """The path names derived from a checkpoint are made from: the checkpoint itself, or for
     one from the Hub ``REPO.safetensors`` in the current folder."""
     return _local_names.get(Path(ckpt), Path(ckpt))
+
+
+def shown(ckpt: Path) -> str:
+    """A checkpoint as messages and titles name it: the ``hf://`` name it was asked by, not its
+    place in the Hugging Face cache."""
+    return _hub_names.get(Path(ckpt), str(ckpt))
 
 
 # -- vae push -------------------------------------------------------------------------------------

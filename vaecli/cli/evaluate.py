@@ -11,6 +11,7 @@ from typing_extensions import Annotated
 
 from ..console import escape, out, progress
 from ..errors import UsageError
+from ..hub import shown
 from .app import (
     CkptArg,
     DataDirOpt,
@@ -160,12 +161,12 @@ def evaluate(
         result = model.evaluate(
             inputs.images, iw_samples, batch_size, seed, labels=input_labels(model, inputs), progress=update
         )
-    result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
+    result.update(input=inputs.source, checkpoint=shown(ckpt), seconds=time.perf_counter() - started)
     _check_finite(result)
     if as_json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return
-    table = number_table(f"{ckpt} on {inputs.source} ({result['examples']} images), nats per example")
+    table = number_table(f"{shown(ckpt)} on {inputs.source} ({result['examples']} images), nats per example")
     if "nll" not in result:  # a family without a likelihood: its own terms
         for term in model.TERMS:
             what = "-log p(x|z), z the encoder's code" if term == "recon" else "a term of its loss"
@@ -236,12 +237,12 @@ def _disentanglement(model, inputs, ckpt, seed: int, as_json: bool, started: flo
         result = model.disentanglement(
             inputs, seed=seed, progress=lambda stage, done, total: (encoding if stage == "encoding" else scoring)(done)
         )
-    result.update(input=inputs.source, checkpoint=str(ckpt), seconds=time.perf_counter() - started)
+    result.update(input=inputs.source, checkpoint=shown(ckpt), seconds=time.perf_counter() - started)
     _check_finite(result)
     if as_json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return
-    title = f"{ckpt} on {inputs.source} ({result['examples']} images): the code against {', '.join(result['factors'])}"
+    title = f"{shown(ckpt)} on {inputs.source} ({result['examples']} images): the code against {', '.join(result['factors'])}"
     table = number_table(title)
     for metric in METRICS:
         table.add_row(metric, f"{result[metric]:.3f}", METRIC_NOTES[metric])

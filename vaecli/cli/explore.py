@@ -76,7 +76,7 @@ def explore(
     from ..explorer import app as web_app
 
     model = model_of(ckpt, device)
-    from ..hub import beside
+    from ..hub import beside, shown
 
     explorer = Explorer(model, beside(ckpt), inputs_of(model, input, data_dir, no_download, limit=points))
     if host not in LOCAL:
@@ -85,12 +85,12 @@ def explore(
     import asyncio
 
     try:
-        asyncio.run(_serve(server, f"[{host}]" if ":" in host else host, ckpt))
+        asyncio.run(_serve(server, f"[{host}]" if ":" in host else host, shown(ckpt)))
     except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then passes the signal on: a normal end
         pass
 
 
-async def _serve(server, shown: str, ckpt) -> None:
+async def _serve(server, address: str, name: str) -> None:
     """Serve until Ctrl-C, saying the URL once the server listens (its port, where --port 0)."""
     import asyncio
 
@@ -98,7 +98,7 @@ async def _serve(server, shown: str, ckpt) -> None:
         while not server.started:
             await asyncio.sleep(0.05)
         port = server.servers[0].sockets[0].getsockname()[1]
-        out.print(f"Exploring {ckpt} at http://{shown}:{port}/  (Ctrl-C to stop)")
+        out.print(f"Exploring {name} at http://{address}:{port}/  (Ctrl-C to stop)")
 
     task = asyncio.create_task(announce())
     try:

@@ -10,6 +10,7 @@ from typing_extensions import Annotated
 
 from ..console import escape, out
 from ..header import TERM_NAMES, scores
+from ..hub import shown
 from .app import CkptArg, app
 from .text import fmt_objective, fmt_optimizer, fmt_options, fmt_provider, fmt_setting
 
@@ -60,14 +61,14 @@ def info(
     if as_config:
         from ..config_file import to_toml
 
-        print(to_toml(meta["training"], str(ckpt)), end="")
+        print(to_toml(meta["training"], shown(ckpt)), end="")
         return
     if as_json:
         print(json.dumps(meta, indent=2))
         return
     m, d, t = meta["model"], meta["data"], meta["training"]
     arch, lik, ds = m.get("architecture", {}), m.get("likelihood", {}), d.get("dataset", {})
-    table = Table(title=f"{ckpt}", show_header=False, title_justify="left", box=None, padding=(0, 2))
+    table = Table(title=shown(ckpt), show_header=False, title_justify="left", box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column()
     rows = [

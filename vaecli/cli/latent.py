@@ -11,6 +11,7 @@ from typing_extensions import Annotated
 
 from ..console import out, progress
 from ..errors import UsageError
+from ..hub import shown
 from .app import (
     INPUT_HELP,
     CkptArg,
@@ -66,7 +67,7 @@ def encode(
         logvar if model.STOCHASTIC else None,
         inputs.labels,
         inputs.class_names,
-        {"checkpoint": str(ckpt), "input": inputs.source, "latent_dim": model.latent_dim},
+        {"checkpoint": shown(ckpt), "input": inputs.source, "latent_dim": model.latent_dim},
     )
     out.print(
         f"Wrote the latent codes of {len(mean)} image{'s' if len(mean) != 1 else ''} "

@@ -12,6 +12,7 @@ from typing_extensions import Annotated
 
 from ..console import escape, out, progress
 from ..errors import UsageError
+from ..hub import shown
 from .app import DataDirOpt, DeviceOpt, NoDownloadOpt, app, positive
 from .text import number_table
 
@@ -69,7 +70,7 @@ def sample_quality(
         samples=n,
         real=len(inputs),
         input=inputs.source,
-        checkpoint=str(ckpt),
+        checkpoint=shown(ckpt),
         seed=seed,
         seconds=time.perf_counter() - started,
     )
@@ -77,7 +78,7 @@ def sample_quality(
         print(json.dumps(result, indent=2, allow_nan=False))
         return
     table = number_table(
-        f"{ckpt}: {n} samples against {inputs.source} ({len(inputs)} images), on the features of {net.name}"
+        f"{shown(ckpt)}: {n} samples against {inputs.source} ({len(inputs)} images), on the features of {net.name}"
     )
     if "fid" in result:
         table.add_row("FID", f"{result['fid']:.3f}", NOTES["fid"])
