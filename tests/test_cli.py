@@ -311,3 +311,11 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(vae
 
 def test_sample_of_a_folder_is_a_one_line_error(vae):
     _one_line_error(vae("sample", "."), 2, "is a folder")
+
+
+def test_an_error_message_is_cut_to_its_first_line():
+    from vaecli.errors import first_line
+
+    assert first_line(RuntimeError("\n  shapes differ\n  at frame 3\n")) == "shapes differ"
+    assert first_line(ValueError("")) == "ValueError"  # says nothing: its kind
+    assert first_line(OSError("x" * 500)) == "x" * 200

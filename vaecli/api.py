@@ -111,7 +111,7 @@ def load(path: Union[str, Path], device: str = "cpu") -> Model:
     """The trained model in a checkpoint, in eval mode, on ``device`` (auto, cpu, cuda, mps).
     ``path`` may name a checkpoint on the Hugging Face Hub: ``"hf://OWNER/REPO[@REVISION][/FILE]"``
     (the ``hub`` extra; fetched through its cache)."""
-    if isinstance(path, str) and path.startswith("hf://"):
+    if isinstance(path, str):
         from .hub import resolve
 
         path = resolve(path)

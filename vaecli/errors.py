@@ -17,6 +17,7 @@ __all__ = [
     "Interrupted",
     "Terminated",
     "unknown_name",
+    "first_line",
 ]
 
 
@@ -64,3 +65,10 @@ def unknown_name(kind: str, name: str, known: list[str]) -> UsageError:
     """The error for a name that no plugin registered, listing the names that exist."""
     listed = ", ".join(sorted(known)) or "none"
     return UsageError(f"unknown {kind} '{name}'; known {kind}s: {listed}")
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, for a one-line error (PyTorch's and others' run on
+    for lines); its type's name when it says nothing."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__

@@ -17,7 +17,7 @@ import torch
 
 from . import checkpoint
 from . import options as opts
-from .errors import CheckpointError, PluginMissingError, UsageError, VaeError
+from .errors import CheckpointError, PluginMissingError, UsageError, VaeError, first_line
 from .hookspecs import ModelShape
 from .model import VAE
 from .plugins import Registered, registry
@@ -198,8 +198,7 @@ def _with_mixin(mixin: type, cls: type[VAE]) -> type[VAE]:
 
 
 def _malformed(path: Path, exc: BaseException) -> CheckpointError:
-    first = (str(exc).strip().splitlines() or [""])[0]  # torch's own messages run on for lines
-    return checkpoint.refuse(path, f"has malformed model metadata ({type(exc).__name__}: {first[:200]})")
+    return checkpoint.refuse(path, f"has malformed model metadata ({type(exc).__name__}: {first_line(exc)})")
 
 
 def check_sizes(path: Path, section: dict, state: dict[str, torch.Tensor]) -> None:

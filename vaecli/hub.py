@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 __all__ = ["PREFIX", "HubRef", "parse", "resolve", "beside", "push", "model_card", "INSTALL"]
 
@@ -27,8 +27,8 @@ INSTALL = "pip install 'vaecli[hub]'"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 SAMPLES = 64  # prior draws in the card's picture
 
-_local_names: dict[Path, Path] = {}  # a checkpoint in the hub cache -> REPO.safetensors here
-_hub_names: dict[Path, str] = {}  # a checkpoint in the hub cache -> the hf:// name it was asked by
+# a checkpoint fetched into the hub cache -> (the hf:// name it was asked by, REPO.safetensors here)
+_fetched: dict[Path, tuple[str, Path]] = {}
 
 
 @dataclass(frozen=True)
@@ -94,23 +94,22 @@ def resolve(text: str) -> Path:
     except errors.EntryNotFoundError:
         raise UsageError(f"{text}: the repository has no file {ref.filename}") from None
     except (errors.HfHubHTTPError, OSError, ValueError) as exc:
-        raise UsageError(f"{text}: {_first_line(exc)}") from None
+        raise UsageError(f"{text}: {first_line(exc)}") from None
     stem = ref.repo_id.split("/")[1] + ("" if ref.filename == FILE else "-" + Path(ref.filename).stem)
-    _local_names[local] = Path(f"{stem}.safetensors")
-    _hub_names[local] = text
+    _fetched[local] = (text, Path(f"{stem}.safetensors"))
     return local
 
 
 def beside(ckpt: Path) -> Path:
     """The path names derived from a checkpoint are made from: the checkpoint itself, or for
     one from the Hub ``REPO.safetensors`` in the current folder."""
-    return _local_names.get(Path(ckpt), Path(ckpt))
+    return _fetched.get(Path(ckpt), ("", Path(ckpt)))[1]
 
 
 def shown(ckpt: Path) -> str:
     """A checkpoint as messages and titles name it: the ``hf://`` name it was asked by, not its
     place in the Hugging Face cache."""
-    return _hub_names.get(Path(ckpt), str(ckpt))
+    return _fetched.get(Path(ckpt), (str(ckpt), None))[0]
 
 
 # -- vae push -------------------------------------------------------------------------------------
@@ -162,8 +161,8 @@ def model_card(meta: dict, repo_id: str) -> str:
         names = [TERM_NAMES.get(k[len("test_") :], k[len("test_") :]) for k in keys]
         lines += ["", "## Test scores per epoch (nats per example)", ""]
         lines += ["| epoch | " + " | ".join(names) + " | seconds |", "| ---: |" + " ---: |" * (len(keys) + 1)]
-        shown = metrics if len(metrics) <= 20 else metrics[:: max(1, len(metrics) // 20)] + metrics[-1:]
-        for m in {m["epoch"]: m for m in shown}.values():
+        rows = metrics if len(metrics) <= 20 else metrics[:: max(1, len(metrics) // 20)] + metrics[-1:]
+        for m in {m["epoch"]: m for m in rows}.values():
             values = " | ".join(f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else "" for k in keys)
             lines.append(f"| {m['epoch']} | {values} | {m.get('seconds', 0):.1f} |")
         lines += ["", f"After the last epoch: {fmt_scores(metrics[-1])}."]
@@ -215,10 +214,5 @@ def push(path: Path, repo_id: str, *, private: bool = False, message: Optional[s
             repo_id, operations=operations, commit_message=message or f"vae push {Path(path).name}", repo_type="model"
         )
     except Exception as exc:  # network, authentication, permissions: one line
-        raise UsageError(f"could not push to {repo_id}: {_first_line(exc)}") from None
+        raise UsageError(f"could not push to {repo_id}: {first_line(exc)}") from None
     return str(getattr(info, "commit_url", "") or f"https://huggingface.co/{repo_id}")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .config import TrainConfig, flag_of, settings
-from .errors import UsageError, unknown_name
+from .errors import UsageError, first_line, unknown_name
 from .hookspecs import RecipeSpec
 from .recipe_text import PARENT, changes, citation, one_line, published_text, repeat_command, to_toml
 from .schema import check_depth
@@ -152,8 +152,7 @@ def read_toml(path: str | Path, label: str) -> dict:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        first = (str(exc).strip().splitlines() or ["?"])[0]
-        raise UsageError(f"{label} is not valid TOML: {first}") from None
+        raise UsageError(f"{label} is not valid TOML: {first_line(exc)}") from None
     except RecursionError:
         raise UsageError(f"{label} nests its values deeper than 8 levels") from None
     deep = check_depth(data, limit=8)

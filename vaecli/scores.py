@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .errors import UsageError
+from .errors import UsageError, first_line
 
 __all__ = ["FeatureNet", "inception", "features_of", "compare", "WEIGHTS_ENV", "INSTALL"]
 
@@ -76,14 +76,12 @@ def inception(path: Optional[str], device: torch.device) -> FeatureNet:
     try:
         state = load_file(str(file))
     except Exception as exc:
-        raise UsageError(f"--fid-weights {file}: not a safetensors file ({str(exc).splitlines()[0]})") from None
+        raise UsageError(f"--fid-weights {file}: not a safetensors file ({first_line(exc)})") from None
     try:  # the network's own loader would download or unpickle: it is handed the file's tensors instead
         with mock.patch.object(module, "load_state_dict_from_url", lambda *args, **kwargs: state):
             net = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     except RuntimeError as exc:
-        raise UsageError(
-            f"--fid-weights {file}: not the FID Inception-v3 weights ({str(exc).splitlines()[0]})"
-        ) from None
+        raise UsageError(f"--fid-weights {file}: not the FID Inception-v3 weights ({first_line(exc)})") from None
     net = net.to(device)
 
     def forward(images: torch.Tensor) -> torch.Tensor:

@@ -130,8 +130,6 @@ def _main(
 def _checkpoint(text: str) -> Path:
     """A CKPT argument: a file, or ``hf://OWNER/REPO[@REVISION][/FILE]`` fetched through the
     Hugging Face cache (``vaecli.hub``)."""
-    if not text.startswith("hf://"):
-        return Path(text)
     from ..hub import resolve
 
     try:

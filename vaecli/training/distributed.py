@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..errors import UsageError, VaeError
+from ..errors import UsageError, VaeError, first_line
 
 
 @dataclass(frozen=True)
@@ -147,8 +147,7 @@ def await_stop(world: World, exc: BaseException, seconds: float = 60.0) -> None:
     import time
 
     time.sleep(seconds)
-    first = (str(exc).strip().splitlines() or ["(no message)"])[0]
-    raise VaeError(f"rank {world.rank} of {world.size} lost the other training processes: {first}") from exc
+    raise VaeError(f"rank {world.rank} of {world.size} lost the other training processes: {first_line(exc)}") from exc
 
 
 def wrap(model: torch.nn.Module, world: World, device: torch.device):

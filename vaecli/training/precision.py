@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, first_line
 
 __all__ = ["MixedPrecision", "Compiled", "native_bf16", "resolve_precision"]
 
@@ -106,9 +106,8 @@ class Compiled:
         try:
             out = self.call(*args, **kwargs)
         except Exception as exc:  # inductor needs a C++ compiler on the CPU, Triton on GPUs
-            first = (str(exc).strip().splitlines() or [""])[0][:200]
             raise UsageError(
-                f"--compile: torch.compile failed ({type(exc).__name__}: {first}); train without --compile"
+                f"--compile: torch.compile failed ({type(exc).__name__}: {first_line(exc)}); train without --compile"
             ) from None
         self.compiled = True
         return out

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import viz
-from ..errors import UsageError, VaeError
+from ..errors import UsageError, VaeError, first_line
 
 __all__ = ["require", "store_uri", "MlflowLog", "INSTALL"]
 
@@ -81,7 +81,7 @@ class MlflowLog:
         except VaeError:
             raise
         except Exception as exc:  # an unusable store: one line, before any epoch
-            raise UsageError(f"--mlflow: cannot use the tracking store {uri}: {_reason(exc)}") from None
+            raise UsageError(f"--mlflow: cannot use the tracking store {uri}: {first_line(exc)}") from None
         self.folder = Path(tempfile.mkdtemp(prefix="vae-mlflow-"))
 
     def _resumed(self, run_id: Optional[str]) -> Optional[str]:
@@ -157,10 +157,4 @@ class MlflowLog:
         try:
             return method(*args, **kwargs)
         except Exception as exc:
-            raise VaeError(f"{_reason(exc)} ({self.uri})") from None
-
-
-def _reason(exc: Exception) -> str:
-    """The first line of an exception's message."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+            raise VaeError(f"{first_line(exc)} ({self.uri})") from None
