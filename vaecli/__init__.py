@@ -23,6 +23,7 @@ from __future__ import annotations
 from .errors import VaeError
 from .hookspecs import (
     ArchitectureSpec,
+    Column,
     DataRequest,
     DatasetSpec,
     DatasetSplits,
@@ -58,6 +59,7 @@ __all__ = [
     "DatasetSpec",
     "DatasetSplits",
     "Split",
+    "Column",
     "DataRequest",
     "ModelShape",
     "NoOptions",

@@ -48,12 +48,15 @@ class Model(VAE):
         seed: int = EVAL_SEED,
         labels: Optional[torch.Tensor] = None,
         progress: Optional[Callable[[int], None]] = None,
+        per_example: bool = False,
     ) -> dict:
         """Numbers comparable with papers, in nats per example (``vaecli.evaluation.evaluate``):
         ``nelbo``, ``recon``, ``kl``, ``nll`` (importance-weighted, ``iw_samples`` samples),
-        ``bits_per_dim``, ``active_units``. ``images``: uint8 ``(N, C, H, W)`` or ``Inputs``."""
+        ``bits_per_dim``, ``active_units``; for rows ``columns`` (each column's reconstruction
+        term). ``images``: uint8 ``(N, C, H, W)``, rows as the model takes them, or ``Inputs``.
+        ``per_example``: also each example's ``nll`` and ``nelbo`` (and column terms), tensors."""
         x, labels = _images_and_labels(self, images, labels)
-        return evaluate(self, x, iw_samples, batch_size, seed, progress, labels)
+        return evaluate(self, x, iw_samples, batch_size, seed, progress, labels, per_example)
 
     def encode_all(
         self,

@@ -146,8 +146,8 @@ class TrainConfig:
         parent="arch",
     )
     likelihood: str = setting(
-        "bernoulli",
-        "Decoder likelihood: bernoulli, continuous-bernoulli, gaussian, logistic, ...",
+        "auto",
+        "Decoder likelihood: auto (the data's own: bernoulli for images, gaussian for vectors, negbin for counts, table for tables), bernoulli, continuous-bernoulli, gaussian, logistic, poisson, negbin, table, ...",
         "model",
         aliases=("-l",),
     )

@@ -14,10 +14,10 @@ from typing import Any, Optional
 
 import torch
 
-from . import datacache
+from . import datacache, kinds
 from . import options as opts
 from .errors import UsageError, VaeError
-from .hookspecs import DataRequest, DatasetSplits, Split
+from .hookspecs import Column, DataRequest, DatasetSplits, Split
 from .images import BINARIZE, BINARIZE_SEEDS, binarize, to_unit
 from .plugins import Registered, registry
 
@@ -53,12 +53,33 @@ class LoadedDataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(int(s) for s in self.splits.train.images.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def kind(self) -> str:
+        """image, or the kind of rows (vector, counts, table)."""
+        return "image" if self.splits.columns is None else self.splits.kind
+
+    def describe(self) -> str:
+        """What one example is: ``images of 1x28x28``, ``rows of 15 columns (table)``."""
+        if self.kind == "image":
+            return f"images of {'x'.join(map(str, self.input_shape))}"
+        return f"rows of {self.input_shape[0]} columns ({self.kind})"
+
+    def learn_layout(self) -> Optional[kinds.Layout]:
+        """The layout of rows, learned on the training split (None for images)."""
+        if self.splits.columns is None:
+            return None
+        return kinds.learn(self.kind, list(self.splits.columns), self.splits.train.images)
+
     def check_same(self, meta: dict, who: str) -> None:
-        """Refuse data other than a checkpoint's (``meta``): counts and image shape, then the
-        content's sha256 (files written before vaecli 0.7 record none)."""
+        """Refuse data other than a checkpoint's (``meta``): counts and image shape (rows: the
+        columns), then the content's sha256 (files written before vaecli 0.7 record none)."""
         recorded = meta["data"]
-        then = (recorded.get("n_train"), recorded.get("n_test"), list(meta["model"]["input_shape"]))
+        layout = kinds.layout_of(meta["model"])
+        shape = list(meta["model"]["input_shape"]) if layout is None else [len(layout.columns)]
+        then = (recorded.get("n_train"), recorded.get("n_test"), shape)
         now = (len(self.splits.train), len(self.splits.test), list(self.input_shape))
+        if layout is not None and now == then and [c.name for c in self.splits.columns or []] != layout.names:
+            raise UsageError(f"{who}: the table's columns are not the ones it was trained on")
         if then != now:
             raise UsageError(
                 f"{who}: the dataset is not the one it was trained on "
@@ -99,11 +120,37 @@ class LoadedDataset:
                 "provider": self.registered.plugin.provider(),
             },
             "class_names": self.splits.class_names,
-            "preprocessing": {"divide_by": 255, "binarize": binarize},  # uint8 -> [0, 1] floats
+            "kind": self.kind,
+            "preprocessing": {"divide_by": 255, "binarize": binarize}  # uint8 -> [0, 1] floats
+            if self.kind == "image"
+            else {"rows": "numeric columns standardised on the train split (model.layout)"},
             "n_train": len(self.splits.train),
             "n_test": len(self.splits.test),
             "sha256": datacache.digest(self.splits),
         }
+
+
+def _check_rows(splits: DatasetSplits, owner: str) -> None:
+    columns = splits.columns or []
+    if splits.kind not in kinds.KINDS[1:]:
+        raise VaeError(f"{owner} returned rows of kind {splits.kind!r}; rows are one of {', '.join(kinds.KINDS[1:])}")
+    if not columns or not all(isinstance(c, Column) and c.type in kinds.COLUMN_TYPES for c in columns):
+        raise VaeError(f"{owner} returned rows without a list of Column of types {', '.join(kinds.COLUMN_TYPES)}")
+    if len({c.name for c in columns}) != len(columns):
+        raise VaeError(f"{owner} returned two columns of one name")
+    for which in ("train", "test"):
+        split = getattr(splits, which)
+        x = split.images
+        if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() != 2 or x.shape[1] != len(columns):
+            raise VaeError(
+                f"{owner} returned a bad {which} split: rows must be a float tensor (N, {len(columns)}), one value per column"
+            )
+        if len(x) == 0:
+            raise UsageError(f"{owner}: the {which} split holds no rows")
+        if split.labels is not None and tuple(split.labels.shape) != (x.shape[0],):
+            raise VaeError(
+                f"{owner} returned {which} labels of shape {tuple(split.labels.shape)} for {x.shape[0]} rows"
+            )
 
 
 def _check_split(split: Split, which: str, owner: str) -> None:
@@ -156,6 +203,9 @@ def load_dataset(
     request = DataRequest(Path(data_dir).expanduser() if data_dir else default_data_dir(), download)
     splits = spec.load(request, options)
     owner = f"dataset '{name}' ({registered.plugin.label})"
+    if getattr(splits, "columns", None) is not None:
+        _check_rows(splits, owner)
+        return LoadedDataset(name, registered, options, splits)
     _check_split(splits.train, "train", owner)
     _check_split(splits.test, "test", owner)
     if splits.train.images.shape[1:] != splits.test.images.shape[1:]:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .model import VAE, accumulator_dtype
+from .model import VAE, accumulator_dtype, gaussian_noise
 
 __all__ = ["evaluate", "test_pass", "encode_all", "importance_sampled", "EVAL_SEED", "ACTIVE_UNIT_THRESHOLD"]
 
@@ -86,6 +86,7 @@ def evaluate(
     seed: int = EVAL_SEED,
     progress: Optional[Callable[[int], None]] = None,
     labels: Optional[torch.Tensor] = None,
+    per_example: bool = False,
 ) -> dict:
     """Test-set numbers of a trained model, in nats per example (Burda et al. 2015, section 5):
 
@@ -97,6 +98,11 @@ def evaluate(
     ``progress(n)`` is called with the number of images done. With ``iw_samples=1`` and the
     default seed this is the test pass of each training epoch. Sums stay on the device until
     the end (no host synchronisation per batch, except for ``progress``).
+
+    Rows (a likelihood with a ``layout``): ``columns``, each column's reconstruction term
+    E_q[-log p(x_j|z)] (one posterior draw), name -> nats. ``per_example``: also
+    ``per_example`` = {"nll": (N,), "nelbo": (N,), and each column's term}, tensors on the CPU
+    (an anomaly score per row: its NLL).
     """
     was_training = model.training
     model.eval()
@@ -118,6 +124,12 @@ def evaluate(
     terms = torch.zeros(len(model.TERMS), device=device, dtype=acc)  # a family without a likelihood
     # one buffer, not a list of small tensors that would pin the heap between the large ones
     means = torch.empty((n, model.latent_dim), device=device)
+    layout: Any = getattr(model.likelihood, "layout", None)
+    columns = None if layout is None else torch.zeros(len(layout.columns), device=device, dtype=acc)
+    each: dict = {}  # per example: name -> (n,)
+    if per_example and model.HAS_LIKELIHOOD:
+        each = {"nll": torch.empty(n, device=device, dtype=acc), "nelbo": torch.empty(n, device=device, dtype=acc)}
+        each.update({c.name: torch.empty(n, device=device, dtype=acc) for c in (layout.columns if layout else [])})
     for start in range(0, n, batch):
         x = model.prepare(images[start : start + batch])
         y = _batch(labels, start, batch)
@@ -133,6 +145,18 @@ def evaluate(
             elbo += log_w.sum()
             closed = model.kl_dims(mean, logvar)
             kl_dims = None if closed is None or kl_dims is None else kl_dims + closed.to(acc).sum(0)
+            sel = slice(start, start + len(x))
+            if columns is not None:
+                z = mean + torch.exp(0.5 * logvar) * gaussian_noise(mean, gen)
+                found_c = model.likelihood.column_log_probs(x, model.likelihood_params(z, y))
+                assert found_c is not None
+                terms_c = -found_c.to(acc)  # (B, C)
+                columns += terms_c.sum(0)
+                for j, c in enumerate(layout.columns if each else []):
+                    each[c.name][sel] = terms_c[:, j]
+            if each:
+                each["nll"][sel] = -bound
+                each["nelbo"][sel] = -log_w
         if progress is not None:
             progress(min(n, start + batch))
     model.train(was_training)
@@ -158,6 +182,12 @@ def evaluate(
     )
     if kl_dims is not None:
         result["kl_per_dim"] = (kl_dims / n).tolist()
+    if columns is not None:
+        result["columns"] = dict(zip(layout.names, (columns / n).tolist()))
+        result["pixels"] = len(layout.columns)
+        del result["bits_per_dim"]  # bits per pixel: for images
+    if each:
+        result["per_example"] = {k: v.cpu() for k, v in each.items()}
     return result
 
 

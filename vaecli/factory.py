@@ -15,14 +15,24 @@ from typing import Any, Optional
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, kinds
 from . import options as opts
 from .errors import CheckpointError, PluginMissingError, UsageError, VaeError, first_line
 from .hookspecs import ModelShape
 from .model import VAE
 from .plugins import Registered, registry
 
-__all__ = ["create_model", "model_section", "model_of", "load", "check_data_range", "family_of", "family_class"]
+__all__ = [
+    "create_model",
+    "model_section",
+    "settle_data",
+    "check_data_kind",
+    "model_of",
+    "load",
+    "check_data_range",
+    "family_of",
+    "family_class",
+]
 
 
 def family_of(section: dict) -> Registered:
@@ -92,6 +102,25 @@ def _uses(family: Registered, flag: str) -> bool:
         return False
 
 
+def check_data_kind(kind: str, arch_spec: Any, lik_spec: Any) -> None:
+    """Refuse an architecture or a likelihood that does not take this kind of data, naming
+    those that do."""
+    reg = registry()
+
+    def able(what: str, ok) -> list:
+        return [n for n in reg.names(what) if ok(reg.get(what, n).spec)]
+
+    if kind in getattr(arch_spec, "kinds", ("image",)) and lik_spec.data_range in kinds.accepts(kind):
+        return
+    kinds.check_parts(
+        kind,
+        arch_spec,
+        lik_spec,
+        able("architecture", lambda s: kind in getattr(s, "kinds", ("image",))),
+        able("likelihood", lambda s: s.data_range in kinds.accepts(kind)),
+    )
+
+
 def check_data_range(name: str, data_range: str, binarize_mode: str) -> None:
     """Refuse preprocessing outside the values a likelihood models (see ``LikelihoodSpec``)."""
     if binarize_mode != "none" and data_range != "binary":
@@ -110,14 +139,18 @@ def model_section(config: Any) -> dict:
     checked against their specs; ``input_shape`` is filled in once the data is loaded."""
     reg = registry()
     arch = reg.get("architecture", config.arch)
-    lik = reg.get("likelihood", config.likelihood)
     arch_opts = opts.build(arch.spec.options, config.arch_options, f"architecture '{config.arch}'")
-    lik_opts = opts.build(lik.spec.options, config.likelihood_options, f"likelihood '{config.likelihood}'")
+    if config.likelihood == "auto":  # the kind's own, chosen once the data is known (``settle_data``)
+        likelihood = {"name": "auto", "options": dict(config.likelihood_options)}
+    else:
+        lik = reg.get("likelihood", config.likelihood)
+        lik_opts = opts.build(lik.spec.options, config.likelihood_options, f"likelihood '{config.likelihood}'")
+        check_data_range(lik.spec.name, lik.spec.data_range, config.binarize)
+        likelihood = {"name": lik.spec.name, "options": opts.to_json(lik_opts), "provider": lik.plugin.provider()}
     family = reg.get("model", config.model)
     family_opts = opts.build(family.spec.options, config.model_options, f"model '{config.model}'")
     check_kind(family, arch)
     check_objective(config, family)
-    check_data_range(lik.spec.name, lik.spec.data_range, config.binarize)
     return {
         "kind": config.model,
         "latent_dim": int(config.latent_dim),
@@ -128,8 +161,31 @@ def model_section(config: Any) -> dict:
             "objective": family_class(family.spec).OBJECTIVE,
         },
         "architecture": {"name": config.arch, "options": opts.to_json(arch_opts), "provider": arch.plugin.provider()},
-        "likelihood": {"name": config.likelihood, "options": opts.to_json(lik_opts), "provider": lik.plugin.provider()},
+        "likelihood": likelihood,
     }
+
+
+def settle_data(section: dict, config: Any, kind: str, layout: Any) -> None:
+    """Once the data is loaded: its layout (rows) in the ``model`` section, the kind's own
+    likelihood where the run asked for ``auto``, and the parts checked against the kind."""
+    reg = registry()
+    if config.likelihood == "auto":
+        config.likelihood = kinds.default_likelihood(kind)
+        lik = reg.get("likelihood", config.likelihood)
+        lik_opts = opts.build(lik.spec.options, config.likelihood_options, f"likelihood '{config.likelihood}'")
+        check_data_range(lik.spec.name, lik.spec.data_range, config.binarize)
+        section["likelihood"] = {
+            "name": config.likelihood,
+            "options": opts.to_json(lik_opts),
+            "provider": lik.plugin.provider(),
+        }
+    if kind != "image" and config.binarize != "none":
+        raise UsageError(f"--binarize is for images; this dataset is {kind} rows")
+    if layout is not None:
+        section["layout"] = layout.to_json()
+        section["input_shape"] = [layout.features]
+    arch = reg.get("architecture", section["architecture"]["name"])
+    check_data_kind(kind, arch.spec, reg.get("likelihood", section["likelihood"]["name"]).spec)
 
 
 def _sizes(values: Any, what: str, count: int, low: int) -> tuple:
@@ -155,7 +211,12 @@ def create_model(section: dict, mixin: Optional[type] = None) -> VAE:
     for what, part in (("architecture", arch_cfg), ("likelihood", lik_cfg)):
         if not isinstance(part, dict) or not isinstance(part.get("name"), str):
             raise CheckpointError(f"the model's {what} must be a map with a name")
-    input_shape = _sizes(section["input_shape"], "input_shape", 3, low=1)
+    layout = kinds.layout_of(section)
+    input_shape = _sizes(section["input_shape"], "input_shape", 3 if layout is None else 1, low=1)
+    if layout is not None and input_shape[0] != layout.features:
+        raise CheckpointError(
+            f"the model's input_shape {list(input_shape)} is not its layout's {layout.features} inputs"
+        )
     latent_dim = _sizes([section["latent_dim"]], "latent_dim", 1, low=1)[0]
     num_classes = _sizes([section.get("num_classes", 0)], "num_classes", 1, low=0)[0]
     arch = reg.get("architecture", arch_cfg["name"], arch_cfg.get("provider"))
@@ -173,7 +234,15 @@ def create_model(section: dict, mixin: Optional[type] = None) -> VAE:
     if not family.spec.conditional:
         num_classes = 0
     likelihood = lik.spec.build(lik_opts)
-    shape = cls.arch_shape(ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes), family_opts)
+    kind = "image" if layout is None else layout.kind
+    check_data_kind(kind, arch.spec, lik.spec)
+    try:
+        likelihood.bind(layout)
+    except ValueError as exc:
+        raise UsageError(f"likelihood '{lik.spec.name}': {exc}") from None
+    shape = cls.arch_shape(
+        ModelShape(input_shape, latent_dim, likelihood.params_per_pixel, num_classes, layout), family_opts
+    )
     try:
         encoder, decoder = arch.spec.build(shape, arch_opts)
     except ValueError as exc:

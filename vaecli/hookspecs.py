@@ -51,9 +51,12 @@ class NoOptions:
 class ModelShape:
     """What an architecture must fit (more fields may come; they will have defaults).
 
-    ``input_shape``: ``(C, H, W)`` of the images; ``latent_dim``: D; ``params_per_pixel``: P,
-    the likelihood parameters per image channel and pixel; ``num_classes``: K, 0 for an
-    unconditional model. For a class-conditional model (``vae train --model cvae``, K > 0) the
+    ``input_shape``: ``(C, H, W)`` of the images, or ``(F,)`` for rows (vectors, counts and
+    tables: F model inputs per row, a table's categories one-hot); ``latent_dim``: D;
+    ``params_per_pixel``: P, the likelihood parameters per image channel and pixel (per input
+    of a row); ``num_classes``: K, 0 for an unconditional model; ``layout``: for rows, the
+    ``vaecli.kinds.Layout`` of the inputs (their columns, types and scaling; rows may hold NaN
+    for missing cells, which an encoder should read as 0), None for images. For a class-conditional model (``vae train --model cvae``, K > 0) the
     encoder is called as ``encoder(x, y)`` and the decoder as ``decoder(z, y)``, with ``y`` the
     one-hot labels ``(B, K)`` (floats); only architectures registered with
     ``conditional=True`` are asked to build one.
@@ -63,6 +66,22 @@ class ModelShape:
     latent_dim: int
     params_per_pixel: int = 1
     num_classes: int = 0
+    layout: Any = None
+
+
+KINDS = ("image", "vector", "counts", "table")  # the kinds of data (``vaecli.kinds``)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of rows a dataset returns: its ``name``, its ``type`` (``numeric``: real
+    values; ``categorical``: one of ``categories``, stored as its index; ``binary``: 0 or 1;
+    ``count``: a non-negative integer), and for a categorical column its ``categories`` (text,
+    in the order of their indices)."""
+
+    name: str
+    type: str = "numeric"
+    categories: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,9 @@ class ArchitectureSpec:
       ``(B, P * C, H, W)``; channel ``p * C + c`` holds parameter ``p`` of image channel ``c``.
 
     ``conditional``: the architecture can build a class-conditional pair (``shape.num_classes``
-    > 0; see ``ModelShape``).
+    > 0; see ``ModelShape``). ``kinds``: the kinds of data it takes (``image``, ``vector``,
+    ``counts``, ``table``); for rows, the encoder gets ``(B, F)`` and the decoder returns
+    ``(B, P * F)``.
     """
 
     name: str
@@ -87,6 +108,7 @@ class ArchitectureSpec:
     build: Callable[[ModelShape, Any], tuple[nn.Module, nn.Module]]
     options: type = NoOptions
     conditional: bool = False
+    kinds: tuple = ("image",)
 
 
 @dataclass(frozen=True)
@@ -140,16 +162,20 @@ class LikelihoodSpec:
     ``build(options)`` returns a ``vaecli.Likelihood`` (a ``torch.nn.Module``; it may hold
     learned parameters, such as a shared sigma) that says how many parameters per pixel it
     needs and gives ``log_prob(x, params)`` summed per example, ``mean(params)`` and
-    ``sample(params)``.
+    ``sample(params)``. For rows, vaecli then calls its ``bind(layout)`` with the data's
+    ``vaecli.kinds.Layout`` (columns, scaling, whether cells are missing) before training or
+    loading, where it may create parameters of the data's width.
 
-    ``data_range`` names the pixel values it models (all datasets arrive as 8-bit images scaled
-    to [0, 1]):
+    ``data_range`` names the values it models (images arrive as 8-bit images scaled to [0, 1];
+    the numeric columns of rows standardised, counts as they are):
 
     - ``"binary"``: {0, 1}; ``--binarize static|dynamic`` is only for these. Without it, grey
       levels are accepted as the usual relaxation (a cross-entropy, not a normalised likelihood);
     - ``"unit"``: a density over [0, 1] (refuses binarized data, where it is unbounded);
     - ``"8bit"``: a distribution over the 256 levels k/255 (refuses binarized data);
-    - ``"real"``: a density over the real line.
+    - ``"real"``: a density over the real line (images, vectors, a table's numeric columns);
+    - ``"count"``: a distribution over the non-negative integers (counts);
+    - ``"table"``: a table of typed columns, one term per column.
     """
 
     name: str
@@ -159,14 +185,16 @@ class LikelihoodSpec:
     data_range: str = "unit"
 
 
-DATA_RANGES = ("binary", "unit", "8bit", "real")
+DATA_RANGES = ("binary", "unit", "8bit", "real", "count", "table")
 
 
 @dataclass
 class Split:
     """One split of a dataset held in memory.
 
-    ``images``: uint8 tensor ``(N, C, H, W)``; ``labels``: int64 tensor ``(N,)`` or None;
+    ``images``: the examples: uint8 images ``(N, C, H, W)``, or, for a dataset that returns
+    ``columns``, float32 rows ``(N, len(columns))`` (a categorical cell holds its category's
+    index, a missing cell NaN); ``labels``: int64 tensor ``(N,)`` or None;
     ``factors``: named per-example values (for example a shape's scale and rotation), each a
     tensor ``(N,)``, for colouring latent plots.
     """
@@ -183,13 +211,23 @@ class Split:
 class DatasetSplits:
     """What a dataset loader returns: a train and a test split, optional class names, and
     ``notes``: things the user should hear once (``"skipped 2 files: a.txt, b.png"``).
-    ``sha256`` is left to vaecli (which computes it from the tensors, or keeps it in its cache)."""
+    ``sha256`` is left to vaecli (which computes it from the tensors, or keeps it in its cache).
+
+    Rows: ``columns`` (a list of ``Column``) says the splits hold rows, not images, and ``kind``
+    which kind of rows: ``vector`` (real values), ``counts`` (integer counts) or ``table``
+    (named columns of several types). vaecli learns the scaling of the numeric columns on the
+    train split, records it in the checkpoint and undoes it on output."""
 
     train: Split
     test: Split
     class_names: Optional[list] = None
     notes: list = field(default_factory=list)
     sha256: Optional[str] = None  # the content's digest (``vaecli.datacache.digest``), where known
+    columns: Optional[list] = None
+    kind: str = "image"
+    held_out: Any = (
+        None  # rows from one file split by a seeded draw: which rows of the file are the test split (N,) bool
+    )
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,8 @@ def conform(images: torch.Tensor, expected: tuple, what: str) -> tuple[torch.Ten
 def to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, C, H, W) -> float32 in [0, 1], on the same device. Counts the bytes read for
     the data cache, which hands mapped pages back every so often (``datacache.touched``)."""
+    if images.dtype != torch.uint8:  # rows (and floats already in the data range) pass as they are
+        return images.float()
     datacache.touched(images.numel())
     return images.float().div_(255.0)
 

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import torch
 
+from . import kinds
 from .data import load_dataset, preprocessing, split_dataset_name
 from .errors import UsageError
 from .images import (
@@ -41,6 +42,7 @@ class Inputs:
     source: str
     warnings: list
     binarize_seed: Optional[int] = BINARIZE_SEEDS["test"]  # None: already binarized (dataset splits)
+    rows: Optional[torch.Tensor] = None  # rows: the raw values (N, columns) as read (``images`` are model inputs)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -75,6 +77,9 @@ def load_input(
     inputs are binarized by the same fixed draw as in training (``BINARIZE_SEEDS``).
     """
     meta = meta or {}
+    layout = kinds.layout_of(meta["model"]) if "model" in meta else None
+    if layout is not None:
+        return _load_rows(text, meta, layout, data_dir, download, limit)
     inputs = _load_input(text, meta, data_dir, download, limit)
     if preprocessing(meta) != "none" and inputs.binarize_seed is not None:
         inputs.images = binarize(inputs.images, inputs.binarize_seed)
@@ -153,6 +158,100 @@ def _load_input(text, meta, data_dir, download, limit) -> Inputs:
         list(loaded.splits.notes) + warnings,
         binarize_seed=None if drawn else BINARIZE_SEEDS[split_name],
     )
+
+
+def _load_rows(text: str, meta: dict, layout, data_dir, download: bool, limit: Optional[int]) -> Inputs:
+    """Rows for a model of rows: ``DATASET:SPLIT[:INDEX]`` as for images, ``table:PATH`` or
+    ``tensor:PATH`` (every row of the file), or a bare ``.csv``/``.parquet``/``.npy`` path; read
+    with the model's column types and matched to its columns by name (``kinds.conform``)."""
+    if not text.strip():
+        raise UsageError("INPUT is empty; give DATASET:SPLIT or a file of rows")
+    trained_on = meta.get("data", {}).get("dataset", {})
+    parsed = _parse_dataset_input(text)
+    index = None
+    if parsed is not None:
+        name, split_name, index = parsed
+        base, argument = split_dataset_name(name)
+        same = trained_on.get("name") == base and all(
+            _same_value(trained_on.get("options", {}).get(k), v) for k, v in argument.items()
+        )
+        if same or not argument:
+            options = trained_on.get("options") if same else None
+            loaded = load_dataset(base if same else name, options, data_dir, download, trained_on.get("provider"))
+        else:
+            loaded = load_dataset(name, _typed(base, layout, trained_on), data_dir, download)
+        split = getattr(loaded.splits, split_name)
+        source = text
+    else:
+        path = Path(text).expanduser()
+        if path.is_file():
+            base = "tensor" if path.suffix.lower() in (".npy", ".npz", ".safetensors") else "table"
+            text_name = f"{base}:{path}"
+        else:
+            base, _ = split_dataset_name(text)
+            text_name = text
+            if base not in registry().names("dataset") or base == text:
+                raise UsageError(
+                    f"INPUT {text!r} is not a file of rows, DATASET:SPLIT or table:PATH (this model takes "
+                    f"{layout.kind} rows of {len(layout.columns)} columns)"
+                )
+        loaded = load_dataset(text_name, _typed(base, layout, trained_on), data_dir, download)
+        split = loaded.splits.train if base == "table" else _joined(loaded.splits)
+        source = text
+    if loaded.splits.columns is None:
+        raise UsageError(f"INPUT {text}: holds images; this model takes {layout.kind} rows")
+    raw, warnings = kinds.conform(layout, list(loaded.splits.columns), split.images, source)
+    labels = split.labels
+    if index is not None:
+        if not 0 <= index < len(raw):
+            raise UsageError(
+                f"INPUT {text}: index {index} is out of range; it has {len(raw)} rows (0 to {len(raw) - 1})"
+            )
+        raw, labels = raw[index : index + 1], None if labels is None else labels[index : index + 1]
+    if limit is not None:
+        raw, labels = raw[:limit], None if labels is None else labels[:limit]
+    factors = {c.name: raw[:, j].float() for j, c in enumerate(layout.columns)}
+    return Inputs(
+        kinds.to_model(layout, raw),
+        labels,
+        meta.get("data", {}).get("class_names"),
+        factors,
+        source,
+        list(loaded.splits.notes) + warnings,
+        binarize_seed=None,
+        rows=raw,
+    )
+
+
+def _typed(base: str, layout, trained_on: dict) -> Optional[dict]:
+    """Options that read a ``table`` file with the model's column types (and separator/header)."""
+    if base != "table":
+        return None
+    options = kinds.type_options(layout)
+    recorded = trained_on.get("options", {})
+    for key in ("sep", "header"):
+        if key in recorded:
+            options[key] = recorded[key]
+    options["test_fraction"] = 0  # every row, in the file's order
+    return options
+
+
+def _joined(splits):
+    """Both splits of a file read as one input, in the file's order where the split was a
+    seeded holdout (the order of the rows matters for per-row scores)."""
+    from .hookspecs import Split
+
+    train, test = splits.train, splits.test
+    held_out = splits.held_out
+    if held_out is None:
+        held_out = torch.arange(len(train) + len(test)) >= len(train)
+    images = torch.empty((len(held_out), *train.images.shape[1:]), dtype=train.images.dtype)
+    images[~held_out], images[held_out] = train.images, test.images
+    labels = None
+    if train.labels is not None and test.labels is not None:
+        labels = torch.empty(len(held_out), dtype=train.labels.dtype)
+        labels[~held_out], labels[held_out] = train.labels, test.labels
+    return Split(images, labels)
 
 
 def _same_value(recorded: Any, given: str) -> bool:

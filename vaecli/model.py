@@ -180,11 +180,10 @@ class VAE(nn.Module):
         return mean.float(), logvar.float()  # float32 under mixed precision too
 
     def likelihood_params(self, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Decoder output as likelihood parameters ``(B, P, C, H, W)``."""
+        """Decoder output as likelihood parameters ``(B, P, C, H, W)`` (rows: ``(B, P, F)``)."""
         y = self.one_hot(labels, z.shape[0], "decode")
         out = self.decoder(z) if y is None else self.decoder(z, y)  # (B, P*C, H, W)
-        c, h, w = self.input_shape
-        return out.float().view(out.shape[0], self.likelihood.params_per_pixel, c, h, w)
+        return out.float().view(out.shape[0], self.likelihood.params_per_pixel, *self.input_shape)
 
     def log_px(self, x: torch.Tensor, z: torch.Tensor, labels: Optional[torch.Tensor] = None) -> torch.Tensor:
         """log p(x|z) ``(B,)`` of a batch ``x`` and latents ``z`` ``(B, D)``."""

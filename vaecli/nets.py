@@ -68,17 +68,20 @@ def with_labels(h: torch.Tensor, y: Optional[torch.Tensor], num_classes: int, wh
 
 
 class MLPEncoder(nn.Module):
-    """x (B, C, H, W) -> flatten [+ y] -> hidden layers -> (mean, logvar), each (B, D)."""
+    """x (B, C, H, W) or rows (B, F) -> flatten [+ y] -> hidden layers -> (mean, logvar), each (B, D)."""
 
     def __init__(self, input_shape, latent_dim: int, hidden, activation: str, num_classes: int = 0) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
+        self.rows = len(input_shape) == 1  # rows may hold NaN for missing cells: read as 0
         d_in = math.prod(input_shape) + self.num_classes
         # body[0] (Flatten, no parameters) keeps the names of earlier checkpoints: body.1.weight, ...
         self.body = nn.Sequential(nn.Flatten(), *mlp_layers([d_in, *hidden], activation))
         self.head = nn.Linear(hidden[-1] if hidden else d_in, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.rows:
+            x = torch.nan_to_num(x, nan=0.0)
         h = with_labels(x.flatten(1), y, self.num_classes, "MLPEncoder")  # (B, C*H*W + K)
         mean, logvar = self.head(self.body(h)).chunk(2, dim=-1)  # (B, D), (B, D)
         return mean, logvar
@@ -91,9 +94,8 @@ class MLPDecoder(nn.Module):
         self, input_shape, latent_dim: int, params_per_pixel: int, hidden, activation: str, num_classes: int = 0
     ) -> None:
         super().__init__()
-        c, h, w = input_shape
         self.num_classes = int(num_classes)
-        self.out_shape = (params_per_pixel * c, h, w)
+        self.out_shape = (params_per_pixel * input_shape[0], *input_shape[1:])  # (P*C, H, W) or rows' (P*F,)
         sizes = [latent_dim + self.num_classes, *reversed(hidden)]
         self.body = nn.Sequential(*mlp_layers(sizes, activation))
         self.head = nn.Linear(sizes[-1], math.prod(self.out_shape))

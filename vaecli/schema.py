@@ -59,6 +59,16 @@ def listing(item: Check, length: Optional[int] = None) -> Check:
     return check
 
 
+def either(*checks: Check) -> Check:
+    """Passes when one of ``checks`` does (the first one's complaint otherwise)."""
+
+    def check(value: Any, where: str) -> Optional[str]:
+        problems = [c(value, where) for c in checks]
+        return None if any(p is None for p in problems) else problems[0]
+
+    return check
+
+
 def mapping(fields: Optional[dict[str, Check]] = None, required: tuple = (), values: Optional[Check] = None) -> Check:
     """A map whose ``required`` keys are present, whose ``fields`` have their checks, and whose
     other values pass ``values`` (when given)."""
@@ -88,7 +98,16 @@ SECTIONS: dict[str, Check] = {
         {
             "kind": text,
             "latent_dim": whole(1),
-            "input_shape": optional(listing(whole(1), length=3)),
+            "input_shape": optional(either(listing(whole(1), length=3), listing(whole(1), length=1))),
+            "layout": optional(
+                mapping(
+                    {
+                        "kind": text,
+                        "columns": listing(mapping({"name": text, "type": text}, required=("name", "type"))),
+                    },
+                    required=("kind", "columns"),
+                )
+            ),
             "num_classes": whole(0),
             "family": mapping({"options": ANY_MAP, "objective": text, "provider": PROVIDER}),
             "architecture": PART,

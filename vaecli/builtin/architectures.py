@@ -100,10 +100,11 @@ def register_architectures(register):
     register(
         ArchitectureSpec(
             name="mlp",
-            help="Fully connected encoder and decoder (default: one hidden layer of 400 ReLU units).",
+            help="Fully connected encoder and decoder (default: one hidden layer of 400 ReLU units); images and rows.",
             build=build_mlp,
             options=MLPOptions,
             conditional=True,
+            kinds=("image", "vector", "counts", "table"),
         )
     )
     register(

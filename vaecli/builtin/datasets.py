@@ -26,6 +26,7 @@ from .papers import (
     load_omniglot,
     load_svhn,
 )
+from .tables import TableOptions, load_table
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",
@@ -366,10 +367,20 @@ def register_datasets(register):
     register(
         DatasetSpec(
             name="tensor",
-            help="Your image arrays: tensor:PATH, a .npy, .npz or .safetensors file (uint8, or floats in "
-            "[0, 1]; NCHW, NHWC or NHW), with optional labels.",
+            help="Your arrays: tensor:PATH, a .npy, .npz or .safetensors file of images (uint8, or floats in "
+            "[0, 1]; NCHW, NHWC or NHW) or of rows (N, D): floats are vectors, integers counts; optional labels.",
             load=load_tensor,
             options=TensorOptions,
+            argument="path",
+        )
+    )
+    register(
+        DatasetSpec(
+            name="table",
+            help="Your table: table:PATH, a CSV (any separator, header detected) or Parquet file of named "
+            "columns, numeric, categorical, binary or count (inferred, or set: categorical=a,b); label=COLUMN.",
+            load=load_table,
+            options=TableOptions,
             argument="path",
         )
     )

@@ -58,12 +58,15 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    """p(x|z) = prod N(x; mu, sigma^2), sigma fixed, shared and learned, or per pixel.
-    A learned sigma is exp(raw) + min_sigma, so it never reaches zero."""
+    """p(x|z) = prod N(x; mu, sigma^2), sigma fixed, shared and learned, or per pixel; for rows
+    (``bind``) also learned per feature (``feature``, the default there). A learned sigma is
+    exp(raw) + min_sigma, so it never reaches zero. On rows, missing cells drop out and a
+    feature the data scaled by s adds -log s (the density in the data's own units)."""
 
     def __init__(self, sigma: float, learn_sigma: str, min_sigma: float) -> None:
         super().__init__()
         self.learn_sigma = learn_sigma
+        self.sigma0 = sigma
         self.params_per_pixel = 2 if learn_sigma == "pixel" else 1
         self.min_log_sigma = math.log(min_sigma)
         log_sigma = torch.tensor(math.log(sigma))
@@ -71,9 +74,23 @@ class Gaussian(Likelihood):
             self.log_sigma = nn.Parameter(log_sigma)
         else:
             self.register_buffer("log_sigma", log_sigma)
+        self.register_buffer("log_scale", None, persistent=False)  # rows: log of each feature's scaling
+
+    def bind(self, layout) -> None:
+        super().bind(layout)
+        if layout is None:
+            if self.learn_sigma == "feature":
+                raise ValueError("learn_sigma=feature is for rows (vectors, tables); for images use shared or pixel")
+            return
+        if self.learn_sigma in ("auto", "feature"):  # rows: one learned sigma per feature, from 1 (scaled data)
+            self.learn_sigma = "feature"
+            del self.log_sigma
+            start = 0.0 if self.sigma0 == 0.1 else math.log(self.sigma0)
+            self.log_sigma = nn.Parameter(torch.full((layout.features,), start))
+        self.log_scale = layout.log_scale()
 
     def _log_sigma(self, params: torch.Tensor) -> torch.Tensor:
-        if self.learn_sigma == "no":
+        if self.learn_sigma in ("no", "auto"):
             return self.log_sigma
         raw: torch.Tensor = self.log_sigma
         if self.learn_sigma == "pixel":
@@ -81,7 +98,18 @@ class Gaussian(Likelihood):
         # sigma = exp(raw) + min_sigma: a soft floor that never stops the gradient
         return torch.logaddexp(raw, torch.full_like(raw, self.min_log_sigma))
 
+    def column_log_probs(self, x: torch.Tensor, params: torch.Tensor) -> Optional[torch.Tensor]:
+        if self.layout is None:
+            return None
+        from .row_dists import dropped, observed
+
+        x0, missing = observed(x, self.layout)
+        lp = gaussian_log_prob(x0, params[:, 0], self._log_sigma(params)) - self.log_scale
+        return dropped(lp, missing)  # (B, F)
+
     def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        if self.layout is not None:
+            return self.column_log_probs(x, params).sum(dim=1)  # type: ignore[union-attr]
         lp = gaussian_log_prob(x, params[:, 0], self._log_sigma(params))
         return lp.flatten(1).sum(dim=1)  # (B,)
 

@@ -7,18 +7,20 @@ from dataclasses import dataclass
 
 from ..hookspecs import LikelihoodSpec, NoOptions, hookimpl
 
-SIGMA_MODES = ("no", "shared", "pixel")
+SIGMA_MODES = ("auto", "no", "shared", "pixel", "feature")
+COUNT_LIKELIHOODS = ("negbin", "poisson")
 
 
 @dataclass(frozen=True)
 class GaussianOptions:
     """``sigma``: the fixed standard deviation (or the initial one when learned);
-    ``learn_sigma``: ``no`` (fixed), ``shared`` (one learned sigma for all pixels) or ``pixel``
-    (the decoder outputs a sigma per pixel); ``min_sigma``: added to a learned sigma, so that it
-    stays above it."""
+    ``learn_sigma``: ``no`` (fixed), ``shared`` (one learned sigma for all pixels), ``pixel``
+    (the decoder outputs a sigma per pixel), ``feature`` (rows: one learned sigma per feature,
+    from 1 in the standardised units) or ``auto`` (``no`` for images, ``feature`` for rows);
+    ``min_sigma``: added to a learned sigma, so that it stays above it."""
 
     sigma: float = 0.1
-    learn_sigma: str = "no"
+    learn_sigma: str = "auto"
     min_sigma: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -38,6 +40,51 @@ class LogisticOptions:
     def __post_init__(self) -> None:
         if not math.isfinite(self.min_log_scale):
             raise ValueError(f"min_log_scale must be a finite number, got {self.min_log_scale!r}")
+
+
+@dataclass(frozen=True)
+class NegBinOptions:
+    """``theta``: the initial inverse dispersion of every feature (learned per feature; the
+    variance is mean + mean^2 / theta)."""
+
+    theta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.theta) and self.theta > 0):
+            raise ValueError(f"theta must be a positive number, got {self.theta!r}")
+
+
+@dataclass(frozen=True)
+class TableOptions:
+    """``counts``: the likelihood of count columns, negbin (learned dispersion per column) or
+    poisson; ``min_sigma``: the floor of a numeric column's learned sigma (standardised units)."""
+
+    counts: str = "negbin"
+    min_sigma: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.counts not in COUNT_LIKELIHOODS:
+            raise ValueError(f"counts must be one of {', '.join(COUNT_LIKELIHOODS)}, got {self.counts!r}")
+        if not self.min_sigma > 0:
+            raise ValueError("min_sigma must be positive")
+
+
+def build_poisson(options):
+    from .row_dists import Poisson
+
+    return Poisson()
+
+
+def build_negbin(options: NegBinOptions):
+    from .row_dists import NegativeBinomial
+
+    return NegativeBinomial(options.theta)
+
+
+def build_table(options: TableOptions):
+    from .row_dists import Table
+
+    return Table(options.counts, options.min_sigma)
 
 
 def build_bernoulli(options):
@@ -87,7 +134,7 @@ def register_likelihoods(register):
     register(
         LikelihoodSpec(
             name="gaussian",
-            help="Gaussian with fixed sigma (default 0.1), or a learned shared or per-pixel sigma.",
+            help="Gaussian with fixed sigma (default 0.1 for images), or a learned shared, per-pixel or (rows: the default) per-feature sigma.",
             build=build_gaussian,
             options=GaussianOptions,
             data_range="real",
@@ -101,5 +148,32 @@ def register_likelihoods(register):
             build=build_logistic,
             options=LogisticOptions,
             data_range="8bit",
+        )
+    )
+    register(
+        LikelihoodSpec(
+            name="poisson",
+            help="Poisson over integer counts (rows); the decoder gives each feature's log rate.",
+            build=build_poisson,
+            options=NoOptions,
+            data_range="count",
+        )
+    )
+    register(
+        LikelihoodSpec(
+            name="negbin",
+            help="Negative binomial over integer counts (rows), mean from the decoder and a learned dispersion per feature (as scVI).",
+            build=build_negbin,
+            options=NegBinOptions,
+            data_range="count",
+        )
+    )
+    register(
+        LikelihoodSpec(
+            name="table",
+            help="A table's columns, each its own term: Gaussian (numeric), categorical, Bernoulli (binary), negative binomial or Poisson (count).",
+            build=build_table,
+            options=TableOptions,
+            data_range="table",
         )
     )

@@ -220,6 +220,49 @@ def picture_out(output: Optional[Path], ckpt: Path, kind: str, suffixes=None, in
     return path
 
 
+MAX_ROWS = 10_000_000  # rows one command may decode (in chunks)
+
+
+def layout(model):
+    """The layout of a model of rows (``vaecli.kinds.Layout``), None for images."""
+    return getattr(model.likelihood, "layout", None)
+
+
+def examples_out(model, output: Optional[Path], ckpt: Path, kind: str, suffixes=None, inputs=()) -> Path:
+    """Where decoded examples go: a picture for a model of images (``picture_out``); for rows a
+    file of rows, ``-o`` or ``CKPT-KIND.csv``, never one that is also an input."""
+    rows = layout(model)
+    if rows is None:
+        return picture_out(output, ckpt, kind, suffixes, inputs)
+    from ..hub import beside
+    from ..rows import check_rows_output
+
+    base = beside(ckpt)
+    path = check_rows_output(output or base.with_name(f"{base.stem}-{kind}.csv"))
+    for text in inputs:
+        given = Path(str(text).partition(":")[2] if str(text).startswith(("table:", "tensor:")) else str(text))
+        if text and path.exists() and given.expanduser().is_file() and path.samefile(given.expanduser()):
+            raise UsageError(f"-o {path} is also the input; choose another output file")
+    return path
+
+
+def write_examples(model, values, path: Path, nrow: Optional[int] = None, extra: Optional[dict] = None) -> str:
+    """Decoded examples (the model's outputs) written where ``examples_out`` said: a grid
+    picture, or rows in the data's own columns, types and units. Returns what was written, as
+    ``(280x280 px)`` or ``(64 rows of 6 columns)``."""
+    rows = layout(model)
+    if rows is None:
+        from .. import viz
+
+        width, height = viz.save_grid(values, path, nrow)
+        return f"({width}x{height} px)"
+    from ..kinds import from_model
+    from ..rows import write_rows
+
+    write_rows(path, rows, from_model(rows, values), extra)
+    return f"({len(values)} rows of {len(rows.columns)} columns)"
+
+
 def data_out(output: Path, ckpt: Path, force: bool) -> None:
     """A data file (not a picture) may replace an existing one only with --force, and never the
     checkpoint itself."""

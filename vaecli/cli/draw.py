@@ -14,6 +14,7 @@ from ..errors import UsageError
 from .app import (
     INPUT_HELP,
     MAX_GRID,
+    MAX_ROWS,
     MAX_SAMPLES,
     CkptArg,
     DataDirOpt,
@@ -24,8 +25,10 @@ from .app import (
     NoDownloadOpt,
     app,
     check_mode,
-    picture_out,
+    examples_out,
+    layout,
     positive,
+    write_examples,
 )
 from .app import inputs as inputs_of
 from .app import model as model_of
@@ -36,7 +39,12 @@ def sample(
     ckpt: CkptArg,
     n: Annotated[int, typer.Option("-n", help="How many samples.")] = 64,
     output: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-samples.png.")
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output image (.png), or for a model of rows a .csv, .parquet or .npy of rows. Default: CKPT-samples.png (.csv).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
     temperature: Annotated[
@@ -44,8 +52,12 @@ def sample(
     ] = 1.0,
     nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
     mode: Annotated[
-        str, typer.Option("--mode", help="mean: the decoder's mean image; sample: a draw from the likelihood.")
-    ] = "mean",
+        Optional[str],
+        typer.Option(
+            "--mode",
+            help="mean: the decoder's mean image (rows: the mean, the most probable category); sample: a draw from the likelihood. Default: mean for images, sample for rows (synthetic data).",
+        ),
+    ] = None,
     label: Annotated[
         Optional[str],
         typer.Option(
@@ -79,42 +91,59 @@ def sample(
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
-    """Decode draws from the prior (or a fitted sampler of codes) into a grid of images."""
+    """Decode draws from the prior (or a fitted sampler of codes): a grid of images, or rows of
+    synthetic data in the table's own columns."""
     from ..inputs import class_name, condition
 
-    positive(n, "-n", MAX_SAMPLES)
     if nrow is not None:
         positive(nrow, "--nrow")
     if not (math.isfinite(temperature) and temperature > 0):
         raise UsageError(f"--temperature must be a positive number, got {temperature}")
-    check_mode(mode)
+    if mode is not None:
+        check_mode(mode)
     import torch
 
-    from .. import viz
-
     model = model_of(ckpt, device)
-    from ..hub import beside
-
-    ckpt = beside(ckpt)  # what names derive from: REPO.safetensors here for a checkpoint from the Hub
-    output = viz.check_output(output or ckpt.with_name(f"{ckpt.stem}-samples.png"))
+    rows = layout(model)
+    positive(n, "-n", MAX_SAMPLES if rows is None else MAX_ROWS)
+    mode = mode or ("mean" if rows is None else "sample")
+    output = examples_out(model, output, ckpt, "samples")
     gen = torch.Generator(device=model.device).manual_seed(seed)
     labels = condition(model, label, n)
     if model.num_classes and label is None and nrow is None and model.num_classes <= 32:
         k = model.num_classes  # image i is of class i % K: a multiple of K columns, one class per column
         nrow = k * max(1, round(math.sqrt(n) / k))
     if sampler == "prior":
-        images = model.sample(n, temperature=temperature, mode=mode, generator=gen, labels=labels)
+        z = model.prior_sample(n, gen) * temperature
         done = ""
     else:
         if temperature != 1.0:
             raise UsageError("--temperature scales the prior's draws: it is for --sampler prior")
-        fitted, done = _fitted(model, ckpt, sampler, sampler_option, fit_on, refit, data_dir, no_download)
+        from ..hub import beside
+
+        fitted, done = _fitted(model, beside(ckpt), sampler, sampler_option, fit_on, refit, data_dir, no_download)
         z = fitted.sample(n, torch.Generator().manual_seed(seed), model)
-        images = model.decode(z, mode=mode, generator=gen, labels=labels)
-    width, height = viz.save_grid(images, output, nrow)
+    images = decoded(model, z, mode, gen, labels)
+    size = write_examples(model, images, output, nrow)
     what = f" of class {class_name(model, int(labels[0]))}" if labels is not None else ""
     source = f" from sampler {sampler} ({done})" if done else ""
-    out.print(f"Wrote {n} samples{what}{source} to {output} ({width}x{height} px).")
+    out.print(f"Wrote {n} samples{what}{source} to {output} {size}.")
+
+
+def decoded(model, z, mode: str, gen, labels=None):
+    """``model.decode`` of many codes, a chunk at a time (rows may be millions)."""
+    import torch
+
+    chunk = 65_536
+    if len(z) <= chunk:
+        return model.decode(z, mode=mode, generator=gen, labels=labels)
+    parts = [
+        model.decode(
+            z[i : i + chunk], mode=mode, generator=gen, labels=None if labels is None else labels[i : i + chunk]
+        ).cpu()
+        for i in range(0, len(z), chunk)
+    ]
+    return torch.cat(parts)
 
 
 def _fitted(model, ckpt, name, option_pairs, fit_on, refit, data_dir, no_download):
@@ -177,10 +206,10 @@ def decode(
     label: LabelOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Decode latent codes into a grid of images."""
+    """Decode latent codes into a grid of images (or rows of a table)."""
     import torch
 
-    from .. import latents, viz
+    from .. import latents
     from ..inputs import condition
 
     if (latent_file is None) == (not z):
@@ -190,7 +219,7 @@ def decode(
             else "give a LATENTS file (from vae encode) or --z 0.1,-2,... "
         )
     if n is not None:
-        positive(n, "-n", MAX_SAMPLES)
+        positive(n, "-n", MAX_ROWS)
     if nrow is not None:
         positive(nrow, "--nrow")
     check_mode(mode)
@@ -198,8 +227,8 @@ def decode(
     source = f"LATENTS {latent_file}" if latent_file else "--z"
     model = model_of(ckpt, device)
     codes = latents.check(codes, model.latent_dim, source)
-    output = picture_out(output, ckpt, "decoded")
-    if n is None and len(codes) > MAX_GRID:
+    output = examples_out(model, output, ckpt, "decoded")
+    if n is None and len(codes) > MAX_GRID and layout(model) is None:
         warn(f"{source} holds {len(codes)} codes; decoding the first {MAX_GRID} (-n to choose)")
         n = MAX_GRID
     codes = codes[:n]
@@ -207,9 +236,10 @@ def decode(
     classes = condition(model, label, len(codes))
     if classes is None and model.num_classes and file_labels is not None:  # as vae encode wrote them
         classes = file_labels[: len(codes)].long()
-    images = model.decode(codes, mode=mode, generator=gen, labels=classes)
-    width, height = viz.save_grid(images, output, nrow)
-    out.print(f"Wrote {len(images)} decoded images to {output} ({width}x{height} px).")
+    images = decoded(model, codes, mode, gen, classes)
+    size = write_examples(model, images, output, nrow)
+    what = "images" if layout(model) is None else "rows"
+    out.print(f"Wrote {len(images)} decoded {what} to {output} {size}.")
 
 
 # -- reconstruct ------------------------------------------------------------------------------
@@ -219,9 +249,17 @@ def decode(
 def reconstruct(
     ckpt: CkptArg,
     input: InputArg = None,
-    n: Annotated[int, typer.Option("-n", help="How many images (the first N of INPUT).")] = 16,
+    n: Annotated[
+        Optional[int],
+        typer.Option("-n", help="How many images (the first N of INPUT; default 16), or rows (default: all)."),
+    ] = None,
     output: Annotated[
-        Optional[Path], typer.Option("--out", "-o", help="Output image (.png). Default: CKPT-reconstructions.png.")
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output image (.png). Default: CKPT-reconstructions.png. For rows: a .csv, .parquet or .npy of the rows with their missing cells filled (imputed), CKPT-reconstructions.csv.",
+        ),
     ] = None,
     nrow: Annotated[
         int, typer.Option("--nrow", help="Images per row; each row of inputs has its reconstructions below it.")
@@ -231,16 +269,22 @@ def reconstruct(
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
-    """Show images above their reconstructions (decoded posterior means)."""
+    """Show images above their reconstructions (decoded posterior means); for rows, write them
+    with every missing cell filled by the reconstruction (imputation)."""
     from .. import viz
     from ..inputs import input_labels
 
-    positive(n, "-n", MAX_SAMPLES)
     positive(nrow, "--nrow")
     check_mode(mode)
     model = model_of(ckpt, device)
-    output = picture_out(output, ckpt, "reconstructions", inputs=(input,))
-    inputs = inputs_of(model, input, data_dir, no_download, limit=n)
+    rows = layout(model)
+    if n is not None:
+        positive(n, "-n", MAX_SAMPLES if rows is None else MAX_ROWS)
+    output = examples_out(model, output, ckpt, "reconstructions", inputs=(input,))
+    inputs = inputs_of(model, input, data_dir, no_download, limit=16 if n is None and rows is None else n)
+    if rows is not None:
+        _impute(model, inputs, output, mode)
+        return
     originals = model.prepare(inputs.images)
     recon = model.reconstruct(inputs.images, mode=mode, labels=input_labels(model, inputs))
     width, height = viz.save_grid(viz.above(originals, recon, nrow), output, min(nrow, len(originals)))
@@ -248,6 +292,37 @@ def reconstruct(
     out.print(
         f"Wrote {count} and {'their reconstructions' if len(originals) != 1 else 'its reconstruction'} "
         f"to {output} ({width}x{height} px)."
+    )
+
+
+def _impute(model, inputs, output: Path, mode: str) -> None:
+    """Rows with their missing cells replaced by the decoded posterior mean's (HI-VAE's
+    imputation); the observed cells are kept as they are."""
+    import torch
+
+    from ..inputs import input_labels
+    from ..kinds import from_model
+    from ..rows import write_rows
+
+    rows = layout(model)
+    labels = input_labels(model, inputs)
+    parts = []
+    for i in range(0, len(inputs), 65_536):
+        part = inputs.images[i : i + 65_536]
+        parts.append(
+            from_model(
+                rows, model.reconstruct(part, mode=mode, labels=None if labels is None else labels[i : i + 65_536])
+            )
+        )
+    recon = torch.cat(parts)
+    raw = inputs.rows.clone()
+    missing = torch.isnan(raw)
+    raw[missing] = recon[missing]
+    write_rows(output, rows, raw)
+    filled = int(missing.sum())
+    out.print(
+        f"Wrote {len(raw)} rows to {output} with {filled} missing cell{'s' if filled != 1 else ''} filled "
+        f"({'reconstruction means' if mode == 'mean' else 'draws'})."
     )
 
 
@@ -317,7 +392,7 @@ def interpolate(
     if method not in ("slerp", "lerp"):
         raise UsageError(f"--method must be slerp or lerp, got {method!r}")
     model = model_of(ckpt, device)
-    output = picture_out(output, ckpt, "interpolation", viz.IMAGE_SUFFIXES + viz.ANIMATION_SUFFIXES, (a, b))
+    output = examples_out(model, output, ckpt, "interpolation", viz.IMAGE_SUFFIXES + viz.ANIMATION_SUFFIXES, (a, b))
     gen = torch.Generator(device=model.device).manual_seed(seed)
     if a is None and not model.HAS_PRIOR:
         raise UsageError(f"--model {model.kind} has no prior to draw the ends from; give A and B")
@@ -337,6 +412,12 @@ def interpolate(
     images = model.decode(
         path.reshape(-1, model.latent_dim), mode=mode, generator=gen, labels=row_labels
     )  # (K*S, C, H, W)
+    if layout(model) is not None:
+        step = torch.arange(steps).repeat(pairs)
+        path_index = torch.arange(pairs).repeat_interleave(steps)
+        size = write_examples(model, images, output, extra={"path": path_index, "step": step})
+        out.print(f"Wrote {pairs} path(s) of {steps} steps ({method}) to {output} {size}.")
+        return
     if output.suffix.lower() == ".gif":
         per_step = images.view(pairs, steps, *images.shape[1:]).transpose(0, 1)  # (S, K, C, H, W)
         order = list(range(steps)) + list(range(steps - 2, 0, -1))  # there and back

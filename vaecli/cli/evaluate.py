@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,7 @@ from .app import (
     InputArg,
     NoDownloadOpt,
     app,
+    data_out,
     positive,
 )
 from .app import inputs as inputs_of
@@ -65,6 +67,15 @@ def evaluate(
         ),
     ] = 1234,
     as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON.")] = False,
+    per_example: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--per-example",
+            help="Also write each example's NLL and -ELBO (rows: and each column's term) to this .csv, one line per example in INPUT's order: an anomaly score per row.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --per-example file.")] = False,
     disentanglement: Annotated[
         bool,
         typer.Option(
@@ -157,16 +168,31 @@ def evaluate(
         return
     if fid_weights or scorer or samples:
         raise UsageError("--fid-weights, --scorer and --samples go with --fid, --kid or --precision-recall")
+    if per_example is not None:
+        if per_example.suffix.lower() != ".csv":
+            raise UsageError(f"--per-example {per_example}: the file name must end in .csv")
+        data_out(per_example, ckpt, force)
     with progress(len(inputs), f"evaluating (k={iw_samples})", show=not as_json) as update:
         result = model.evaluate(
-            inputs.images, iw_samples, batch_size, seed, labels=input_labels(model, inputs), progress=update
+            inputs.images,
+            iw_samples,
+            batch_size,
+            seed,
+            labels=input_labels(model, inputs),
+            progress=update,
+            per_example=per_example is not None,
         )
+    each = result.pop("per_example", None)
     result.update(input=inputs.source, checkpoint=shown(ckpt), seconds=time.perf_counter() - started)
     _check_finite(result)
+    if per_example is not None and each is not None:
+        _write_scores(per_example, each)
     if as_json:
         print(json.dumps(result, indent=2, allow_nan=False))
         return
-    table = number_table(f"{shown(ckpt)} on {inputs.source} ({result['examples']} images), nats per example")
+    rows = "columns" in result
+    what = "rows" if rows else "images"
+    table = number_table(f"{shown(ckpt)} on {inputs.source} ({result['examples']} {what}), nats per example")
     if "nll" not in result:  # a family without a likelihood: its own terms
         for term in model.TERMS:
             what = "-log p(x|z), z the encoder's code" if term == "recon" else "a term of its loss"
@@ -181,14 +207,54 @@ def evaluate(
         closed = "closed form" if "kl_per_dim" in result else f"sampled, {iw_samples} sample(s)"
         table.add_row("  KL", f"{result['kl']:.2f}", f"KL(q(z|x) || p(z)), {closed}")
         table.add_row("NLL (IWAE)", f"{result['nll']:.2f}", f"-log p(x), k={iw_samples} (Burda et al. 2015)")
-        table.add_row(
-            "bits/dim", f"{result['bits_per_dim']:.4f}", f"NLL / ({result['pixels']} pixels x ln 2)" + _bits_note(model)
-        )
+        if rows:
+            table.add_row("  bits per row", f"{result['nll'] / math.log(2):.2f}", "NLL / ln 2")
+        else:
+            table.add_row(
+                "bits/dim",
+                f"{result['bits_per_dim']:.4f}",
+                f"NLL / ({result['pixels']} pixels x ln 2)" + _bits_note(model),
+            )
         table.add_row(
             "active units", f"{result['active_units']} / {result['latent_dim']}", escape("Cov_x E_q[z_u] > 0.01")
         )
     out.print(table)
+    if rows:
+        out.print(_columns_table(result["columns"]))
+    if per_example is not None:
+        out.print(f"Wrote {result['examples']} per-example scores to {per_example}.")
     out.print(f"[dim]{result['seconds']:.1f} s on {model.device}[/]")
+
+
+def _columns_table(columns: dict):
+    """Each column's reconstruction term, largest first: where the model explains the data least."""
+    table = number_table("reconstruction by column, E_q[-log p(x_j|z)] in nats (one posterior draw)")
+    shown_cols = sorted(columns.items(), key=lambda kv: -kv[1])
+    for name, value in shown_cols[:40]:
+        table.add_row(escape(name), f"{value:.3f}", "")
+    if len(shown_cols) > 40:
+        table.add_row(f"... {len(shown_cols) - 40} more", "", "--json lists every column")
+    return table
+
+
+def _write_scores(path: Path, each: dict) -> None:
+    """One line per example: its index, NLL, -ELBO and column terms (atomically)."""
+    import csv
+    import os
+
+    names = list(each)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["row", *names])
+            columns = [each[k].tolist() for k in names]
+            for i in range(len(columns[0])):
+                w.writerow([i, *(f"{c[i]:.6g}" for c in columns)])
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _check_finite(result: dict) -> None:

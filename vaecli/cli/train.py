@@ -309,8 +309,8 @@ class ProgressReporter:
         err.print(
             f"Training {'an' if config.model[:1] in 'aeiou' else 'a'} {config.model.upper()} ({config.arch}, {config.likelihood}, latent {config.latent_dim}"
             f"{'; ' + ', '.join(extras) if extras else ''}) "
-            f"on {config.dataset} ({len(data.splits.train)} train / {len(data.splits.test)} test images of "
-            f"{'x'.join(map(str, data.input_shape))}) on {device}"
+            f"on {config.dataset} ({len(data.splits.train)} train / {len(data.splits.test)} test {data.describe()}) "
+            f"on {device}"
             f"{'' if config.precision == 'fp32' else f' in {config.precision} mixed precision'}"
             f"{', compiled' if config.compile else ''}, torch {torch.__version__}",
         )

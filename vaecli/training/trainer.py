@@ -12,13 +12,13 @@ from typing import Any, Optional
 
 import torch
 
-from .. import checkpoint, datacache
+from .. import checkpoint, datacache, kinds
 from ..config import TrainConfig
 from ..data import LoadedDataset, load_dataset
 from ..device import resolve_device
-from ..errors import Interrupted, Terminated, TrainingError
+from ..errors import Interrupted, Terminated, TrainingError, UsageError
 from ..evaluation import test_pass
-from ..factory import create_model, family_of, model_of, model_section
+from ..factory import create_model, family_of, model_of, model_section, settle_data
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
 from . import distributed, ema, keep, monitor, tracking
@@ -109,8 +109,15 @@ class Trainer:
             world.barrier()
         if ckpt is None:
             section["input_shape"] = list(data.input_shape)
+            settle_data(section, config, data.kind, data.learn_layout())
         else:
             data.check_same(self.ckpt.meta, f"--resume {self.path}")
+        self.layout = kinds.layout_of(section)
+        if self.layout is not None and (config.viz_dir or config.tensorboard or config.mlflow or config.mlflow_uri):
+            raise UsageError(
+                "--viz-dir, --tensorboard and --mlflow draw pictures of images; for rows they are not yet "
+                "available (the metrics log CKPT.metrics.jsonl has every epoch's numbers)"
+            )
         self.labels = data.class_labels(family_of(section).spec.conditional, section)
         for note in data.splits.notes:
             reporter.warn(note)
@@ -155,6 +162,8 @@ class Trainer:
         config, device = self.config, self.device
         (train_labels, test_labels) = self.labels
         train_images, test_images = data.splits.train.images, data.splits.test.images
+        if self.layout is not None:  # rows: model inputs once (scaled, one-hot), float32
+            train_images, test_images = (kinds.to_model(self.layout, x) for x in (train_images, test_images))
         if config.binarize == "static":  # one fixed draw of the training set
             train_images = binarize(train_images, BINARIZE_SEEDS["train"])
         if config.binarize != "none":  # the test set: one fixed draw, as `vae evaluate` makes it

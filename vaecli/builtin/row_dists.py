@@ -1,0 +1,250 @@
+"""Likelihoods of rows: Poisson and negative binomial counts, and a table's columns.
+
+Parameters arrive as ``(B, P, F)``: P per model input of a row (``vaecli.kinds.Layout``).
+Missing cells (NaN) drop out of log p(x|z) (Nazabal et al. 2020, HI-VAE); a numeric column
+scaled by s for the model adds -log s, so that every number is in the data's own units.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..likelihood import Likelihood, gaussian_log_prob
+
+__all__ = ["Poisson", "NegativeBinomial", "Table", "poisson_log_prob", "negbin_log_prob", "observed"]
+
+
+def observed(x: torch.Tensor, layout: Any) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``x`` with missing cells set to 0, and the mask of missing cells (None when the data has
+    none, so that complete data pays nothing for the check)."""
+    if layout is None or not layout.missing:
+        return x, None
+    missing = torch.isnan(x)
+    return x.masked_fill(missing, 0.0), missing
+
+
+def dropped(lp: torch.Tensor, missing: Optional[torch.Tensor]) -> torch.Tensor:
+    return lp if missing is None else lp.masked_fill(missing, 0.0)
+
+
+def poisson_log_prob(x: torch.Tensor, log_rate: torch.Tensor) -> torch.Tensor:
+    """log Poisson(x; e^log_rate) elementwise: x log_rate - e^log_rate - log x!."""
+    return x * log_rate - log_rate.exp() - torch.lgamma(x + 1.0)
+
+
+def negbin_log_prob(x: torch.Tensor, log_mean: torch.Tensor, log_theta: torch.Tensor) -> torch.Tensor:
+    """log NB(x; mean mu = e^log_mean, inverse dispersion theta = e^log_theta) elementwise, the
+    parameterisation of scVI (Lopez et al. 2018): variance mu + mu^2 / theta,
+
+        log Gamma(x + theta) - log Gamma(theta) - log x! + theta log(theta / (theta + mu))
+        + x log(mu / (theta + mu)),
+
+    with log(theta + mu) as a log-sum-exp, finite for any parameters."""
+    theta = log_theta.exp()
+    log_sum = torch.logaddexp(log_theta, log_mean)  # log(theta + mu)
+    return (
+        torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1.0)
+        + theta * (log_theta - log_sum)
+        + x * (log_mean - log_sum)
+    )
+
+
+def _gamma_poisson(mean: torch.Tensor, theta: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """A negative binomial draw as Poisson(Gamma(theta, theta / mean)); the gamma draw from the
+    global generator seeded by ``generator`` (torch draws gammas without one)."""
+    theta = theta.expand_as(mean)
+    if generator is None:
+        rate = torch._standard_gamma(theta) * mean / theta
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        devices = [mean.device] if mean.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            rate = torch._standard_gamma(theta) * mean / theta
+    return torch.poisson(rate, generator=generator)
+
+
+class _Rows(Likelihood):
+    """A likelihood of rows: one parameter per model input, a term per input."""
+
+    params_per_pixel = 1
+
+    def bind(self, layout: Any) -> None:
+        if layout is None:
+            raise ValueError(f"likelihood {type(self).__name__.lower()} models rows (vectors, counts), not images")
+        super().bind(layout)
+
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        lp = self.column_log_probs(x, params)
+        assert lp is not None
+        return lp.sum(dim=1)  # (B,)
+
+
+class Poisson(_Rows):
+    """p(x|z) = prod_j Poisson(x_j; rate_j), the decoder giving log rate_j."""
+
+    def column_log_probs(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        x0, missing = observed(x, self.layout)
+        return dropped(poisson_log_prob(x0, params[:, 0]), missing)  # (B, F)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params[:, 0].exp()
+
+    def sample(self, params: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return torch.poisson(self.mean(params), generator=generator)
+
+
+class NegativeBinomial(_Rows):
+    """p(x|z) = prod_j NB(x_j; mean_j, theta_j): the decoder gives log mean_j, and each feature
+    has a learned inverse dispersion theta_j (gene-wise, as in scVI), initialised at
+    ``theta``."""
+
+    def __init__(self, theta: float = 1.0) -> None:
+        super().__init__()
+        self.theta0 = float(theta)
+
+    def bind(self, layout: Any) -> None:
+        super().bind(layout)
+        self.log_theta = nn.Parameter(torch.full((layout.features,), math.log(self.theta0)))
+
+    def column_log_probs(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        x0, missing = observed(x, self.layout)
+        return dropped(negbin_log_prob(x0, params[:, 0], self.log_theta), missing)  # (B, F)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        return params[:, 0].exp()
+
+    def sample(self, params: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return _gamma_poisson(self.mean(params), self.log_theta.exp(), generator)
+
+
+class Table(_Rows):
+    """p(x|z) = prod_columns p(x_c | z), each column's own likelihood (a term each):
+
+    - numeric: Gaussian N(mu, sigma_c^2), sigma_c learned per column (in the scaled units, with
+      -log scale added);
+    - categorical: a categorical over its categories (softmax of the decoder's logits, one per
+      category);
+    - binary: Bernoulli (logits);
+    - count: negative binomial with a learned inverse dispersion per column (``counts=poisson``:
+      Poisson).
+
+    All columns of a type are computed at once: categorical columns as one padded block
+    ``(B, columns, widest)``, so a table of many columns costs a few operations a step.
+    """
+
+    numeric: torch.Tensor  # buffers set by bind: the inputs of each type
+    binary: torch.Tensor
+    count: torch.Tensor
+    cat_gather: torch.Tensor
+    cat_pad: torch.Tensor
+    log_scale: torch.Tensor
+    order: torch.Tensor
+
+    def __init__(self, counts: str = "negbin", min_sigma: float = 1e-3) -> None:
+        super().__init__()
+        self.counts, self.min_log_sigma = counts, math.log(min_sigma)
+
+    def bind(self, layout: Any) -> None:
+        super().bind(layout)
+        cols = layout.columns
+        f = layout.features
+
+        def index(*types: str) -> torch.Tensor:
+            return torch.tensor([c.start for c in cols if c.type in types], dtype=torch.long)
+
+        self.register_buffer("numeric", index("numeric"), persistent=False)
+        self.register_buffer("binary", index("binary"), persistent=False)
+        self.register_buffer("count", index("count"), persistent=False)
+        cats = [c for c in cols if c.type == "categorical"]
+        widest = max((c.width for c in cats), default=1)
+        gather = torch.full((len(cats), widest), f, dtype=torch.long)  # f: a padding slot
+        for i, c in enumerate(cats):
+            gather[i, : c.width] = torch.arange(c.start, c.stop)
+        self.register_buffer("cat_gather", gather, persistent=False)
+        self.register_buffer("cat_pad", gather == f, persistent=False)
+        scales = torch.tensor([math.log(c.scale) for c in cols if c.type == "numeric"])
+        self.register_buffer("log_scale", scales, persistent=False)
+        # the order of the column terms: numeric, binary, count, categorical -> the layout's order
+        order = [cols.index(c) for t in ("numeric", "binary", "count") for c in cols if c.type == t]
+        order += [cols.index(c) for c in cats]
+        self.register_buffer("order", torch.argsort(torch.tensor(order, dtype=torch.long)), persistent=False)
+        self.log_sigma = nn.Parameter(torch.zeros(len(self.numeric)))
+        self.log_theta = nn.Parameter(torch.zeros(len(self.count)))
+
+    def _sigma(self) -> torch.Tensor:
+        return torch.logaddexp(self.log_sigma, torch.full_like(self.log_sigma, self.min_log_sigma))
+
+    def _blocks(self, values: torch.Tensor, pad: float) -> torch.Tensor:
+        """The categorical inputs of ``values`` ``(B, F)`` as ``(B, columns, widest)``, padded."""
+        padded = torch.cat([values, values.new_full((values.shape[0], 1), pad)], dim=1)
+        return padded[:, self.cat_gather]
+
+    def column_log_probs(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        x0, missing = observed(x, self.layout)
+        p = params[:, 0]  # (B, F)
+        parts = []
+        if len(self.numeric):
+            lp = gaussian_log_prob(x0[:, self.numeric], p[:, self.numeric], self._sigma()) - self.log_scale
+            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.numeric], 0.0))
+        if len(self.binary):
+            from .dists import bernoulli_log_prob
+
+            lp = bernoulli_log_prob(p[:, self.binary], x0[:, self.binary])
+            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.binary], 0.0))
+        if len(self.count):
+            xc, lc = x0[:, self.count], p[:, self.count]
+            lp = poisson_log_prob(xc, lc) if self.counts == "poisson" else negbin_log_prob(xc, lc, self.log_theta)
+            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.count], 0.0))
+        if len(self.cat_gather):
+            logits = self._blocks(p, -math.inf).masked_fill(self.cat_pad, -math.inf)  # (B, K, W)
+            log_probs = torch.log_softmax(logits, dim=-1).masked_fill(self.cat_pad, 0.0)
+            lp = (self._blocks(x0, 0.0) * log_probs).sum(-1)  # (B, K): the one-hot picks its category
+            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.cat_gather[:, 0]], 0.0))
+        return torch.cat(parts, dim=1)[:, self.order]  # (B, columns)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """Per input: the numeric mean, the categories' probabilities, the probability of 1, the
+        count's mean."""
+        p = params[:, 0]
+        out = p.clone()
+        out[:, self.binary] = torch.sigmoid(p[:, self.binary])
+        out[:, self.count] = p[:, self.count].exp()
+        if len(self.cat_gather):
+            probs = torch.softmax(self._blocks(p, -math.inf).masked_fill(self.cat_pad, -math.inf), dim=-1)
+            self._scatter(out, probs)
+        return out
+
+    def _scatter(self, out: torch.Tensor, blocks: torch.Tensor) -> None:
+        keep = ~self.cat_pad
+        out[:, self.cat_gather[keep]] = blocks[:, keep]
+
+    def sample(self, params: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        p = params[:, 0]
+        out = p.clone()
+        if len(self.numeric):
+            mu = p[:, self.numeric]
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            out[:, self.numeric] = mu + self._sigma().exp() * eps
+        if len(self.binary):
+            out[:, self.binary] = torch.bernoulli(torch.sigmoid(p[:, self.binary]), generator=generator)
+        if len(self.count):
+            rate = p[:, self.count].exp()
+            out[:, self.count] = (
+                torch.poisson(rate, generator=generator)
+                if self.counts == "poisson"
+                else _gamma_poisson(rate, self.log_theta.exp(), generator)
+            )
+        if len(self.cat_gather):
+            probs = torch.softmax(self._blocks(p, -math.inf).masked_fill(self.cat_pad, -math.inf), dim=-1)
+            b, k, w = probs.shape
+            drawn = torch.multinomial(probs.reshape(b * k, w), 1, generator=generator).view(b, k)
+            self._scatter(out, F.one_hot(drawn, w).to(out.dtype))
+        return out
