@@ -13,6 +13,7 @@ from vaecli.errors import UsageError
 from vaecli.hookspecs import ModelShape
 from vaecli.model import VAE
 from vaecli.plugins import registry
+from vaecli.testing import likelihoods_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,7 +40,7 @@ def _conditional_architectures():
 
 def _likelihood_cases():
     cases = []
-    for name in registry().names("likelihood"):
+    for name in likelihoods_for("image"):
         cases.append(pytest.param(name, {}, id=name))
         for extra in EXTRA_LIKELIHOODS.get(name, []):
             label = ",".join(f"{k}={v}" for k, v in extra.items())

@@ -561,8 +561,8 @@ case(
 )
 case(
     "train-unknown-likelihood",
-    ["train", "--likelihood", "poisson", *TINY_CLI],
-    ["unknown likelihood 'poisson'", "bernoulli", "gaussian"],
+    ["train", "--likelihood", "zipf", *TINY_CLI],
+    ["unknown likelihood 'zipf'", "bernoulli", "gaussian"],
     needs_valid_ckpt=False,
 )
 case(

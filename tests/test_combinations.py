@@ -11,13 +11,14 @@ import pytest
 import vaecli
 from conftest import TINY_DATA
 from vaecli.plugins import registry
+from vaecli.testing import likelihoods_for
 
 TINY_OPTIONS = {"mlp": {"hidden": (16,)}, "conv": {"channels": (4, 8), "hidden": (16,)}}
 KINDS = ("vae", "cvae", "ae")
 
 
 def _combinations():
-    archs, likelihoods = registry().names("architecture"), registry().names("likelihood")
+    archs, likelihoods = registry().names("architecture"), likelihoods_for("image")
     combos = [(a, lik) for a in archs for lik in likelihoods]
     # each combination once, the model kinds taking turns, so that every pair and every kind is covered
     return [(a, lik, KINDS[i % len(KINDS)]) for i, (a, lik) in enumerate(combos)]

@@ -28,6 +28,7 @@ import vaecli.options
 from vaecli import errors
 from vaecli.builtin.dists import cb_icdf, cb_log_norm, cb_mean
 from vaecli.plugins import registry
+from vaecli.testing import likelihoods_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -441,7 +442,7 @@ TABLES = {
 
 
 def _names() -> list[str]:
-    return registry().names("likelihood")
+    return likelihoods_for("image")  # the likelihoods of rows: tests/test_rows.py
 
 
 def _builtin(name: str) -> bool:

@@ -26,10 +26,10 @@ from vaecli import errors
 from vaecli.cli import app
 
 BUILTIN_ARCHS = {"mlp", "conv"}
-BUILTIN_LIKELIHOODS = {"bernoulli", "continuous-bernoulli", "gaussian", "logistic"}
+BUILTIN_LIKELIHOODS = {"bernoulli", "continuous-bernoulli", "gaussian", "logistic", "negbin", "poisson", "table"}
 PAPERS = ["binarized-mnist", "celeba", "dsprites", "3dshapes", "omniglot", "svhn", "cifar100"]
 BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor", *PAPERS}
-LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
+LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "negbin", "poisson", "table"]
 DATASETS = sorted(["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor", *PAPERS])
 DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", *PAPERS, "folder", "tensor"]
 BUILTIN_PLUGINS = ["models", "samplers", "architectures", "likelihoods", "datasets", "recipes"]

@@ -64,6 +64,9 @@ class ColumnLayout:
     categories: tuple = ()
     shift: float = 0.0
     scale: float = 1.0
+    low: Optional[float] = None  # a numeric column's range and decimals on the training split:
+    high: Optional[float] = None  # decoded values are clipped to the range and rounded so
+    decimals: int = -1  # (-1: not rounded; 0: whole numbers)
 
     @property
     def stop(self) -> int:
@@ -169,17 +172,33 @@ def learn(kind: str, columns: list, train: torch.Tensor, labels: str = "") -> La
                 f"(--dataset-option drop={col.name})"
             )
         shift, scale, width = 0.0, 1.0, 1
+        low = high = None
+        decimals = -1
         if col.type == "numeric":
             shift = float(values.mean())
             std = float(values.std(unbiased=False)) if len(values) > 1 else 0.0
             scale = std if std > 1e-12 * max(1.0, abs(shift)) and math.isfinite(std) else 1.0
+            if kind == "table":  # a table's values keep their range and decimals on output (vectors are draws)
+                low, high = float(values.min()), float(values.max())
+                decimals = _decimals(values)
         elif col.type == "categorical":
             width = len(col.categories)
             if width < 1:
                 raise UsageError(f"column {col.name!r} is categorical but has no categories")
-        out.append(ColumnLayout(col.name, col.type, start, width, tuple(col.categories), shift, scale))
+        out.append(
+            ColumnLayout(col.name, col.type, start, width, tuple(col.categories), shift, scale, low, high, decimals)
+        )
         start += width
     return Layout(kind, tuple(out), bool((~present).any()), labels)
+
+
+def _decimals(values: torch.Tensor) -> int:
+    """The fewest decimals (0 to 6) that write every value exactly, or -1."""
+    for d in range(7):
+        scaled = values * 10.0**d
+        if bool((scaled - scaled.round()).abs().le(1e-6 * scaled.abs().clamp(min=1.0)).all()):
+            return d
+    return -1
 
 
 def to_model(layout: Layout, rows: torch.Tensor) -> torch.Tensor:
@@ -214,7 +233,12 @@ def from_model(layout: Layout, values: torch.Tensor) -> torch.Tensor:
     for j, c in enumerate(layout.columns):
         v = values[:, c.start]
         if c.type == "numeric":
-            out[:, j] = v * c.scale + c.shift
+            value = v * c.scale + c.shift
+            if c.low is not None and c.high is not None:
+                value = value.clamp(c.low, c.high)
+            if c.decimals >= 0:
+                value = (value * 10.0**c.decimals).round() / 10.0**c.decimals
+            out[:, j] = value
         elif c.type == "categorical":
             out[:, j] = values[:, c.start : c.stop].argmax(dim=1).double()
         elif c.type == "binary":

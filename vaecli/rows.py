@@ -35,8 +35,10 @@ def cell_text(column, value: float) -> str:
         return ""
     if column.type == "categorical":
         return str(column.categories[int(value)])
-    if column.type in ("binary", "count"):
+    if column.type in ("binary", "count") or getattr(column, "decimals", -1) == 0:
         return str(int(value))
+    if getattr(column, "decimals", -1) > 0:
+        return f"{value:.{column.decimals}f}"
     return f"{value:.7g}"
 
 

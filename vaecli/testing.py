@@ -106,19 +106,86 @@ def check_architecture(
     return model.eval()
 
 
+def likelihoods_for(kind: str = "image") -> list:
+    """The registered likelihoods that model ``kind`` (image, vector, counts, table)."""
+    from .kinds import accepts
+
+    reg = registry()
+    return [n for n in reg.names("likelihood") if reg.get("likelihood", n).spec.data_range in accepts(kind)]
+
+
+def architectures_for(kind: str = "image") -> list:
+    """The registered architectures that take ``kind``."""
+    reg = registry()
+    return [
+        n for n in reg.names("architecture") if kind in getattr(reg.get("architecture", n).spec, "kinds", ("image",))
+    ]
+
+
+def example_rows(kind: str, n: int = 64, seed: int = 0) -> tuple[Any, Any]:
+    """A small ``Layout`` of ``kind`` (vector, counts; a table has a numeric, a categorical, a
+    binary and a count column) and ``n`` random raw rows of it, one cell in 16 missing."""
+    from . import kinds
+    from .hookspecs import Column
+
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "table":
+        columns = [
+            Column("x", "numeric"),
+            Column("c", "categorical", ("a", "b", "c")),
+            Column("b", "binary"),
+            Column("k", "count"),
+        ]
+        raw = torch.stack(
+            [
+                torch.randn(n, generator=gen) * 3 + 10,
+                torch.randint(0, 3, (n,), generator=gen).float(),
+                torch.randint(0, 2, (n,), generator=gen).float(),
+                torch.poisson(torch.full((n,), 2.0), generator=gen),
+            ],
+            dim=1,
+        )
+    elif kind == "counts":
+        columns = [Column(f"x{j}", "count") for j in range(4)]
+        raw = torch.poisson(torch.full((n, 4), 3.0), generator=gen)
+    else:
+        columns = [Column(f"x{j}", "numeric") for j in range(4)]
+        raw = torch.randn(n, 4, generator=gen)
+    raw[torch.rand(raw.shape, generator=gen) < 1 / 16] = float("nan")
+    raw[0] = raw[0].nan_to_num(0.0)  # no column empty, whatever the draw
+    return kinds.learn(kind, columns, raw), raw
+
+
 def check_likelihood(
     name: str, input_shape: tuple = (1, 4, 4), *, options: Optional[dict] = None, batch: int = 3
 ) -> Any:
-    """Build likelihood ``name`` and check the contract on random parameters ``(B, P, C, H, W)``:
-    ``log_prob``
-    gives one finite value per example, ``mean`` and ``sample`` have the images' shape, and
-    for the bounded data ranges they lie in [0, 1]. Returns the built likelihood."""
+    """Build likelihood ``name`` and check the contract on random parameters ``(B, P, C, H, W)``
+    (for a likelihood of rows, ``(B, P, F)`` of an ``example_rows`` layout, after ``bind``):
+    ``log_prob`` gives one finite value per example, ``mean`` and ``sample`` have the data's
+    shape, and for the bounded data ranges they lie in [0, 1]. Returns the built likelihood."""
+    from . import kinds
     from . import options as opts
 
     spec = _registered("likelihood", name).spec
     lik = spec.build(opts.build(spec.options, dict(options or {}), f"likelihood '{name}'"))
     p = lik.params_per_pixel
     assert isinstance(p, int) and p >= 1, f"params_per_pixel must be a positive int, got {p!r}"
+    if spec.data_range in ("count", "table"):
+        layout, raw = example_rows("counts" if spec.data_range == "count" else "table", batch)
+        lik.bind(layout)
+        params = torch.randn(batch, lik.params_per_pixel, layout.features, requires_grad=True)
+        log_prob = lik.log_prob(kinds.to_model(layout, raw), params)
+        assert tuple(log_prob.shape) == (batch,), f"log_prob has shape {tuple(log_prob.shape)}, expected {(batch,)}"
+        assert torch.isfinite(log_prob).all(), "log_prob is not finite"
+        log_prob.sum().backward()
+        assert params.grad is not None and torch.isfinite(params.grad).all(), "log_prob has no finite gradient"
+        with torch.no_grad():
+            for what, method in (("mean", lik.mean), ("sample", lik.sample)):
+                value = method(params)
+                assert tuple(value.shape) == (batch, layout.features), f"{what} has shape {tuple(value.shape)}"
+                assert torch.isfinite(value).all(), f"{what} is not finite"
+        return lik
+    lik.bind(None)
     c, h, w = input_shape
     torch.manual_seed(0)
     params = torch.randn(batch, p, c, h, w, requires_grad=True)  # as the VAE passes them

@@ -98,7 +98,8 @@ class VAEGAN(Discriminated):
         prior = self.likelihood_params(self.noise(mean, step.generator), labels)
         made = [self.likelihood.mean(params), self.likelihood.mean(prior)]  # what the decoder shows
         fooled = 0.5 * (real(self.critic(made[0])) + real(self.critic(made[1])))
-        critic = real(self.critic(x)) + 0.5 * (
+        seen = x if getattr(self.likelihood, "layout", None) is None else torch.nan_to_num(x)  # missing cells: 0
+        critic = real(self.critic(seen)) + 0.5 * (
             fake(self.critic(made[0].detach())) + fake(self.critic(made[1].detach()))
         )
         objective = (recon + step.beta * kl + self.options.adversarial * fooled).mean()

@@ -311,7 +311,7 @@ def load_table(request: DataRequest, options: TableOptions) -> DatasetSplits:
 
     def matrix(parts: list, where: Path) -> Any:
         values = [_values(where, c.name, c.type, part, list(c.categories)) for c, part in zip(columns, parts)]
-        return torch.tensor(values, dtype=torch.float64).T.contiguous().float()
+        return torch.tensor(values, dtype=torch.float64).T.contiguous()  # float64: cells kept exactly
 
     everything = matrix(cells, path)
     held_out = None

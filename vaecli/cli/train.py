@@ -259,7 +259,8 @@ def _trained(result, viz_dir: Optional[str]) -> None:
         out.print(
             f"MLflow run {tracked['run_id']} in {tracked['uri']} (to browse: mlflow ui --backend-store-uri {tracked['uri']})"
         )
-    out.print(f"Next: vae sample {result.path} -o samples.png   |   vae info {result.path}")
+    picture = "samples.png" if getattr(result.model.likelihood, "layout", None) is None else "samples.csv"
+    out.print(f"Next: vae sample {result.path} -o {picture}   |   vae info {result.path}")
 
 
 class ProgressReporter:
