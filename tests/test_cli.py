@@ -87,7 +87,7 @@ def test_train_options_reach_the_model(vae):
             ["train", "nosuchdata"],
             [
                 "unknown dataset 'nosuchdata'",
-                "3dshapes, binarized-mnist, celeba, cifar10, cifar100, dsprites, emnist, fashion-mnist, folder, kmnist, mnist, omniglot, shapes, svhn, tensor",
+                "3dshapes, binarized-mnist, celeba, cifar10, cifar100, dsprites, emnist, fashion-mnist, folder, kmnist, mnist, omniglot, shapes, svhn, table, tensor",
             ],
         ),
         (["train", "--arch", "nosuch"], ["unknown architecture 'nosuch'", "mlp"]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -122,8 +123,8 @@ def test_the_example_registers_one_part_of_each_kind():
     assert (example["distribution"], example["version"], example["builtin"]) == ("vaecli-example", "0.1.0", False)
     assert example["registers"] == {
         "architecture": ["linear"],
-        "likelihood": ["laplace"],
-        "dataset": ["stripes"],
+        "likelihood": ["laplace", "zip"],
+        "dataset": ["stripes", "sensors"],
         "recipe": ["stripes-linear"],
         "model": ["mixture"],
         "sampler": ["gaussian"],
@@ -330,3 +331,34 @@ def test_every_toolbox_name_is_listed_in_all_and_on_the_page(module):
         assert f"`{name}" in section or f"{name}`" in section or f".{name}`" in section, (
             f"docs/plugins.md's toolbox section does not name {module}.{name}"
         )
+
+
+def test_a_dataset_of_rows_and_a_likelihood_of_counts(tmp_path):
+    """The page's rows: the sensors table trains, samples rows in its own columns, and the
+    zero-inflated Poisson keeps the contract and matches its formula."""
+    splits = testing.check_dataset("sensors", options={"n_train": 64, "n_test": 32})
+    assert splits.kind == "table" and [c.type for c in splits.columns] == ["numeric", "categorical", "binary", "count"]
+    result = testing.invoke(
+        "train", "sensors", "-e", "1", "-z", "2", "--data-option", "n_train=64", "-o", "s.safetensors"
+    )
+    assert result.exit_code == 0, result.output
+    assert "rows of 4 columns (table)" in result.stderr
+    result = testing.invoke("sample", "s.safetensors", "-n", "20", "-o", "s.csv")
+    assert result.exit_code == 0, result.output
+    lines = Path("s.csv").read_text().splitlines()
+    assert lines[0] == "temperature,site,door_open,events" and len(lines) == 21
+    assert {line.split(",")[1] for line in lines[1:]} <= {"roof", "cellar", "garden"}
+    lik = testing.check_likelihood("zip")
+    x = torch.tensor([[0.0, 3.0]])
+    params = torch.tensor([[[0.5, 0.5], [0.0, 0.0]]])  # log rate, logit pi
+    rate, pi = math.exp(0.5), 0.5
+    p0 = pi + (1 - pi) * math.exp(-rate)
+    p3 = (1 - pi) * math.exp(-rate) * rate**3 / 6
+    assert torch.allclose(lik.log_prob(x, params), torch.tensor([math.log(p0) + math.log(p3)]), atol=1e-5)
+    import numpy as np
+
+    np.save(tmp_path / "c.npy", np.random.default_rng(0).poisson(1.0, size=(80, 3)))
+    result = testing.invoke(
+        "train", f"tensor:{tmp_path / 'c.npy'}", "-l", "zip", "-e", "1", "-z", "2", "-o", "z.safetensors"
+    )
+    assert result.exit_code == 0, result.output

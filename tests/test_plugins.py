@@ -28,10 +28,34 @@ from vaecli.cli import app
 BUILTIN_ARCHS = {"mlp", "conv"}
 BUILTIN_LIKELIHOODS = {"bernoulli", "continuous-bernoulli", "gaussian", "logistic", "negbin", "poisson", "table"}
 PAPERS = ["binarized-mnist", "celeba", "dsprites", "3dshapes", "omniglot", "svhn", "cifar100"]
-BUILTIN_DATASETS = {"shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", "folder", "tensor", *PAPERS}
+BUILTIN_DATASETS = {
+    "shapes",
+    "mnist",
+    "fashion-mnist",
+    "kmnist",
+    "emnist",
+    "cifar10",
+    "folder",
+    "tensor",
+    "table",
+    *PAPERS,
+}
 LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "negbin", "poisson", "table"]
-DATASETS = sorted(["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "tensor", *PAPERS])
-DATASETS_IN_ORDER = ["shapes", "mnist", "fashion-mnist", "kmnist", "emnist", "cifar10", *PAPERS, "folder", "tensor"]
+DATASETS = sorted(
+    ["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "table", "tensor", *PAPERS]
+)
+DATASETS_IN_ORDER = [
+    "shapes",
+    "mnist",
+    "fashion-mnist",
+    "kmnist",
+    "emnist",
+    "cifar10",
+    *PAPERS,
+    "folder",
+    "tensor",
+    "table",
+]
 BUILTIN_PLUGINS = ["models", "samplers", "architectures", "likelihoods", "datasets", "recipes"]
 BUILTIN_RECIPES = [
     "pytorch-example",
@@ -962,7 +986,7 @@ def test_unknown_name_lists_plugin_names_too(site):
     with pytest.raises(
         errors.UsageError,
         match=r"^unknown likelihood 'nope'; known likelihoods: "
-        r"bernoulli, continuous-bernoulli, gaussian, logistic, tinybern$",
+        r"bernoulli, continuous-bernoulli, gaussian, logistic, negbin, poisson, table, tinybern$",
     ):
         reg.get("likelihood", "nope")
 

@@ -220,7 +220,10 @@ def create_model(section: dict, mixin: Optional[type] = None) -> VAE:
     latent_dim = _sizes([section["latent_dim"]], "latent_dim", 1, low=1)[0]
     num_classes = _sizes([section.get("num_classes", 0)], "num_classes", 1, low=0)[0]
     arch = reg.get("architecture", arch_cfg["name"], arch_cfg.get("provider"))
-    lik = reg.get("likelihood", lik_cfg["name"], lik_cfg.get("provider"))
+    lik_name = lik_cfg["name"]
+    if lik_name == "auto":  # a section made before its data was known: the kind's own likelihood
+        lik_name = kinds.default_likelihood("image" if layout is None else layout.kind)
+    lik = reg.get("likelihood", lik_name, lik_cfg.get("provider"))
     arch_opts = opts.build(arch.spec.options, arch_cfg.get("options", {}), f"architecture '{arch.spec.name}'")
     lik_opts = opts.build(lik.spec.options, lik_cfg.get("options", {}), f"likelihood '{lik.spec.name}'")
     family = family_of(section)

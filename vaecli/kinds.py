@@ -85,7 +85,7 @@ class Layout:
     @property
     def features(self) -> int:
         """F: the model's input values per row."""
-        return self.columns[-1].stop if self.columns else 0
+        return max((c.stop for c in self.columns), default=0)
 
     @property
     def names(self) -> list:
@@ -129,7 +129,7 @@ class Layout:
                 f"the model's layout of rows is malformed ({type(exc).__name__}: {exc})"[:300]
             ) from None
         start = 0
-        for c in columns:
+        for c in sorted(columns, key=lambda c: c.start):  # the inputs, each column's once, none left out
             if c.type not in COLUMN_TYPES or c.start != start or c.width < 1 or not (c.scale > 0):
                 raise CheckpointError(f"the model's layout of rows is malformed (column {c.name!r})"[:300])
             if c.type == "categorical" and len(c.categories) != c.width:
@@ -156,15 +156,26 @@ def kind_of(meta_or_section: dict) -> str:
 # -- learning the layout and converting rows ------------------------------------------------------
 
 
+TYPE_ORDER = ("numeric", "binary", "count", "categorical")  # the model's inputs: the columns of each type together
+
+
 def learn(kind: str, columns: list, train: torch.Tensor, labels: str = "") -> Layout:
     """The layout of rows ``train`` ``(N, len(columns))`` of ``columns`` (``Column``): numeric
-    columns scaled by their mean and standard deviation on these rows (only for tables and
-    vectors; counts are modelled as they are)."""
-    out, start = [], 0
-    present = ~torch.isnan(train)
-    for j, col in enumerate(columns):
+    columns scaled by their mean and standard deviation on these rows (counts are modelled as
+    they are). The model's inputs hold the columns of each type together, in ``TYPE_ORDER``
+    (so that a likelihood reads each type as one slice), in the table's order within a type."""
+    for col in columns:
         if col.type not in COLUMN_TYPES:
             raise UsageError(f"column {col.name!r}: unknown type {col.type!r}; types: {', '.join(COLUMN_TYPES)}")
+    widths = [len(c.categories) if c.type == "categorical" else 1 for c in columns]
+    starts, start = [0] * len(columns), 0
+    for t in TYPE_ORDER:
+        for j, c in enumerate(columns):
+            if c.type == t:
+                starts[j], start = start, start + widths[j]
+    out = []
+    present = ~torch.isnan(train)
+    for j, col in enumerate(columns):
         values = train[present[:, j], j].double()
         if len(values) == 0:
             raise UsageError(
@@ -186,9 +197,8 @@ def learn(kind: str, columns: list, train: torch.Tensor, labels: str = "") -> La
             if width < 1:
                 raise UsageError(f"column {col.name!r} is categorical but has no categories")
         out.append(
-            ColumnLayout(col.name, col.type, start, width, tuple(col.categories), shift, scale, low, high, decimals)
+            ColumnLayout(col.name, col.type, starts[j], width, tuple(col.categories), shift, scale, low, high, decimals)
         )
-        start += width
     return Layout(kind, tuple(out), bool((~present).any()), labels)
 
 

@@ -221,7 +221,10 @@ def check_dataset(
     from .data import load_dataset
 
     _registered("dataset", name)
-    splits = load_dataset(name, dict(options or {}), data_dir, download).splits
+    loaded = load_dataset(name, dict(options or {}), data_dir, download)
+    splits = loaded.splits
+    if splits.columns is not None:
+        loaded.learn_layout()  # rows: every column has values, every type is known
     for which in ("train", "test"):
         labels = getattr(splits, which).labels
         if labels is not None:

@@ -152,19 +152,19 @@ def register_likelihoods(register):
     )
     register(
         LikelihoodSpec(
-            name="poisson",
-            help="Poisson over integer counts (rows); the decoder gives each feature's log rate.",
-            build=build_poisson,
-            options=NoOptions,
+            name="negbin",
+            help="Negative binomial over integer counts (rows), mean from the decoder and a learned dispersion per feature (as scVI).",
+            build=build_negbin,
+            options=NegBinOptions,
             data_range="count",
         )
     )
     register(
         LikelihoodSpec(
-            name="negbin",
-            help="Negative binomial over integer counts (rows), mean from the decoder and a learned dispersion per feature (as scVI).",
-            build=build_negbin,
-            options=NegBinOptions,
+            name="poisson",
+            help="Poisson over integer counts (rows); the decoder gives each feature's log rate.",
+            build=build_poisson,
+            options=NoOptions,
             data_range="count",
         )
     )

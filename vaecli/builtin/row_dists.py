@@ -136,14 +136,12 @@ class Table(_Rows):
     - count: negative binomial with a learned inverse dispersion per column (``counts=poisson``:
       Poisson).
 
-    All columns of a type are computed at once: categorical columns as one padded block
-    ``(B, columns, widest)``, so a table of many columns costs a few operations a step.
+    The layout holds the inputs of each type together (``vaecli.kinds.TYPE_ORDER``), so each
+    type is one slice; categorical columns are one padded block ``(B, columns, widest)``: a
+    table of many columns costs a few operations a step.
     """
 
-    numeric: torch.Tensor  # buffers set by bind: the inputs of each type
-    binary: torch.Tensor
-    count: torch.Tensor
-    cat_gather: torch.Tensor
+    cat_gather: torch.Tensor  # buffers set by bind
     cat_pad: torch.Tensor
     log_scale: torch.Tensor
     order: torch.Tensor
@@ -155,96 +153,116 @@ class Table(_Rows):
     def bind(self, layout: Any) -> None:
         super().bind(layout)
         cols = layout.columns
-        f = layout.features
-
-        def index(*types: str) -> torch.Tensor:
-            return torch.tensor([c.start for c in cols if c.type in types], dtype=torch.long)
-
-        self.register_buffer("numeric", index("numeric"), persistent=False)
-        self.register_buffer("binary", index("binary"), persistent=False)
-        self.register_buffer("count", index("count"), persistent=False)
-        cats = [c for c in cols if c.type == "categorical"]
+        by_type = {t: sorted((c for c in cols if c.type == t), key=lambda c: c.start) for t in TYPES}
+        bounds, start = {}, 0
+        for t in TYPES:
+            width = sum(c.width for c in by_type[t])
+            if by_type[t] and by_type[t][0].start != start:
+                raise ValueError(
+                    "the layout does not hold each type's inputs together (numeric, binary, count, categorical)"
+                )
+            bounds[t], start = (start, start + width), start + width
+        self.bounds = bounds
+        cats = by_type["categorical"]
         widest = max((c.width for c in cats), default=1)
-        gather = torch.full((len(cats), widest), f, dtype=torch.long)  # f: a padding slot
+        first = bounds["categorical"][0]
+        gather = torch.full((len(cats), widest), bounds["categorical"][1] - first, dtype=torch.long)  # a padding slot
         for i, c in enumerate(cats):
-            gather[i, : c.width] = torch.arange(c.start, c.stop)
+            gather[i, : c.width] = torch.arange(c.start, c.stop) - first
         self.register_buffer("cat_gather", gather, persistent=False)
-        self.register_buffer("cat_pad", gather == f, persistent=False)
-        scales = torch.tensor([math.log(c.scale) for c in cols if c.type == "numeric"])
+        self.register_buffer("cat_pad", gather == bounds["categorical"][1] - first, persistent=False)
+        scales = torch.tensor([math.log(c.scale) for c in by_type["numeric"]])
         self.register_buffer("log_scale", scales, persistent=False)
-        # the order of the column terms: numeric, binary, count, categorical -> the layout's order
-        order = [cols.index(c) for t in ("numeric", "binary", "count") for c in cols if c.type == t]
-        order += [cols.index(c) for c in cats]
-        self.register_buffer("order", torch.argsort(torch.tensor(order, dtype=torch.long)), persistent=False)
-        self.log_sigma = nn.Parameter(torch.zeros(len(self.numeric)))
-        self.log_theta = nn.Parameter(torch.zeros(len(self.count)))
+        # the column terms come numeric, binary, count, categorical: this puts them in the table's order
+        ordered = [cols.index(c) for t in TYPES for c in by_type[t]]
+        self.register_buffer("order", torch.argsort(torch.tensor(ordered, dtype=torch.long)), persistent=False)
+        self.log_sigma = nn.Parameter(torch.zeros(len(by_type["numeric"])))
+        self.log_theta = nn.Parameter(torch.zeros(len(by_type["count"])))
+
+    def _part(self, values: torch.Tensor, t: str) -> torch.Tensor:
+        low, high = self.bounds[t]
+        return values[:, low:high]
 
     def _sigma(self) -> torch.Tensor:
         return torch.logaddexp(self.log_sigma, torch.full_like(self.log_sigma, self.min_log_sigma))
 
     def _blocks(self, values: torch.Tensor, pad: float) -> torch.Tensor:
         """The categorical inputs of ``values`` ``(B, F)`` as ``(B, columns, widest)``, padded."""
-        padded = torch.cat([values, values.new_full((values.shape[0], 1), pad)], dim=1)
+        part = self._part(values, "categorical")
+        padded = torch.cat([part, part.new_full((part.shape[0], 1), pad)], dim=1)
         return padded[:, self.cat_gather]
 
-    def column_log_probs(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    def _cat_log_probs(self, p: torch.Tensor) -> torch.Tensor:
+        logits = self._blocks(p, -math.inf)  # (B, K, W), the padding at -inf
+        return torch.log_softmax(logits, dim=-1).masked_fill(self.cat_pad, 0.0)
+
+    def _terms(self, x: torch.Tensor, params: torch.Tensor) -> list:
+        """The column terms of each type, ``(B, columns of the type)``, missing cells 0."""
         x0, missing = observed(x, self.layout)
         p = params[:, 0]  # (B, F)
         parts = []
-        if len(self.numeric):
-            lp = gaussian_log_prob(x0[:, self.numeric], p[:, self.numeric], self._sigma()) - self.log_scale
-            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.numeric], 0.0))
-        if len(self.binary):
+        if self.log_sigma.numel():
+            lp = gaussian_log_prob(self._part(x0, "numeric"), self._part(p, "numeric"), self._sigma()) - self.log_scale
+            parts.append((lp, "numeric"))
+        low, high = self.bounds["binary"]
+        if high > low:
             from .dists import bernoulli_log_prob
 
-            lp = bernoulli_log_prob(p[:, self.binary], x0[:, self.binary])
-            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.binary], 0.0))
-        if len(self.count):
-            xc, lc = x0[:, self.count], p[:, self.count]
+            parts.append((bernoulli_log_prob(self._part(p, "binary"), self._part(x0, "binary")), "binary"))
+        if self.log_theta.numel():
+            xc, lc = self._part(x0, "count"), self._part(p, "count")
             lp = poisson_log_prob(xc, lc) if self.counts == "poisson" else negbin_log_prob(xc, lc, self.log_theta)
-            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.count], 0.0))
+            parts.append((lp, "count"))
         if len(self.cat_gather):
-            logits = self._blocks(p, -math.inf).masked_fill(self.cat_pad, -math.inf)  # (B, K, W)
-            log_probs = torch.log_softmax(logits, dim=-1).masked_fill(self.cat_pad, 0.0)
-            lp = (self._blocks(x0, 0.0) * log_probs).sum(-1)  # (B, K): the one-hot picks its category
-            parts.append(lp if missing is None else lp.masked_fill(missing[:, self.cat_gather[:, 0]], 0.0))
-        return torch.cat(parts, dim=1)[:, self.order]  # (B, columns)
-
-    def mean(self, params: torch.Tensor) -> torch.Tensor:
-        """Per input: the numeric mean, the categories' probabilities, the probability of 1, the
-        count's mean."""
-        p = params[:, 0]
-        out = p.clone()
-        out[:, self.binary] = torch.sigmoid(p[:, self.binary])
-        out[:, self.count] = p[:, self.count].exp()
-        if len(self.cat_gather):
-            probs = torch.softmax(self._blocks(p, -math.inf).masked_fill(self.cat_pad, -math.inf), dim=-1)
-            self._scatter(out, probs)
+            lp = (self._blocks(x0, 0.0) * self._cat_log_probs(p)).sum(-1)  # (B, K): the one-hot picks its category
+            parts.append((lp, "categorical"))
+        if missing is None:
+            return [lp for lp, _ in parts]
+        out = []
+        for lp, t in parts:
+            gone = self._part(missing, t)
+            if t == "categorical":
+                gone = gone[:, self.cat_gather[:, 0]]
+            out.append(lp.masked_fill(gone, 0.0))
         return out
 
-    def _scatter(self, out: torch.Tensor, blocks: torch.Tensor) -> None:
-        keep = ~self.cat_pad
-        out[:, self.cat_gather[keep]] = blocks[:, keep]
+    def log_prob(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return sum(lp.sum(dim=1) for lp in self._terms(x, params))
+
+    def column_log_probs(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return torch.cat(self._terms(x, params), dim=1)[:, self.order]  # (B, columns)
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """Per input: the numeric mean, the probability of 1, the count's mean, the categories'
+        probabilities (differentiable: a family may train on it)."""
+        p = params[:, 0]
+        parts = [self._part(p, "numeric"), torch.sigmoid(self._part(p, "binary")), self._part(p, "count").exp()]
+        if len(self.cat_gather):
+            parts.append(self._flat(self._cat_log_probs(p).exp()))
+        return torch.cat(parts, dim=1)
+
+    def _flat(self, blocks: torch.Tensor) -> torch.Tensor:
+        """``(B, columns, widest)`` back to the categorical inputs ``(B, their number)``: the
+        blocks hold them in order, row by row, padding aside."""
+        return blocks[:, ~self.cat_pad]
 
     def sample(self, params: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         p = params[:, 0]
-        out = p.clone()
-        if len(self.numeric):
-            mu = p[:, self.numeric]
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            out[:, self.numeric] = mu + self._sigma().exp() * eps
-        if len(self.binary):
-            out[:, self.binary] = torch.bernoulli(torch.sigmoid(p[:, self.binary]), generator=generator)
-        if len(self.count):
-            rate = p[:, self.count].exp()
-            out[:, self.count] = (
-                torch.poisson(rate, generator=generator)
-                if self.counts == "poisson"
-                else _gamma_poisson(rate, self.log_theta.exp(), generator)
-            )
+        mu = self._part(p, "numeric")
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        parts = [mu + self._sigma().exp() * eps]
+        parts.append(torch.bernoulli(torch.sigmoid(self._part(p, "binary")), generator=generator))
+        rate = self._part(p, "count").exp()
+        if self.counts == "poisson":
+            parts.append(torch.poisson(rate, generator=generator))
+        else:
+            parts.append(_gamma_poisson(rate, self.log_theta.exp(), generator) if rate.numel() else rate)
         if len(self.cat_gather):
-            probs = torch.softmax(self._blocks(p, -math.inf).masked_fill(self.cat_pad, -math.inf), dim=-1)
+            probs = self._cat_log_probs(p).exp()
             b, k, w = probs.shape
-            drawn = torch.multinomial(probs.reshape(b * k, w), 1, generator=generator).view(b, k)
-            self._scatter(out, F.one_hot(drawn, w).to(out.dtype))
-        return out
+            chosen = torch.multinomial(probs.reshape(b * k, w), 1, generator=generator).view(b, k)
+            parts.append(self._flat(F.one_hot(chosen, w).to(p.dtype)))
+        return torch.cat(parts, dim=1)
+
+
+TYPES = ("numeric", "binary", "count", "categorical")  # vaecli.kinds.TYPE_ORDER

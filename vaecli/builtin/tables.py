@@ -201,16 +201,42 @@ def read_file(path: Path, options: TableOptions) -> tuple[list, list]:
 # -- types ------------------------------------------------------------------------------------
 
 
-def _infer(name: str, cells: list, options: TableOptions) -> str:
+class _Cells:
+    """One column's cells, parsed once: which are missing, and all as numbers where they are
+    (None when any cell is text)."""
+
+    def __init__(self, cells: list) -> None:
+        import numpy as np
+
+        self.cells = cells
+        texts = [c.strip() if isinstance(c, str) else c for c in cells]
+        self.missing = np.fromiter(
+            (
+                t is None or (t.lower() in MISSING if isinstance(t, str) else isinstance(t, float) and t != t)
+                for t in texts
+            ),
+            dtype=bool,
+            count=len(texts),
+        )
+        try:
+            numbers = np.array(["nan" if m else t for t, m in zip(texts, self.missing)], dtype=np.float64)
+        except (ValueError, TypeError, OverflowError):
+            numbers = None
+        if numbers is not None and not np.isfinite(numbers[~self.missing]).all():
+            numbers = None  # 'inf' is text here
+        self.numbers = numbers
+
+    def first_text(self) -> int:
+        return next(i for i, c in enumerate(self.cells) if not self.missing[i] and _number(c) is None)
+
+
+def _infer(name: str, cells: _Cells, options: TableOptions) -> str:
     for kind in ("categorical", "numeric", "binary", "count"):
         if name in getattr(options, kind):
             return kind
-    if name == options.label:
+    if name == options.label or cells.numbers is None:
         return "categorical"
-    numbers = [_number(c) for c in cells]
-    if any(v is None for v in numbers):
-        return "categorical"
-    present = {v for v in numbers if not math.isnan(v)}  # type: ignore[arg-type]
+    present = set(cells.numbers[~cells.missing].tolist()) if len(cells.numbers) < 2_000_000 else {2.0}
     if present and present <= {0.0, 1.0}:
         return "binary"
     return "numeric"
@@ -222,43 +248,49 @@ def _text(cell: Any) -> str:
     return str(cell).strip()
 
 
-def _values(path: Path, name: str, kind: str, cells: list, categories: list) -> list:
-    """The cells of one column as floats (category indices for a categorical one; NaN where
+def _values(path: Path, name: str, kind: str, cells: _Cells, categories: list) -> Any:
+    """The cells of one column as float64 (category indices for a categorical one; NaN where
     missing). ``categories`` is extended with new ones where it is not fixed."""
-    out: list = []
+    import numpy as np
+
     if kind == "categorical":
         index = {c: i for i, c in enumerate(categories)}
-        for cell in cells:
-            if _is_missing(cell):
-                out.append(math.nan)
+        out = np.full(len(cells.cells), np.nan)
+        for row, (cell, gone) in enumerate(zip(cells.cells, cells.missing)):
+            if gone:
                 continue
             t = _text(cell)
             if t not in index:
                 index[t] = len(categories)
                 categories.append(t)
-            out.append(float(index[t]))
+            out[row] = index[t]
         return out
-    for row, cell in enumerate(cells):
-        v = _number(cell)
-        if v is None:
+    if cells.numbers is None:
+        row = cells.first_text()
+        raise UsageError(
+            f"table {path}: column {name!r} is {kind}, but row {row + 1} holds {str(cells.cells[row])[:40]!r}; "
+            f"give --dataset-option categorical={name} if it is a category"
+        )
+    v = cells.numbers
+    present = ~np.isnan(v)
+    if kind == "binary":
+        bad = present & (v != 0) & (v != 1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise UsageError(f"table {path}: column {name!r} is binary, but row {row + 1} holds {v[row]:g}")
+    if kind == "count":
+        bad = present & ((v < 0) | (v != np.round(v)))
+        if bad.any():
+            row = int(np.argmax(bad))
             raise UsageError(
-                f"table {path}: column {name!r} is {kind}, but row {row + 1} holds {str(cell)[:40]!r}; "
-                f"give --dataset-option categorical={name} if it is a category"
+                f"table {path}: column {name!r} holds counts, but row {row + 1} holds {v[row]:g} "
+                f"(counts are whole numbers from 0)"
             )
-        if not math.isnan(v):
-            if kind == "binary" and v not in (0.0, 1.0):
-                raise UsageError(f"table {path}: column {name!r} is binary, but row {row + 1} holds {v:g}")
-            if kind == "count" and (v < 0 or not v.is_integer()):
-                raise UsageError(
-                    f"table {path}: column {name!r} holds counts, but row {row + 1} holds {v:g} "
-                    f"(counts are whole numbers from 0)"
-                )
-        out.append(v)
-    return out
+    return v
 
 
 def _columns(path: Path, names: list, cells: list, options: TableOptions) -> tuple[list, list]:
-    """The kept columns (``Column``) and their cells, types inferred or given."""
+    """The kept columns (``Column``) and their parsed cells, types inferred or given."""
     for what in ("categorical", "numeric", "binary", "count", "drop"):
         unknown = [c for c in getattr(options, what) if c not in names]
         if unknown:
@@ -267,12 +299,12 @@ def _columns(path: Path, names: list, cells: list, options: TableOptions) -> tup
         raise UsageError(f"table {path}: no column {options.label!r} (label=); columns: {', '.join(names[:30])}")
     if options.label in options.drop:
         raise UsageError(f"table {path}: column {options.label!r} is the label and cannot be dropped")
-    kept = [(n, c) for n, c in zip(names, cells) if n not in options.drop]
+    kept = [(n, _Cells(c)) for n, c in zip(names, cells) if n not in options.drop]
     if not kept:
         raise UsageError(f"table {path}: every column is dropped")
     out = []
     for name, col in kept:
-        if all(_is_missing(c) for c in col):
+        if col.missing.all():
             raise UsageError(f"table {path}: column {name!r} is empty (every cell is missing); drop={name}")
         out.append(Column(name, _infer(name, col, options)))
     return out, [c for _, c in kept]
@@ -295,12 +327,18 @@ def load_table(request: DataRequest, options: TableOptions) -> DatasetSplits:
         lacking = [c.name for c in columns if c.name not in by_name]
         if lacking:
             raise UsageError(f"table {test_path}: has no column {lacking[0]!r}, which {path.name} has")
-        test_cells = [by_name[c.name] for c in columns]
+        test_cells = [_Cells(by_name[c.name]) for c in columns]
     categories: list = [[] for _ in columns]
     # categories sorted by their text, from both files, so that their order does not depend on the rows
     for j, col in enumerate(columns):
         if col.type == "categorical":
-            found = {_text(c) for part in (cells, test_cells) if part for c in part[j] if not _is_missing(c)}
+            found = {
+                _text(c)
+                for part in (cells, test_cells)
+                if part
+                for c, gone in zip(part[j].cells, part[j].missing)
+                if not gone
+            }
             if len(found) > MAX_CATEGORIES:
                 raise UsageError(
                     f"table {path}: column {col.name!r} has {len(found):,} categories (at most {MAX_CATEGORIES:,}); "
@@ -310,8 +348,10 @@ def load_table(request: DataRequest, options: TableOptions) -> DatasetSplits:
     columns = [Column(c.name, c.type, tuple(categories[j])) for j, c in enumerate(columns)]
 
     def matrix(parts: list, where: Path) -> Any:
+        import numpy as np
+
         values = [_values(where, c.name, c.type, part, list(c.categories)) for c, part in zip(columns, parts)]
-        return torch.tensor(values, dtype=torch.float64).T.contiguous()  # float64: cells kept exactly
+        return torch.from_numpy(np.stack(values, axis=1))  # float64: cells kept exactly
 
     everything = matrix(cells, path)
     held_out = None

@@ -274,3 +274,50 @@ def data_out(output: Path, ckpt: Path, force: bool) -> None:
             raise UsageError(f"-o {output} is the checkpoint itself; choose another file")
         if not force:
             raise UsageError(f"{output} already exists; pass --force to overwrite it, or choose another -o")
+
+
+def decoded(model, z, mode: str, gen, labels=None):
+    """``model.decode`` of many codes, a chunk at a time (rows may be millions)."""
+    import torch
+
+    chunk = 65_536
+    if len(z) <= chunk:
+        return model.decode(z, mode=mode, generator=gen, labels=labels)
+    parts = [
+        model.decode(
+            z[i : i + chunk], mode=mode, generator=gen, labels=None if labels is None else labels[i : i + chunk]
+        ).cpu()
+        for i in range(0, len(z), chunk)
+    ]
+    return torch.cat(parts)
+
+
+def impute(model, inputs, output: Path, mode: str) -> None:
+    """Rows with their missing cells replaced by the decoded posterior mean's (HI-VAE's
+    imputation); the observed cells are kept as they are."""
+    import torch
+
+    from ..inputs import input_labels
+    from ..kinds import from_model
+    from ..rows import write_rows
+
+    rows = layout(model)
+    labels = input_labels(model, inputs)
+    parts = []
+    for i in range(0, len(inputs), 65_536):
+        part = inputs.images[i : i + 65_536]
+        parts.append(
+            from_model(
+                rows, model.reconstruct(part, mode=mode, labels=None if labels is None else labels[i : i + 65_536])
+            )
+        )
+    recon = torch.cat(parts)
+    raw = inputs.rows.clone()
+    missing = torch.isnan(raw)
+    raw[missing] = recon[missing]
+    write_rows(output, rows, raw)
+    filled = int(missing.sum())
+    out.print(
+        f"Wrote {len(raw)} rows to {output} with {filled} missing cell{'s' if filled != 1 else ''} filled "
+        f"({'reconstruction means' if mode == 'mean' else 'draws'})."
+    )

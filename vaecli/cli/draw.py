@@ -25,7 +25,9 @@ from .app import (
     NoDownloadOpt,
     app,
     check_mode,
+    decoded,
     examples_out,
+    impute,
     layout,
     positive,
     write_examples,
@@ -128,22 +130,6 @@ def sample(
     what = f" of class {class_name(model, int(labels[0]))}" if labels is not None else ""
     source = f" from sampler {sampler} ({done})" if done else ""
     out.print(f"Wrote {n} samples{what}{source} to {output} {size}.")
-
-
-def decoded(model, z, mode: str, gen, labels=None):
-    """``model.decode`` of many codes, a chunk at a time (rows may be millions)."""
-    import torch
-
-    chunk = 65_536
-    if len(z) <= chunk:
-        return model.decode(z, mode=mode, generator=gen, labels=labels)
-    parts = [
-        model.decode(
-            z[i : i + chunk], mode=mode, generator=gen, labels=None if labels is None else labels[i : i + chunk]
-        ).cpu()
-        for i in range(0, len(z), chunk)
-    ]
-    return torch.cat(parts)
 
 
 def _fitted(model, ckpt, name, option_pairs, fit_on, refit, data_dir, no_download):
@@ -283,7 +269,7 @@ def reconstruct(
     output = examples_out(model, output, ckpt, "reconstructions", inputs=(input,))
     inputs = inputs_of(model, input, data_dir, no_download, limit=16 if n is None and rows is None else n)
     if rows is not None:
-        _impute(model, inputs, output, mode)
+        impute(model, inputs, output, mode)
         return
     originals = model.prepare(inputs.images)
     recon = model.reconstruct(inputs.images, mode=mode, labels=input_labels(model, inputs))
@@ -292,37 +278,6 @@ def reconstruct(
     out.print(
         f"Wrote {count} and {'their reconstructions' if len(originals) != 1 else 'its reconstruction'} "
         f"to {output} ({width}x{height} px)."
-    )
-
-
-def _impute(model, inputs, output: Path, mode: str) -> None:
-    """Rows with their missing cells replaced by the decoded posterior mean's (HI-VAE's
-    imputation); the observed cells are kept as they are."""
-    import torch
-
-    from ..inputs import input_labels
-    from ..kinds import from_model
-    from ..rows import write_rows
-
-    rows = layout(model)
-    labels = input_labels(model, inputs)
-    parts = []
-    for i in range(0, len(inputs), 65_536):
-        part = inputs.images[i : i + 65_536]
-        parts.append(
-            from_model(
-                rows, model.reconstruct(part, mode=mode, labels=None if labels is None else labels[i : i + 65_536])
-            )
-        )
-    recon = torch.cat(parts)
-    raw = inputs.rows.clone()
-    missing = torch.isnan(raw)
-    raw[missing] = recon[missing]
-    write_rows(output, rows, raw)
-    filled = int(missing.sum())
-    out.print(
-        f"Wrote {len(raw)} rows to {output} with {filled} missing cell{'s' if filled != 1 else ''} filled "
-        f"({'reconstruction means' if mode == 'mean' else 'draws'})."
     )
 
 
