@@ -67,6 +67,7 @@ BUILTIN_RECIPES = [
     "rainforth-piwae",
     "rainforth-ciwae",
     "tomczak-vamp",
+    "tabular",
 ]
 
 # Top-level modules the fake plugins define; removed from sys.modules around every test.

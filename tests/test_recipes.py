@@ -35,6 +35,7 @@ BUILTINS = [
     "rainforth-piwae",
     "rainforth-ciwae",
     "tomczak-vamp",
+    "tabular",
 ]
 RUN_KEYS = {
     "device",

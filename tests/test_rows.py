@@ -78,6 +78,56 @@ def test_table_columns_match_torch_distributions_and_missing_cells_drop_out():
     assert torch.allclose(table.log_prob(x, params), got.sum(1))
 
 
+def test_table_draws_and_means_follow_the_decoders_probabilities():
+    """Categorical columns of different widths (padded blocks): a draw picks each category as
+    often as its probability, never the padding; the mean is each block's probabilities."""
+    from vaecli.hookspecs import Column
+
+    columns = [
+        Column("a", "categorical", ("x", "y")),
+        Column("b", "categorical", ("p", "q", "r", "s")),
+        Column("n", "numeric"),
+    ]
+    raw = torch.tensor([[0.0, 3.0, 1.0], [1.0, 0.0, 2.0]])
+    layout = kinds.learn("table", columns, raw)
+    table = Table()
+    table.bind(layout)
+    a, b, n = layout.columns
+    p = torch.zeros(1, 1, layout.features)
+    p[0, 0, a.start : a.stop] = torch.tensor([0.9, 0.1]).log()
+    p[0, 0, b.start : b.stop] = torch.tensor([0.1, 0.2, 0.3, 0.4]).log()
+    mean = table.mean(p)
+    assert torch.allclose(mean[0, a.start : a.stop], torch.tensor([0.9, 0.1]), atol=1e-6)
+    assert torch.allclose(mean[0, b.start : b.stop], torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=1e-6)
+    draws = table.sample(p.expand(40_000, 1, layout.features), torch.Generator().manual_seed(0))
+    assert torch.equal(draws[:, a.start : a.stop].sum(1), torch.ones(40_000))  # one category each, no padding
+    assert torch.equal(draws[:, b.start : b.stop].sum(1), torch.ones(40_000))
+    share = draws[:, b.start : b.stop].mean(0)
+    assert torch.allclose(share, torch.tensor([0.1, 0.2, 0.3, 0.4]), atol=0.01)
+    assert abs(float(draws[:, a.start].mean()) - 0.9) < 0.01
+
+
+def test_a_skewed_column_is_modelled_on_the_log_scale_with_its_jacobian():
+    from vaecli.hookspecs import Column
+
+    gen = torch.Generator().manual_seed(0)
+    raw = torch.cat([torch.randn(400, 1, generator=gen).mul(1.2).exp() * 1000, torch.randn(400, 1, generator=gen)], 1)
+    layout = kinds.learn("table", [Column("pay"), Column("z")], raw)
+    pay, z = layout.columns
+    assert pay.transform == "log1p" and z.transform == ""
+    x = kinds.to_model(layout, raw)
+    assert torch.allclose(kinds.from_model(layout, x)[:, 0], raw[:, 0].double(), rtol=1e-5)  # undone on output
+    table = Table()
+    table.bind(layout)
+    p = torch.randn(400, 1, layout.features, generator=gen)
+    sigma = torch.logaddexp(torch.tensor(0.0), torch.tensor(math.log(1e-3))).exp()
+    y = torch.log1p(raw[:, 0].double())
+    # p(x) = N(log(1 + x); shift + scale mu, (scale sigma)^2) / (1 + x)
+    want = D.Normal(pay.shift + pay.scale * p[:, 0, pay.start].double(), pay.scale * sigma.double()).log_prob(y) - y
+    got = table.column_log_probs(x, p)[:, 0]
+    assert torch.allclose(got.double(), want, atol=1e-4)
+
+
 def test_gaussian_on_vectors_is_a_density_in_the_data_units():
     gen = torch.Generator().manual_seed(0)
     raw = torch.randn(50, 3, generator=gen) * torch.tensor([0.01, 1.0, 300.0]) + torch.tensor([5.0, 0.0, -7.0])
@@ -175,6 +225,17 @@ def test_bad_tables_are_one_line(vae, tmp_path, name, text, options, needle):
     (tmp_path / "t.csv").write_text(text)
     args = [a for k, v in options.items() for a in ("--dataset-option", f"{k}={v}")]
     one_line_error(vae("train", f"table:{tmp_path / 't.csv'}", *args, "-e", "1"), 2, needle)
+
+
+def test_a_table_too_large_for_memory_is_refused_before_it_is_read(vae, tmp_path, monkeypatch):
+    from vaecli import device
+
+    path = tmp_path / "big.csv"
+    with open(path, "w") as f:
+        f.write("a,b\n1,2\n")
+        f.truncate(10 * 2**30)  # a sparse 10 GB file: refused from its size alone
+    monkeypatch.setattr(device, "free_bytes", lambda d: 8 * 2**30)
+    one_line_error(vae("train", f"table:{path}", "-e", "1"), 2, "big.csv", "memory", "sample of the rows")
 
 
 # -- the commands on a table ---------------------------------------------------------------------
@@ -301,6 +362,21 @@ def test_reconstruct_fills_only_the_missing_cells(vae, table_ckpt, tmp_path):
         rows = list(csv.DictReader(f))
     assert rows[0]["age"] == "30" and rows[0]["job"] == "clerk" and rows[1]["income"] == "120000.50"
     assert float(rows[0]["income"]) > 0 and 20 <= int(rows[1]["age"]) <= 69 and int(rows[1]["kids"]) >= 0
+
+
+def test_parquet_rows_out_and_back_in(vae, table_ckpt, tmp_path):
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "syn.parquet"
+    assert vae("sample", str(table_ckpt), "-n", "50", "-o", str(out)).exit_code == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out)
+    assert table.column_names == ["age", "income", "job", "member", "kids", "label"] and table.num_rows == 50
+    assert str(table.schema.field("job").type) == "string" and str(table.schema.field("kids").type) == "int64"
+    scores = tmp_path / "s.csv"
+    result = vae("evaluate", str(table_ckpt), f"table:{out}", "-k", "5", "--per-example", str(scores))
+    assert result.exit_code == 0, result.output
+    assert len(scores.read_text().splitlines()) == 51
 
 
 def test_encode_and_decode_rows(vae, table_ckpt, tmp_path):

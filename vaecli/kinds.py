@@ -10,6 +10,9 @@ every checkpoint that records no ``layout``; rows (the other three) are describe
 - a numeric column's ``shift`` and ``scale`` (its mean and standard deviation on the training
   split): the model sees ``(x - shift) / scale`` and its likelihood adds ``-log scale``, so that
   every log-likelihood is in the data's own units;
+- a table's numeric column that is non-negative and strongly right-skewed (skewness above
+  ``SKEWED``: incomes, durations, amounts with a long tail) is modelled as log(1 + x)
+  (``transform``), its density in x's units through the Jacobian -log(1 + x);
 - whether any cell is missing (NaN): missing cells are 0 for the encoder and drop out of
   log p(x|z) (Nazabal et al. 2020, HI-VAE).
 """
@@ -67,6 +70,7 @@ class ColumnLayout:
     low: Optional[float] = None  # a numeric column's range and decimals on the training split:
     high: Optional[float] = None  # decoded values are clipped to the range and rounded so
     decimals: int = -1  # (-1: not rounded; 0: whole numbers)
+    transform: str = ""  # "log1p": the model sees log(1 + x), scaled
 
     @property
     def stop(self) -> int:
@@ -96,7 +100,7 @@ class Layout:
 
     def log_scale(self) -> torch.Tensor:
         """``log scale`` of each model input ``(F,)`` (0 except for scaled numeric columns)."""
-        out = torch.zeros(self.features)
+        out = torch.zeros(self.features, device="cpu")  # a buffer, moved with the model
         for c in self.columns:
             if c.type == "numeric":
                 out[c.start] = math.log(c.scale)
@@ -130,7 +134,8 @@ class Layout:
             ) from None
         start = 0
         for c in sorted(columns, key=lambda c: c.start):  # the inputs, each column's once, none left out
-            if c.type not in COLUMN_TYPES or c.start != start or c.width < 1 or not (c.scale > 0):
+            bad = c.type not in COLUMN_TYPES or c.start != start or c.width < 1 or not (c.scale > 0)
+            if bad or c.transform not in ("", "log1p"):
                 raise CheckpointError(f"the model's layout of rows is malformed (column {c.name!r})"[:300])
             if c.type == "categorical" and len(c.categories) != c.width:
                 raise CheckpointError(f"the model's layout of rows is malformed (categories of {c.name!r})"[:300])
@@ -185,21 +190,44 @@ def learn(kind: str, columns: list, train: torch.Tensor, labels: str = "") -> La
         shift, scale, width = 0.0, 1.0, 1
         low = high = None
         decimals = -1
+        transform = ""
         if col.type == "numeric":
-            shift = float(values.mean())
-            std = float(values.std(unbiased=False)) if len(values) > 1 else 0.0
-            scale = std if std > 1e-12 * max(1.0, abs(shift)) and math.isfinite(std) else 1.0
             if kind == "table":  # a table's values keep their range and decimals on output (vectors are draws)
                 low, high = float(values.min()), float(values.max())
                 decimals = _decimals(values)
+                if low >= 0 and _skewness(values) > SKEWED:
+                    transform, values = "log1p", torch.log1p(values)
+            shift = float(values.mean())
+            std = float(values.std(unbiased=False)) if len(values) > 1 else 0.0
+            scale = std if std > 1e-12 * max(1.0, abs(shift)) and math.isfinite(std) else 1.0
         elif col.type == "categorical":
             width = len(col.categories)
             if width < 1:
                 raise UsageError(f"column {col.name!r} is categorical but has no categories")
         out.append(
-            ColumnLayout(col.name, col.type, starts[j], width, tuple(col.categories), shift, scale, low, high, decimals)
+            ColumnLayout(
+                col.name,
+                col.type,
+                starts[j],
+                width,
+                tuple(col.categories),
+                shift,
+                scale,
+                low,
+                high,
+                decimals,
+                transform,
+            )
         )
     return Layout(kind, tuple(out), bool((~present).any()), labels)
+
+
+SKEWED = 2.0  # the skewness above which a non-negative numeric column of a table is modelled as log(1 + x)
+
+
+def _skewness(values: torch.Tensor) -> float:
+    std = float(values.std(unbiased=False))
+    return float(((values - values.mean()) ** 3).mean()) / std**3 if std > 0 else 0.0
 
 
 def _decimals(values: torch.Tensor) -> int:
@@ -222,7 +250,10 @@ def to_model(layout: Layout, rows: torch.Tensor) -> torch.Tensor:
     for j, c in enumerate(layout.columns):
         v = rows[:, j].float()
         if c.type == "numeric":
-            out[:, c.start] = (rows[:, j].double() - c.shift).div(c.scale).float()
+            v64 = rows[:, j].double()
+            if c.transform == "log1p":
+                v64 = torch.log1p(v64.clamp(min=0))
+            out[:, c.start] = (v64 - c.shift).div(c.scale).float()
         elif c.type == "categorical":
             missing = torch.isnan(v)
             index = torch.where(missing, torch.zeros_like(v), v).long().clamp(0, c.width - 1)
@@ -244,6 +275,8 @@ def from_model(layout: Layout, values: torch.Tensor) -> torch.Tensor:
         v = values[:, c.start]
         if c.type == "numeric":
             value = v * c.scale + c.shift
+            if c.transform == "log1p":
+                value = torch.expm1(value)
             if c.low is not None and c.high is not None:
                 value = value.clamp(c.low, c.high)
             if c.decimals >= 0:

@@ -145,6 +145,9 @@ class Table(_Rows):
     cat_pad: torch.Tensor
     log_scale: torch.Tensor
     order: torch.Tensor
+    log1p: torch.Tensor
+    num_scale: torch.Tensor
+    num_shift: torch.Tensor
 
     def __init__(self, counts: str = "negbin", min_sigma: float = 1e-3) -> None:
         super().__init__()
@@ -166,16 +169,23 @@ class Table(_Rows):
         cats = by_type["categorical"]
         widest = max((c.width for c in cats), default=1)
         first = bounds["categorical"][0]
-        gather = torch.full((len(cats), widest), bounds["categorical"][1] - first, dtype=torch.long)  # a padding slot
+        gather = torch.full((len(cats), widest), bounds["categorical"][1] - first, dtype=torch.long, device="cpu")  # a padding slot
         for i, c in enumerate(cats):
-            gather[i, : c.width] = torch.arange(c.start, c.stop) - first
+            gather[i, : c.width] = torch.arange(c.start, c.stop, device="cpu") - first
         self.register_buffer("cat_gather", gather, persistent=False)
         self.register_buffer("cat_pad", gather == bounds["categorical"][1] - first, persistent=False)
-        scales = torch.tensor([math.log(c.scale) for c in by_type["numeric"]])
+        scales = torch.tensor([math.log(c.scale) for c in by_type["numeric"]], device="cpu")
         self.register_buffer("log_scale", scales, persistent=False)
+        # a column modelled as y = log(1 + x): p(x) = p(y) / (1 + x), and log(1 + x) = y, unscaled
+        logged = [getattr(c, "transform", "") == "log1p" for c in by_type["numeric"]]
+        self.register_buffer("log1p", torch.tensor(logged, dtype=torch.bool, device="cpu"), persistent=False)
+        self.register_buffer("num_scale", torch.tensor([c.scale for c in by_type["numeric"]], device="cpu"), persistent=False)
+        self.register_buffer("num_shift", torch.tensor([c.shift for c in by_type["numeric"]], device="cpu"), persistent=False)
+        # (index buffers are made on the CPU even while vaecli sizes a model on the meta device)
         # the column terms come numeric, binary, count, categorical: this puts them in the table's order
         ordered = [cols.index(c) for t in TYPES for c in by_type[t]]
-        self.register_buffer("order", torch.argsort(torch.tensor(ordered, dtype=torch.long)), persistent=False)
+        self.register_buffer("order", torch.argsort(torch.tensor(ordered, dtype=torch.long, device="cpu")), persistent=False)
+        self.any_log1p = any(logged)
         self.log_sigma = nn.Parameter(torch.zeros(len(by_type["numeric"])))
         self.log_theta = nn.Parameter(torch.zeros(len(by_type["count"])))
 
@@ -193,8 +203,8 @@ class Table(_Rows):
         return padded[:, self.cat_gather]
 
     def _cat_log_probs(self, p: torch.Tensor) -> torch.Tensor:
-        logits = self._blocks(p, -math.inf)  # (B, K, W), the padding at -inf
-        return torch.log_softmax(logits, dim=-1).masked_fill(self.cat_pad, 0.0)
+        """log P of each category ``(B, K, W)``; the padding -inf (probability 0)."""
+        return torch.log_softmax(self._blocks(p, -math.inf), dim=-1)
 
     def _terms(self, x: torch.Tensor, params: torch.Tensor) -> list:
         """The column terms of each type, ``(B, columns of the type)``, missing cells 0."""
@@ -202,7 +212,10 @@ class Table(_Rows):
         p = params[:, 0]  # (B, F)
         parts = []
         if self.log_sigma.numel():
-            lp = gaussian_log_prob(self._part(x0, "numeric"), self._part(p, "numeric"), self._sigma()) - self.log_scale
+            y = self._part(x0, "numeric")
+            lp = gaussian_log_prob(y, self._part(p, "numeric"), self._sigma()) - self.log_scale
+            if self.any_log1p:
+                lp = lp - torch.where(self.log1p, y * self.num_scale + self.num_shift, torch.zeros_like(y))
             parts.append((lp, "numeric"))
         low, high = self.bounds["binary"]
         if high > low:
@@ -214,7 +227,8 @@ class Table(_Rows):
             lp = poisson_log_prob(xc, lc) if self.counts == "poisson" else negbin_log_prob(xc, lc, self.log_theta)
             parts.append((lp, "count"))
         if len(self.cat_gather):
-            lp = (self._blocks(x0, 0.0) * self._cat_log_probs(p)).sum(-1)  # (B, K): the one-hot picks its category
+            log_p = self._cat_log_probs(p).masked_fill(self.cat_pad, 0.0)  # 0 * -inf would be NaN
+            lp = (self._blocks(x0, 0.0) * log_p).sum(-1)  # (B, K): the one-hot picks its category
             parts.append((lp, "categorical"))
         if missing is None:
             return [lp for lp, _ in parts]

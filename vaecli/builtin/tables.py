@@ -188,11 +188,26 @@ def _read_parquet(path: Path) -> tuple[list, list]:
     return names, [table.column(n).to_pylist() for n in names]
 
 
+TEXT_BYTES_IN_MEMORY = 16  # a cell of CSV text read as a Python string and parsed: about 16x its bytes
+
+
 def read_file(path: Path, options: TableOptions) -> tuple[list, list]:
+    """(column names, columns of cells) of a CSV or Parquet file, read whole: a file whose cells
+    would not fit in the memory available is refused in one line before it is read."""
     if path.is_dir():
         raise UsageError(f"table {path}: is a folder; give a .csv or .parquet file")
     if not path.exists():
         raise UsageError(f"table {path}: no such file")
+    import torch
+
+    from ..device import require_memory
+
+    require_memory(
+        TEXT_BYTES_IN_MEMORY * path.stat().st_size,
+        f"table {path} ({path.stat().st_size / 2**20:,.0f} MB)",
+        "tables are read whole for now: take a sample of the rows, or save the numbers as a .npy array (tensor:)",
+        torch.device("cpu"),
+    )
     if path.suffix.lower() == ".parquet":
         return _read_parquet(path)
     return _read_csv(path, options)

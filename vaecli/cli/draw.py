@@ -90,6 +90,14 @@ def sample(
     refit: Annotated[
         bool, typer.Option("--refit", help="Fit the sampler again even if a fitted one is saved.")
     ] = False,
+    plot: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--plot",
+            help="Rows: also draw the generated rows against the training rows, column by column, with the difference of their correlations (.png).",
+            show_default=False,
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     no_download: NoDownloadOpt = False,
 ) -> None:
@@ -108,6 +116,8 @@ def sample(
     model = model_of(ckpt, device)
     rows = layout(model)
     positive(n, "-n", MAX_SAMPLES if rows is None else MAX_ROWS)
+    if plot is not None and rows is None:
+        raise UsageError("--plot draws generated rows against real ones: it is for models of rows (tables, vectors)")
     mode = mode or ("mean" if rows is None else "sample")
     output = examples_out(model, output, ckpt, "samples")
     gen = torch.Generator(device=model.device).manual_seed(seed)
@@ -130,6 +140,27 @@ def sample(
     what = f" of class {class_name(model, int(labels[0]))}" if labels is not None else ""
     source = f" from sampler {sampler} ({done})" if done else ""
     out.print(f"Wrote {n} samples{what}{source} to {output} {size}.")
+    if plot is not None:
+        _plot_rows(model, images, plot, data_dir, no_download)
+
+
+def _plot_rows(model, values, plot: Path, data_dir, no_download) -> None:
+    """``--plot``: the generated rows against the training rows."""
+    from .. import viz
+    from ..kinds import from_model
+    from ..rowplots import compare
+
+    rows = layout(model)
+    path = viz.check_output(plot, (".png", ".svg", ".pdf"))
+    real = inputs_of(model, f"{model.meta['data']['dataset']['name']}:train", data_dir, no_download, limit=100_000)
+    width, height = compare(
+        rows,
+        real.rows,
+        from_model(rows, values),
+        path,
+        f"{len(values)} generated rows against {len(real)} training rows",
+    )
+    out.print(f"Wrote the comparison with the training rows to {path} ({width}x{height} px).")
 
 
 def _fitted(model, ckpt, name, option_pairs, fit_on, refit, data_dir, no_download):
