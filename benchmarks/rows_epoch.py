@@ -94,7 +94,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--out", default=str(HERE / "rows_epoch.json"))
+    parser.add_argument("--write", action="store_true", help="put the table in RESULTS.md")
+    parser.add_argument("--render", action="store_true", help="only print (and --write) the table of --out")
     args = parser.parse_args()
+    from train_speed import publish
+
+    if args.render:
+        publish(TITLE, table_lines(json.loads(Path(args.out).read_text())), args.write)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         make_census(folder, n_train=50_000, n_test=5_000)
@@ -121,12 +128,28 @@ def main() -> None:
         "ratio": vae_s / bare_s,
     }
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(
-        f"50,000 rows x {len(layout.columns)} columns ({layout.features} model inputs), batch 500, {torch.get_num_threads()} threads"
-    )
-    print(f"  vae epoch  {vae_s:.3f} s (median of epochs 2-{args.epochs})")
-    print(f"  bare loop  {bare_s:.3f} s")
-    print(f"  ratio      {vae_s / bare_s:.2f}x")
+    publish(TITLE, table_lines(result), args.write)
+
+
+TITLE = "## An epoch on rows against a bare PyTorch loop, CPU"
+
+
+def table_lines(r: dict) -> list:
+    from train_speed import machine
+
+    vae_s, bare_s = statistics.median(r["vae_epoch_seconds"][1:]), statistics.median(r["bare_epoch_seconds"][1:])
+    return [
+        f"{r['rows']:,} rows x {r['columns']} columns ({r['inputs']} model inputs), the `tabular` recipe's model, "
+        f"batch 500; {machine('cpu')}. Median of the epochs after the first.",
+        "",
+        "| loop | seconds per epoch |",
+        "| --- | --- |",
+        f"| vae train (the training steps of the epoch) | {vae_s:.3f} |",
+        f"| bare PyTorch, the same arithmetic | {bare_s:.3f} |",
+        f"| ratio | {vae_s / bare_s:.2f}x |",
+        "",
+        f"Command: `python benchmarks/rows_epoch.py --epochs {len(r['vae_epoch_seconds'])} --write`.",
+    ]
 
 
 if __name__ == "__main__":

@@ -141,22 +141,55 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--out", default=str(HERE / "rows_exactness.json"))
+    parser.add_argument("--write", action="store_true", help="put the table in RESULTS.md")
+    parser.add_argument("--render", action="store_true", help="only print (and --write) the table of --out")
     args = parser.parse_args()
+    import sys
+
+    sys.path.insert(0, str(HERE))
+    from train_speed import publish
+
+    if args.render:
+        publish(TITLE, table_lines(json.loads(Path(args.out).read_text())), args.write)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         fa = factor_analysis(Path(tmp), args.epochs)
         nb = negative_binomial(Path(tmp), args.epochs)
-    Path(args.out).write_text(json.dumps({"factor_analysis": fa, "negative_binomial": nb}, indent=2) + "\n")
-    print(
-        f"factor analysis, {fa['features']} features, {fa['factors']} factors, {fa['epochs']} epochs (test rows, nats per row):"
-    )
-    print(f"  sklearn FactorAnalysis exact -log p(x)   {fa['sklearn_exact_nll']:.4f}")
-    print(f"  the generating model's -log p(x)         {fa['true_model_nll']:.4f}")
-    print(f"  vae -ELBO                                {fa['vae_nelbo']:.4f}  ({fa['nelbo_gap_percent']:+.3f}%)")
-    print(f"  vae NLL (IWAE, k=1000)                   {fa['vae_nll_k1000']:.4f}")
-    print(f"negative binomial, {nb['features']} features, {nb['epochs']} epochs: inverse dispersion theta")
-    print("  true   " + " ".join(f"{t:6.2f}" for t in nb["true_theta"]))
-    print("  fitted " + " ".join(f"{t:6.2f}" for t in nb["fitted_theta"]))
-    print(f"  largest relative error {100 * nb['largest_relative_error']:.1f}%")
+    results = {"factor_analysis": fa, "negative_binomial": nb}
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    publish(TITLE, table_lines(results), args.write)
+
+
+TITLE = "## Rows where the mathematics is exact: factor analysis and negative binomial counts, CPU"
+
+
+def table_lines(results: dict) -> list:
+    fa, nb = results["factor_analysis"], results["negative_binomial"]
+    lines = [
+        f"Factor analysis: {fa['features']} features, {fa['factors']} factors, {fa['rows'][0]:,} training and "
+        f"{fa['rows'][1]:,} test rows; vae with a linear encoder and decoder (`--arch-option hidden=`), a Gaussian "
+        f"of learned sigma per feature, {fa['epochs']} epochs. Test rows, nats per row:",
+        "",
+        "| model | -log p(x) |",
+        "| --- | --- |",
+        f"| scikit-learn FactorAnalysis, exact | {fa['sklearn_exact_nll']:.4f} |",
+        f"| the generating model, exact | {fa['true_model_nll']:.4f} |",
+        f"| vae, -ELBO | {fa['vae_nelbo']:.4f} ({fa['nelbo_gap_percent']:+.3f}%) |",
+        f"| vae, NLL (IWAE, k = 1000) | {fa['vae_nll_k1000']:.4f} |",
+        "",
+        f"Negative binomial: {nb['rows']:,} rows of {nb['features']} counts whose mean depends on a 2-D latent code, "
+        f"`vae train tensor:counts.npy -l negbin -z 2`, {nb['epochs']} epochs: the inverse dispersion theta of "
+        "each feature.",
+        "",
+        "| | " + " | ".join(f"x{j}" for j in range(nb["features"])) + " |",
+        "| --- |" + " --- |" * nb["features"],
+        "| true | " + " | ".join(f"{t:.2f}" for t in nb["true_theta"]) + " |",
+        "| fitted | " + " | ".join(f"{t:.2f}" for t in nb["fitted_theta"]) + " |",
+        "| error | " + " | ".join(f"{100 * e:.0f}%" for e in nb["relative_error"]) + " |",
+        "",
+        f"Command: `python benchmarks/rows_exactness.py --epochs {fa['epochs']} --write`.",
+    ]
+    return lines
 
 
 if __name__ == "__main__":

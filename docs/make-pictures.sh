@@ -38,8 +38,7 @@ vae sample "$RUN/rae.safetensors" -n 36 --sampler gmm -o "$OUT/rae-gmm.png"
 python -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; \
 from tables_side_by_side import make_census; make_census(Path('$RUN'))"
 vae train "table:$RUN/train.csv" --dataset-option "test=$RUN/test.csv" --dataset-option label=income \
-    --arch-option hidden=128,128 -z 32 -e 100 -b 500 -o "$RUN/census.safetensors" --data-dir "$RUN" --device cpu
+    --recipe tabular -e 100 -o "$RUN/census.safetensors" --data-dir "$RUN" --device cpu
 vae sample "$RUN/census.safetensors" -n 20000 -o "$RUN/synthetic.csv" --plot "$OUT/table-samples.png"
-vae plot-latent "$RUN/census.safetensors" table:test --color-by pay -o "$OUT/table-latent.png"
 vae evaluate "$RUN/census.safetensors" --iw-samples 100
 ls -l "$OUT"

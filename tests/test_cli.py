@@ -245,7 +245,7 @@ def test_plugins_lists_the_built_ins(vae):
     data = json.loads(vae("plugins", "--json").stdout)
     builtins = {p["name"]: p for p in data["plugins"] if p["builtin"]}
     assert builtins["likelihoods"]["registers"] == {
-        "likelihood": ["bernoulli", "continuous-bernoulli", "gaussian", "logistic"]
+        "likelihood": ["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "negbin", "poisson", "table"]
     }
     assert all(p["distribution"] == "vaecli" and p["error"] is None for p in builtins.values())
     assert data["parts"]["architecture"]["mlp"]["options"] == "hidden=400, activation=relu"

@@ -614,8 +614,12 @@ def test_tensor_refusals_are_one_line_usage_errors(tmp_path):
     refused("junk.safetensors", "cannot read it as .safetensors")
     (t / "junk.npz").write_bytes(b"PK\x03\x04" + os.urandom(64))
     refused("junk.npz", "cannot read it as .npz")
-    np.save(t / "flat.npy", np.zeros((4, 16), np.uint8))
-    refused("flat.npy", "has 2 dimensions (4, 16)", "(N, C, H, W) or (N, H, W, C)")
+    np.save(t / "flat.npy", np.zeros((4, 16), np.uint8))  # (N, D): rows (counts), not images
+    from vaecli.data import load_dataset
+
+    assert load_dataset(f"tensor:{t / 'flat.npy'}", data_dir=t).kind == "counts"
+    np.save(t / "text.npy", np.array([["a", "b"], ["c", "d"]]))
+    refused("text.npy", "rows must be numbers")
     np.save(t / "five.npy", np.zeros((2, 1, 4, 4, 1), np.uint8))
     refused("five.npy", "has 5 dimensions")
     np.save(t / "channels.npy", np.zeros((2, 5, 4, 6), np.uint8))

@@ -38,7 +38,8 @@ def scatter(model, output, inputs, mean, method, chosen, color_by):
         points, share = latents.pca(mean)
         xlabel, ylabel = (f"PC{k + 1} ({100 * share[k]:.0f}% of variance)" for k in range(2))
         how = ", PCA"
-    title = f"Posterior means of {len(mean)} images of {inputs.source} ({d}-D latent{how})"
+    what = "images" if inputs.rows is None else "rows"
+    title = f"Posterior means of {len(mean)} {what} of {inputs.source} ({d}-D latent{how})"
     return viz.scatter(
         points,
         output,

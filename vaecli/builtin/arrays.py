@@ -58,6 +58,8 @@ class _Array:
         import numpy as np
 
         parts = list(self.chunks())
+        if not parts:  # no rows
+            return np.empty(self.shape, dtype=self.dtype)
         return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 

@@ -169,7 +169,9 @@ class Table(_Rows):
         cats = by_type["categorical"]
         widest = max((c.width for c in cats), default=1)
         first = bounds["categorical"][0]
-        gather = torch.full((len(cats), widest), bounds["categorical"][1] - first, dtype=torch.long, device="cpu")  # a padding slot
+        gather = torch.full(
+            (len(cats), widest), bounds["categorical"][1] - first, dtype=torch.long, device="cpu"
+        )  # a padding slot
         for i, c in enumerate(cats):
             gather[i, : c.width] = torch.arange(c.start, c.stop, device="cpu") - first
         self.register_buffer("cat_gather", gather, persistent=False)
@@ -179,12 +181,18 @@ class Table(_Rows):
         # a column modelled as y = log(1 + x): p(x) = p(y) / (1 + x), and log(1 + x) = y, unscaled
         logged = [getattr(c, "transform", "") == "log1p" for c in by_type["numeric"]]
         self.register_buffer("log1p", torch.tensor(logged, dtype=torch.bool, device="cpu"), persistent=False)
-        self.register_buffer("num_scale", torch.tensor([c.scale for c in by_type["numeric"]], device="cpu"), persistent=False)
-        self.register_buffer("num_shift", torch.tensor([c.shift for c in by_type["numeric"]], device="cpu"), persistent=False)
+        self.register_buffer(
+            "num_scale", torch.tensor([c.scale for c in by_type["numeric"]], device="cpu"), persistent=False
+        )
+        self.register_buffer(
+            "num_shift", torch.tensor([c.shift for c in by_type["numeric"]], device="cpu"), persistent=False
+        )
         # (index buffers are made on the CPU even while vaecli sizes a model on the meta device)
         # the column terms come numeric, binary, count, categorical: this puts them in the table's order
         ordered = [cols.index(c) for t in TYPES for c in by_type[t]]
-        self.register_buffer("order", torch.argsort(torch.tensor(ordered, dtype=torch.long, device="cpu")), persistent=False)
+        self.register_buffer(
+            "order", torch.argsort(torch.tensor(ordered, dtype=torch.long, device="cpu")), persistent=False
+        )
         self.any_log1p = any(logged)
         self.log_sigma = nn.Parameter(torch.zeros(len(by_type["numeric"])))
         self.log_theta = nn.Parameter(torch.zeros(len(by_type["count"])))

@@ -13,6 +13,7 @@ the same columns) or a seeded ``test_fraction`` of the rows.
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,7 +131,7 @@ def _read_csv(path: Path, options: TableOptions) -> tuple[list, list]:
                 rows_iter: Any = reader
             else:
                 names = [f"c{j}" for j in range(len(first))]
-                rows_iter = _chain(first, reader)
+                rows_iter = itertools.chain([first], reader)
             columns = [[] for _ in names]
             width = len(names)
             for row in rows_iter:
@@ -153,11 +154,6 @@ def _read_csv(path: Path, options: TableOptions) -> tuple[list, list]:
     if not columns or not columns[0]:
         raise UsageError(f"table {path}: holds a header but no rows")
     return names, columns
-
-
-def _chain(first: list, rest):
-    yield first
-    yield from rest
 
 
 def _check_names(path: Path, names: list) -> None:

@@ -321,3 +321,54 @@ def impute(model, inputs, output: Path, mode: str) -> None:
         f"Wrote {len(raw)} rows to {output} with {filled} missing cell{'s' if filled != 1 else ''} filled "
         f"({'reconstruction means' if mode == 'mean' else 'draws'})."
     )
+
+
+def plot_rows(model, values, plot: Path, data_dir, no_download) -> None:
+    """``--plot``: the generated rows against the training rows."""
+    from .. import viz
+    from ..kinds import from_model
+    from ..rowplots import compare
+
+    rows = layout(model)
+    path = viz.check_output(plot, (".png", ".svg", ".pdf"))
+    real = inputs(model, f"{model.meta['data']['dataset']['name']}:train", data_dir, no_download, limit=100_000)
+    width, height = compare(
+        rows,
+        real.rows,
+        from_model(rows, values),
+        path,
+        f"{len(values)} generated rows against {len(real)} training rows",
+    )
+    out.print(f"Wrote the comparison with the training rows to {path} ({width}x{height} px).")
+
+
+def fitted_sampler(model, ckpt, name, option_pairs, fit_on, refit, data_dir, no_download):
+    """The sampler ``name``, fitted (or reused) with a progress bar."""
+    from ..console import progress
+    from ..options import parse_pairs
+    from ..sampling import fitted
+
+    options = parse_pairs(option_pairs or [], "--sampler-option")
+
+    def images():
+        text = fit_on or f"{model.meta['data']['dataset']['name']}:train"
+        found = inputs(model, text, data_dir, no_download)
+        from ..inputs import input_labels
+
+        return found.images, input_labels(model, found), found.source
+
+    bars: dict = {}  # stage -> (its bar, its update)
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar, _ in bars.values():  # one bar at a time: encoding, then fitting
+                bar.__exit__()
+            bar = progress(total, stage)
+            bars[stage] = (bar, bar.__enter__())
+        bars[stage][1](done)
+
+    try:
+        return fitted(model, ckpt, name, options, images, refit, report)
+    finally:
+        for bar, _ in bars.values():
+            bar.__exit__()

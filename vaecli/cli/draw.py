@@ -27,8 +27,10 @@ from .app import (
     check_mode,
     decoded,
     examples_out,
+    fitted_sampler,
     impute,
     layout,
+    plot_rows,
     positive,
     write_examples,
 )
@@ -133,7 +135,9 @@ def sample(
             raise UsageError("--temperature scales the prior's draws: it is for --sampler prior")
         from ..hub import beside
 
-        fitted, done = _fitted(model, beside(ckpt), sampler, sampler_option, fit_on, refit, data_dir, no_download)
+        fitted, done = fitted_sampler(
+            model, beside(ckpt), sampler, sampler_option, fit_on, refit, data_dir, no_download
+        )
         z = fitted.sample(n, torch.Generator().manual_seed(seed), model)
     images = decoded(model, z, mode, gen, labels)
     size = write_examples(model, images, output, nrow)
@@ -141,58 +145,7 @@ def sample(
     source = f" from sampler {sampler} ({done})" if done else ""
     out.print(f"Wrote {n} samples{what}{source} to {output} {size}.")
     if plot is not None:
-        _plot_rows(model, images, plot, data_dir, no_download)
-
-
-def _plot_rows(model, values, plot: Path, data_dir, no_download) -> None:
-    """``--plot``: the generated rows against the training rows."""
-    from .. import viz
-    from ..kinds import from_model
-    from ..rowplots import compare
-
-    rows = layout(model)
-    path = viz.check_output(plot, (".png", ".svg", ".pdf"))
-    real = inputs_of(model, f"{model.meta['data']['dataset']['name']}:train", data_dir, no_download, limit=100_000)
-    width, height = compare(
-        rows,
-        real.rows,
-        from_model(rows, values),
-        path,
-        f"{len(values)} generated rows against {len(real)} training rows",
-    )
-    out.print(f"Wrote the comparison with the training rows to {path} ({width}x{height} px).")
-
-
-def _fitted(model, ckpt, name, option_pairs, fit_on, refit, data_dir, no_download):
-    """The sampler ``name``, fitted (or reused) with a progress bar."""
-    from ..console import progress
-    from ..options import parse_pairs
-    from ..sampling import fitted
-
-    options = parse_pairs(option_pairs or [], "--sampler-option")
-
-    def images():
-        text = fit_on or f"{model.meta['data']['dataset']['name']}:train"
-        found = inputs_of(model, text, data_dir, no_download)
-        from ..inputs import input_labels
-
-        return found.images, input_labels(model, found), found.source
-
-    bars: dict = {}  # stage -> (its bar, its update)
-
-    def report(stage: str, done: int, total: int) -> None:
-        if stage not in bars:
-            for bar, _ in bars.values():  # one bar at a time: encoding, then fitting
-                bar.__exit__()
-            bar = progress(total, stage)
-            bars[stage] = (bar, bar.__enter__())
-        bars[stage][1](done)
-
-    try:
-        return fitted(model, ckpt, name, options, images, refit, report)
-    finally:
-        for bar, _ in bars.values():
-            bar.__exit__()
+        plot_rows(model, images, plot, data_dir, no_download)
 
 
 # -- decode -----------------------------------------------------------------------------------
