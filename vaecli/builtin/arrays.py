@@ -57,9 +57,7 @@ class _Array:
     def whole(self):
         import numpy as np
 
-        parts = list(self.chunks())
-        if not parts:  # no rows
-            return np.empty(self.shape, dtype=self.dtype)
+        parts = list(self.chunks()) or [np.empty(self.shape, dtype=self.dtype)]  # no rows: empty
         return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
