@@ -170,30 +170,21 @@ def check_likelihood(
     lik = spec.build(opts.build(spec.options, dict(options or {}), f"likelihood '{name}'"))
     p = lik.params_per_pixel
     assert isinstance(p, int) and p >= 1, f"params_per_pixel must be a positive int, got {p!r}"
-    if spec.data_range in ("count", "table"):
+    torch.manual_seed(0)
+    if spec.data_range in ("count", "table"):  # rows: an example layout, bound first
         layout, raw = example_rows("counts" if spec.data_range == "count" else "table", batch)
         lik.bind(layout)
-        params = torch.randn(batch, lik.params_per_pixel, layout.features, requires_grad=True)
-        log_prob = lik.log_prob(kinds.to_model(layout, raw), params)
-        assert tuple(log_prob.shape) == (batch,), f"log_prob has shape {tuple(log_prob.shape)}, expected {(batch,)}"
-        assert torch.isfinite(log_prob).all(), "log_prob is not finite"
-        log_prob.sum().backward()
-        assert params.grad is not None and torch.isfinite(params.grad).all(), "log_prob has no finite gradient"
-        with torch.no_grad():
-            for what, method in (("mean", lik.mean), ("sample", lik.sample)):
-                value = method(params)
-                assert tuple(value.shape) == (batch, layout.features), f"{what} has shape {tuple(value.shape)}"
-                assert torch.isfinite(value).all(), f"{what} is not finite"
-        return lik
-    lik.bind(None)
-    c, h, w = input_shape
-    torch.manual_seed(0)
-    params = torch.randn(batch, p, c, h, w, requires_grad=True)  # as the VAE passes them
-    x = torch.rand(batch, c, h, w)
-    if spec.data_range == "binary":
-        x = x.round()
-    elif spec.data_range == "8bit":
-        x = (x * 255).round() / 255
+        shape: tuple = (layout.features,)
+        x = kinds.to_model(layout, raw)
+    else:
+        lik.bind(None)
+        shape = tuple(input_shape)
+        x = torch.rand(batch, *shape)
+        if spec.data_range == "binary":
+            x = x.round()
+        elif spec.data_range == "8bit":
+            x = (x * 255).round() / 255
+    params = torch.randn(batch, lik.params_per_pixel, *shape, requires_grad=True)  # as the VAE passes them
     log_prob = lik.log_prob(x, params)
     assert tuple(log_prob.shape) == (batch,), f"log_prob has shape {tuple(log_prob.shape)}, expected {(batch,)}"
     assert torch.isfinite(log_prob).all(), "log_prob is not finite"
@@ -202,11 +193,11 @@ def check_likelihood(
     with torch.no_grad():
         for what, method in (("mean", lik.mean), ("sample", lik.sample)):
             value = method(params)
-            assert tuple(value.shape) == (batch, c, h, w), (
-                f"{what} has shape {tuple(value.shape)}, expected {(batch, c, h, w)}"
+            assert tuple(value.shape) == (batch, *shape), (
+                f"{what} has shape {tuple(value.shape)}, expected {(batch, *shape)}"
             )
             assert torch.isfinite(value).all(), f"{what} is not finite"
-            if spec.data_range != "real":
+            if spec.data_range in ("binary", "unit", "8bit"):
                 assert value.min() >= 0 and value.max() <= 1, f"{what} leaves [0, 1]"
     return lik
 
