@@ -137,12 +137,13 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: Checkpoint) -> 
         raise refuse(ckpt.path, f"its optimizer state does not fit the model ({exc})") from None
 
 
-def restore_rng(ckpt: Checkpoint) -> None:
-    """The global RNG states saved with the checkpoint (CPU; CUDA where it was used)."""
+def restore_rng(ckpt: Checkpoint, device: torch.device) -> None:
+    """The global RNG states saved with the checkpoint: the CPU's; the GPU's only when the run
+    resumes on one (a run resumed on the CPU leaves CUDA uninitialised)."""
     if "rng.torch" in ckpt.tensors:
         torch.set_rng_state(ckpt.tensors["rng.torch"])
-    if "rng.cuda" in ckpt.tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"])
+    if "rng.cuda" in ckpt.tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], device)
 
 
 def remove_stale_temps(path: Path) -> list[str]:

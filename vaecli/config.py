@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 from . import schedules
 from .errors import UsageError, unknown_name
+from .options import seed64
 
 __all__ = ["TrainConfig", "setting", "settings", "flag_of", "GROUPS", "Setting"]
 
@@ -242,8 +243,9 @@ class TrainConfig:
     )
     compile: bool = setting(
         False,
-        "Compile the model's objective with torch.compile (a C++ compiler on the CPU, Triton on GPUs); pays off on long runs.",
+        "Compile the model's objective with torch.compile (a C++ compiler on the CPU, Triton on GPUs); pays off on long runs. --no-compile turns it off when resuming such a run.",
         "run",
+        flag="--compile/--no-compile",
     )
     max_memory: float = setting(
         0.0,
@@ -313,6 +315,8 @@ class TrainConfig:
         are checked against the registry when the model is built (``vaecli.factory``)."""
         for s in settings():
             check_value(s, getattr(self, s.name))
+        if isinstance(self.seed, int) and not isinstance(self.seed, bool):
+            self.seed = seed64(self.seed)  # any whole number: reduced modulo 2**64, as torch takes it
         if self.iw_samples > 1 and (self.beta != 1 or self.kl_warmup or self.free_bits):
             raise UsageError(
                 "--iw-samples trains on the importance-weighted bound, which has no separate "

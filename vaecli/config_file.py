@@ -87,8 +87,9 @@ def apply(config: TrainConfig, path: str | Path, given: set) -> tuple[TrainConfi
 
 def to_toml(training: dict, source: str = "") -> str:
     """The config file that repeats a recorded run (``training``: a checkpoint's training
-    metadata): its recipe and every option that differs from it, device and precision included;
+    metadata): its recipe and every option that differs from it, device and precision as given;
     not where the data and the files were."""
+    training = recipe_text.as_given(training)
     rec = training.get("recipe") or {}
     spelled = {s.name: s.flag.split("/")[0][2:] if s.flag.startswith("--") else s.name for s in settings()}
     spelled["dataset"] = "dataset"

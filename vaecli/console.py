@@ -25,8 +25,8 @@ from rich.markup import escape
 
 __all__ = ["out", "err", "warn", "error_line", "progress", "escape"]
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)  # cuda:x is not an emoji
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 def warn(message: str, console: Optional[Console] = None) -> None:

@@ -6,7 +6,7 @@ import torch
 
 from .errors import UsageError, unknown_name
 
-__all__ = ["resolve_device", "free_bytes", "require_memory", "gib", "DEVICES"]
+__all__ = ["resolve_device", "free_bytes", "require_memory", "gib", "cuda_index", "exact_fp32", "DEVICES"]
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -29,14 +29,37 @@ def resolve_device(name: str) -> torch.device:
         )
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UsageError("--device mps: Apple's MPS is not available here; use --device cpu or auto")
+    if name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        count = torch.cuda.device_count()
+        if not (index.isdigit() and int(index) < count):
+            raise UsageError(f"--device {name}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+        torch.cuda.set_device(int(index))  # what asks the "current" GPU asks this one
+    if name.startswith("cuda"):
+        exact_fp32()
     return torch.device(name)
+
+
+def exact_fp32() -> None:
+    """fp32 means IEEE fp32 on a GPU too: convolutions and matrix products not in TF32 (cuDNN's
+    default lets convolutions use it on Ampere and later), so that the test pass, ``vae
+    evaluate`` and ``--precision fp32`` training compute what a CPU computes, to rounding.
+    bf16 and fp16 runs are not touched: autocast picks their arithmetic."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def cuda_index(device: torch.device) -> int:
+    """The GPU ``device`` names (``cuda`` alone: the current one); torch before 2.5 takes only
+    an index in ``mem_get_info`` and the like."""
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def free_bytes(device: torch.device) -> int:
     """Memory free for new tensors on ``device``: the GPU's free memory, or the host's available
     memory (Linux's MemAvailable; elsewhere physical memory, which overstates it)."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        return int(torch.cuda.mem_get_info(cuda_index(device))[0])
     from .header import available_memory
 
     found = available_memory()

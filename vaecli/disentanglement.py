@@ -178,7 +178,7 @@ def dci(train: tuple, test: tuple, seed: int) -> dict:
     importance, accuracy = np.zeros((d, k)), []
     for j, (y_train, y_test) in enumerate(zip(ys_train, ys_test)):
         forest = RandomForestClassifier(
-            n_estimators=20, max_features=None, min_samples_leaf=20, random_state=seed + j, n_jobs=-1
+            n_estimators=20, max_features=None, min_samples_leaf=20, random_state=(seed + j) % 2**32, n_jobs=-1
         )
         forest.fit(x_train, y_train)
         importance[:, j] = np.abs(forest.feature_importances_)
@@ -216,7 +216,9 @@ def sap(train: tuple, test: tuple, categorical: list, seed: int) -> float:
         for i in range(d):
             if is_cat:
                 depth = max(1, math.ceil(math.log2(max(2, len(np.unique(y_train))))))
-                tree = DecisionTreeClassifier(max_depth=depth, random_state=seed).fit(x_train[:, i : i + 1], y_train)
+                tree = DecisionTreeClassifier(max_depth=depth, random_state=seed % 2**32).fit(
+                    x_train[:, i : i + 1], y_train
+                )
                 s[i] = balanced_accuracy_score(y_test, tree.predict(x_test[:, i : i + 1]))
             else:
                 slope, intercept = (

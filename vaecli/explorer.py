@@ -24,6 +24,7 @@ from .errors import UsageError
 from .gaussian import kl_per_dim
 from .inputs import Inputs, input_labels
 from .latents import interpolate, pca
+from .options import seed64
 
 __all__ = ["Explorer", "app", "STATIC", "MAX_BODY"]
 
@@ -213,11 +214,13 @@ class Explorer:
             raise BadRequest(400, "temperature must be a number from 0 to 10")
         if name not in self.samplers:
             raise BadRequest(400, f"sampler must be one of {', '.join(self.samplers)}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**62:
-            raise BadRequest(400, "seed must be a whole number from 0")
-        gen = torch.Generator(device=self.model.device).manual_seed(seed)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise BadRequest(400, "seed must be a whole number")
         with self.lock, torch.no_grad():
-            z = self.model.prior_sample(1, gen) if name == "prior" else self.fitted[name].sample(1, gen, self.model)
+            if name == "prior":  # the model draws on its device; a sampler with a CPU generator, as in vae sample
+                z = self.model.prior_sample(1, torch.Generator(device=self.model.device).manual_seed(seed64(seed)))
+            else:
+                z = self.fitted[name].sample(1, torch.Generator().manual_seed(seed64(seed)), self.model)
         z = z.float().cpu() * t
         return {"z": [round(float(v), 5) for v in z[0].tolist()]}
 

@@ -182,7 +182,8 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     the data cache, which hands mapped pages back every so often (``datacache.touched``)."""
     if images.dtype != torch.uint8:  # rows (and floats already in the data range) pass as they are
         return images.float()
-    datacache.touched(images.numel())
+    if images.device.type == "cpu":  # data on a GPU was copied there: no mapping is read
+        datacache.touched(images.numel())
     return images.float().div_(255.0)
 
 

@@ -12,6 +12,20 @@ from typing import Any
 
 from .errors import UsageError
 
+SEED_RANGE = 2**64  # what torch's generators take
+
+
+def seed64(value: int) -> int:
+    """A seed as torch's generators take it: any whole number, reduced modulo 2**64 (the seeds
+    0 to 2**64 - 1 are themselves, -1 is 2**64 - 1, 2**64 + 5 is 5), so that every seed a user
+    types draws, and the same number always draws the same."""
+    return int(value) % SEED_RANGE
+
+
+def seed_option(value: Any) -> Any:
+    """The callback of every ``--seed`` option (``None`` stays ``None``)."""
+    return None if value is None else seed64(value)
+
 
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
@@ -78,6 +92,8 @@ def build(cls: type, values: dict[str, Any], owner: str) -> Any:
         shown = ", ".join(k if k.isprintable() else repr(k) for k in unknown)
         raise UsageError(f"{owner} has no option {shown}; its options: {describe(cls)}")
     converted = {k: _convert(v, types_[k], k, owner) for k, v in values.items()}
+    if isinstance(converted.get("seed"), int) and not isinstance(converted["seed"], bool):
+        converted["seed"] = seed64(converted["seed"])  # a plugin's seed option, as --seed
     try:
         return cls(**converted)
     except (TypeError, ValueError) as exc:  # a value it names may hold a line break: shown escaped

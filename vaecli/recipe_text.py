@@ -204,10 +204,21 @@ def changes(training: dict) -> dict:
     return out
 
 
+def as_given(training: dict) -> dict:
+    """A run's recorded settings with the device and precision it was given (``auto``), not
+    what they resolved to on its machine: what repeats it on another."""
+    asked = training.get("asked")
+    if not isinstance(asked, dict):
+        return training
+    return {**training, **{k: v for k, v in asked.items() if k in ("device", "precision")}}
+
+
 def repeat_command(training: dict) -> str:
     """The ``vae train`` line that repeats a recorded run (``training``: a checkpoint's training
-    metadata): its recipe and every setting that differs from it, device and precision included;
+    metadata): its recipe and every setting that differs from it, device and precision as given
+    (``auto`` where the run resolved it);
     not where the data and the files were."""
+    training = as_given(training)
     rec = training.get("recipe") or {}
     words = ["vae", "train"]
     changed = changes(training)

@@ -46,7 +46,9 @@ class Sampler(nn.Module):
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator, model: VAE) -> torch.Tensor:
-        """``n`` latent codes ``(n, D)`` for ``model`` to decode."""
+        """``n`` latent codes ``(n, D)`` for ``model`` to decode. ``generator`` is a CPU
+        generator whatever the model's device (``vae sample`` and ``vae explore`` alike); the
+        codes may be on any device: the caller moves them to the model's."""
         raise NotImplementedError
 
 
@@ -56,6 +58,9 @@ class Prior(Sampler):
     NEEDS_FIT = False
 
     def sample(self, n: int, generator: torch.Generator, model: VAE) -> torch.Tensor:
+        if generator.device != model.device:  # the model draws on its device: a generator there, seeded from this one
+            seed = int(torch.randint(2**62, (1,), generator=generator))
+            generator = torch.Generator(device=model.device).manual_seed(seed)
         return model.prior_sample(n, generator)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import DataUnavailableError
 from ..hookspecs import DataRequest, DatasetSpec, DatasetSplits, NoOptions, Split, hookimpl
+from ..options import seed64
 from .arrays import TensorOptions, load_tensor
 from .celeba import CelebAOptions, load_celeba
 from .factor_data import FactorDataOptions, load_3dshapes, load_dsprites
@@ -79,7 +80,7 @@ def load_shapes(request: DataRequest, options: ShapesOptions) -> DatasetSplits:
         torch.device("cpu"),
     )
     splits = []
-    for n, seed in ((options.n_train, options.seed), (options.n_test, options.seed + 1)):
+    for n, seed in ((options.n_train, options.seed), (options.n_test, seed64(options.seed + 1))):
         images, labels, factors = draw(n, options.size, torch.Generator().manual_seed(seed))
         splits.append(Split(images, labels, factors))
     return DatasetSplits(train=splits[0], test=splits[1], class_names=list(SHAPES))

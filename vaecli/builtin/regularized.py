@@ -56,6 +56,7 @@ class WAE(Deterministic):
     ``lam`` MMD(q(z), N(0, I)) over each batch."""
 
     TERMS = ("recon", "mmd")
+    BATCH_TERM = "the MMD between the batch's codes and as many prior draws"
     OBJECTIVE = "reconstruction + lam*MMD(q(z), N(0, I))"
 
     def loss(self, x: torch.Tensor, step: Step, labels: Optional[torch.Tensor] = None) -> Loss:
@@ -71,6 +72,7 @@ class InfoVAE(VAE):
     (alpha + lam - 1) MMD(q(z), N(0, I)); the ELBO and NLL are those of its Gaussian posterior."""
 
     TERMS = ("recon", "kl", "mmd")
+    BATCH_TERM = "the MMD between the batch's codes and as many prior draws"
     OBJECTIVE = "reconstruction + (1-alpha)*KL + (alpha+lam-1)*MMD(q(z), N(0, I))"
     OBJECTIVE_SETTINGS = ()
 

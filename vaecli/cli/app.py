@@ -13,7 +13,7 @@ from typer.core import TyperGroup
 from typing_extensions import Annotated
 
 from ..console import err, error_line, out
-from ..errors import UsageError, VaeError
+from ..errors import UsageError, VaeError, first_line
 from ..version import __version__
 
 try:  # newer typer vendors click as typer._click; older ones use click itself
@@ -93,6 +93,14 @@ class _Group(TyperGroup):
                 raise
             err.print("[yellow]interrupted[/]")
             ctx.exit(130)
+        except RuntimeError as exc:  # torch.OutOfMemoryError (a GPU's), by name: torch is not imported here
+            if type(exc).__name__ != "OutOfMemoryError" or _debug_enabled(ctx):
+                raise
+            error_line(
+                f"out of memory on the GPU ({first_line(exc)}); use a smaller --batch-size (-b), fewer "
+                f"samples (-n, -k), or --device cpu"
+            )
+            ctx.exit(1)
 
 
 app = typer.Typer(

@@ -11,6 +11,7 @@ from typing_extensions import Annotated
 
 from ..console import out, warn
 from ..errors import UsageError
+from ..options import seed_option
 from .app import (
     INPUT_HELP,
     MAX_GRID,
@@ -50,7 +51,7 @@ def sample(
             help="Output image (.png), or for a model of rows a .csv, .parquet or .npy of rows. Default: CKPT-samples.png (.csv).",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", callback=seed_option, help="Seed of the prior draws.")] = 0,
     temperature: Annotated[
         float, typer.Option("--temperature", "-t", help="Scale of the prior draws (below 1: cleaner, less varied).")
     ] = 1.0,
@@ -172,7 +173,7 @@ def decode(
     ] = None,
     nrow: Annotated[Optional[int], typer.Option("--nrow", help="Images per row. Default: a square grid.")] = None,
     mode: ModeOpt = "mean",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of --mode sample.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", callback=seed_option, help="Seed of --mode sample.")] = 0,
     label: LabelOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -299,7 +300,7 @@ def interpolate(
         ),
     ] = None,
     frame_ms: Annotated[int, typer.Option("--frame-ms", help="Milliseconds per frame of a .gif.")] = 100,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the prior draws.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", callback=seed_option, help="Seed of the prior draws.")] = 0,
     mode: ModeOpt = "mean",
     label: Annotated[
         Optional[str],

@@ -13,6 +13,7 @@ from typing_extensions import Annotated
 from ..console import escape, out, progress
 from ..errors import UsageError
 from ..hub import shown
+from ..options import seed_option
 from .app import (
     CkptArg,
     DataDirOpt,
@@ -63,6 +64,7 @@ def evaluate(
         int,
         typer.Option(
             "--seed",
+            callback=seed_option,
             help="Seed of the posterior samples (the one vae train's test pass uses: -k 1 gives its test -ELBO).",
         ),
     ] = 1234,

@@ -12,7 +12,7 @@ from ..console import escape, out
 from ..header import TERM_NAMES, scores
 from ..hub import shown
 from .app import CkptArg, app
-from .text import fmt_objective, fmt_optimizer, fmt_options, fmt_provider, fmt_setting
+from .text import fmt_objective, fmt_optimizer, fmt_options, fmt_provider, fmt_resumes, fmt_setting
 
 
 def _recipe_rows(t: dict) -> list:
@@ -112,7 +112,8 @@ def info(
                 if (t.get("distributed") or {}).get("world_size", 1) > 1
                 else ""
             )
-            + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else ""),
+            + (f", checkpoint every {t['save_every']} steps" if t.get("save_every") else "")
+            + (f"; {resumed}" if (resumed := fmt_resumes(t)) else ""),
         ),
         *_recipe_rows(t),
         ("versions", fmt_options(meta.get("versions", {}))),

@@ -13,6 +13,7 @@ from typing_extensions import Annotated
 from ..console import escape, out, progress
 from ..errors import UsageError
 from ..hub import shown
+from ..options import seed_option
 from .app import DataDirOpt, DeviceOpt, NoDownloadOpt, app, positive
 from .text import number_table
 
@@ -102,7 +103,9 @@ def train_scorer(
     ),
     epochs: Annotated[int, typer.Option("--epochs", "-e", help="Passes over the training split.")] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per step.")] = 128,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the initialisation and the batch order.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", callback=seed_option, help="Seed of the initialisation and the batch order.")
+    ] = 0,
     dataset_option: Annotated[
         Optional[List[str]],
         typer.Option("--dataset-option", "--data-option", metavar="KEY=VALUE", help="Dataset option (repeatable)."),

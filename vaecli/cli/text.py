@@ -71,3 +71,16 @@ def number_table(title: str) -> Any:
     table.add_column(justify="right")
     table.add_column(style="dim")
     return table
+
+
+def fmt_resumes(training: dict) -> str:
+    """``resumed after epoch 2 with precision fp32 (was bf16)``; empty when no resume changed
+    the arithmetic (``vaecli.training.resumed``)."""
+    parts = []
+    for r in training.get("resumes") or []:
+        if not isinstance(r, dict):
+            continue
+        what = ", ".join(f"{k} {v[1]} (was {v[0]})" for k, v in r.items() if isinstance(v, list) and len(v) == 2)
+        if what:
+            parts.append(f"resumed after epoch {r.get('after_epoch', '?')} with {what}")
+    return "; ".join(parts)

@@ -78,7 +78,17 @@ COMMAND_OPTIONS = {
         ),
     ),
 }
-RESUME_ALLOWED = {"resume", "epochs", "data_dir", "download", "device", "save_every", "max_memory"}
+RESUME_ALLOWED = {
+    "resume",
+    "epochs",
+    "data_dir",
+    "download",
+    "device",
+    "precision",
+    "compile",
+    "save_every",
+    "max_memory",
+}
 
 
 def _parameter(s, defaults: TrainConfig, hints: dict) -> inspect.Parameter:
@@ -166,12 +176,16 @@ def train(ctx: typer.Context, **values: Any) -> None:
                 flags = ", ".join(spelled.get(p, p) for p in given)
                 raise UsageError(
                     f"--resume continues a run with the settings in its checkpoint; {flags} "
-                    f"cannot change them (only --epochs, --data-dir, --no-download, --device, "
-                    f"--save-every and --max-memory can be given)"
+                    f"cannot change them (only --epochs, --data-dir, --no-download, --device, --precision, "
+                    f"--compile, --save-every and --max-memory can be given)"
                 )
             result = resume_run(
                 resume,
-                **{k: values[k] for k in ("epochs", "device", "save_every", "max_memory") if k in explicit},
+                **{
+                    k: values[k]
+                    for k in ("epochs", "device", "precision", "compile", "save_every", "max_memory")
+                    if k in explicit
+                },
                 data_dir=values["data_dir"],
                 download=values["download"],
                 reporter=reporter,

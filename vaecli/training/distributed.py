@@ -14,7 +14,9 @@ checkpoint, its metrics log and pictures.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Optional
 
 import torch
@@ -70,7 +72,41 @@ class World:
         if self.distributed:
             import torch.distributed as dist
 
-            dist.barrier()
+            dist.barrier(group=_LOADING)
+
+    def in_turn(self, load: Callable[[], Any]) -> Any:
+        """``load()`` on rank 0 first (it downloads or caches what is missing), then on the first
+        rank of every other node (whose disk may not be rank 0's), then on the rest, which read
+        what is there; so no two processes write the same files at once."""
+        if not self.distributed:
+            return load()
+        turn = 0 if self.main else 1 if self.local_rank == 0 else 2
+        result = None
+        for t in range(3):
+            if t == turn:
+                result = load()
+            self.barrier()
+        return result
+
+    def agree(self, flag: bool, device: torch.device) -> bool:
+        """A decision every rank takes alike (stop early, a non-finite test loss): true when
+        rank 0 takes it, so that no rank goes on to a collective the others left."""
+        if not self.distributed:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.broadcast(t, src=0)
+        return bool(t.item() > 0)
+
+    def same_order(self, order: torch.Tensor) -> torch.Tensor:
+        """Rank 0's batch order of the epoch on every rank (the ranks' generators agree on GPUs
+        of one model; rank 0's order makes sure they train on the same batches)."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.broadcast(order, src=0)
+        return order
 
 
 def from_environment() -> World:
@@ -112,7 +148,15 @@ def start(world: World, device: torch.device) -> tuple[World, torch.device]:
         )
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
+    global _LOADING
+    _LOADING = dist.new_group(backend="gloo", timeout=LOAD_TIMEOUT)
     return World(world.rank, world.size, world.local_rank, backend), device
+
+
+# how long ranks wait for others to download or cache the data set (NCCL's own timeout, 10
+# minutes, and gloo's, 30, are for the collectives of the steps): on a gloo group of its own
+LOAD_TIMEOUT = timedelta(hours=6)
+_LOADING: Any = None
 
 
 def stop(world: World) -> None:
@@ -129,14 +173,37 @@ def stop(world: World) -> None:
 PEER_LOST = ("gloo", "nccl", "connection reset", "connection closed", "broken pipe", "socket")
 
 
+# NCCL's failures of this machine, which every rank meets at once: not a peer that left
+LOCAL_NCCL = ("unhandled system error", "unhandled cuda error", "invalid usage", "internal error", "shared memory")
+
+
 def lost_peer(exc: BaseException) -> bool:
     """Whether ``exc`` is a collective that failed because another process left (killed, or
     stopped after its own error), rather than this process's own failure."""
     import torch.distributed as dist
 
-    if isinstance(exc, VaeError) or not isinstance(exc, RuntimeError):
+    if isinstance(exc, VaeError) or not isinstance(exc, RuntimeError) or local_nccl(exc):
         return False
     return isinstance(exc, dist.DistError) or any(word in str(exc).lower() for word in PEER_LOST)
+
+
+def local_nccl(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "nccl" in text and any(word in text for word in LOCAL_NCCL)
+
+
+def failed(world: World, exc: BaseException) -> None:
+    """A collective of a distributed run failed: NCCL's own failure here is one line at once;
+    a peer that left, a wait for the launcher (``await_stop``)."""
+    if not world.distributed:
+        return
+    if local_nccl(exc):
+        raise VaeError(
+            f"NCCL failed on this machine ({first_line(exc)}); check the GPUs' links and the size of "
+            f"/dev/shm (Docker: --shm-size), with NCCL_DEBUG=INFO for details"
+        ) from exc
+    if lost_peer(exc):
+        await_stop(world, exc)
 
 
 def await_stop(world: World, exc: BaseException, seconds: float = 60.0) -> None:
@@ -150,10 +217,19 @@ def await_stop(world: World, exc: BaseException, seconds: float = 60.0) -> None:
     raise VaeError(f"rank {world.rank} of {world.size} lost the other training processes: {first_line(exc)}") from exc
 
 
-def wrap(model: torch.nn.Module, world: World, device: torch.device):
-    """The model as the training loop calls it: under DistributedDataParallel when distributed."""
+def wrap(model: torch.nn.Module, world: World, device: torch.device, warn: Callable[[str], None]):
+    """The model as the training loop calls it: under DistributedDataParallel when distributed.
+    A family with a term over the whole batch (``VAE.BATCH_TERM``) computes it per rank, over
+    the rank's shard: ``warn`` says so once."""
     if not world.distributed:
         return model
+    term = getattr(model, "BATCH_TERM", "")
+    if term and world.main:
+        warn(
+            f"{type(model).__name__} computes {term} on each of the {world.size} processes over its "
+            f"{world.size}th of the batch: an objective of smaller batches than one process's (raise "
+            f"--batch-size to keep each process's part as large)"
+        )
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..device import cuda_index
 from ..errors import UsageError, first_line
 
 __all__ = ["MixedPrecision", "Compiled", "native_bf16", "resolve_precision"]
@@ -16,7 +17,7 @@ def native_bf16(device: torch.device) -> bool:
     """Whether matrix products in bfloat16 run on hardware made for them (and so faster than
     fp32): a CUDA GPU of compute capability 8.0 or later, or a CPU with AVX512-BF16 or AMX."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+        return cuda_bf16(device)
     if device.type == "cpu":
         cpu = torch.cpu
         return any(
@@ -29,12 +30,28 @@ def resolve_precision(name: str, device: torch.device) -> str:
     """``auto`` is bf16 where the hardware has it natively (``native_bf16``), else fp32."""
     if name == "auto":
         return "bf16" if native_bf16(device) else "fp32"
-    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if name == "bf16" and device.type == "cuda" and not cuda_bf16(device):
+        major, minor = torch.cuda.get_device_capability(cuda_index(device))
         raise UsageError(
-            f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has no bfloat16; "
-            f"use --precision fp16 or fp32"
+            f"--precision bf16: this GPU ({torch.cuda.get_device_name(cuda_index(device))}, compute capability "
+            f"{major}.{minor}) has no bfloat16 arithmetic (8.0 and later have it); use --precision fp16 or fp32"
         )
     return name
+
+
+def cuda_bf16(device: torch.device) -> bool:
+    """Whether the GPU ``device`` names (not the current one) computes in bfloat16 natively:
+    compute capability 8.0 (Ampere) or later. Asked of the capability itself, the same on every
+    torch (``is_bf16_supported`` took no ``including_emulation`` before 2.4 and, since, says yes
+    to emulated bf16 on older GPUs by default)."""
+    return torch.cuda.get_device_capability(cuda_index(device)) >= (8, 0)
+
+
+def grad_scaler(device: torch.device):
+    """fp16's loss scaler: ``torch.amp.GradScaler`` (torch 2.3 and later), else CUDA's own."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler(device.type)
+    return torch.cuda.amp.GradScaler(enabled=device.type == "cuda")
 
 
 class MixedPrecision:
@@ -49,7 +66,7 @@ class MixedPrecision:
         self.name = resolve_precision(name, device)
         self.device_type = device.type
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
-        self.scaler = torch.amp.GradScaler(device.type) if self.name == "fp16" else None
+        self.scaler = grad_scaler(device) if self.name == "fp16" else None
 
     def autocast(self):
         if self.dtype is None:
@@ -57,8 +74,10 @@ class MixedPrecision:
         return torch.autocast(self.device_type, dtype=self.dtype)
 
     def backward(self, loss: torch.Tensor, **kwargs: Any) -> None:
-        """``loss.backward(**kwargs)``, the loss scaled under fp16."""
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward(**kwargs)
+        """``loss.backward(**kwargs)``, the loss scaled under fp16 (under --compile the backward
+        graph compiles at its first call: a failure there is one line too)."""
+        with compiler_failures():
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward(**kwargs)
 
     def unscale(self, optimizer: torch.optim.Optimizer) -> None:
         """Gradients at their true size (before clipping)."""
@@ -101,13 +120,30 @@ class Compiled:
         self.compiled = False
 
     def __call__(self, *args: Any, **kwargs: Any):
-        if self.compiled:
-            return self.call(*args, **kwargs)
+        if self.compiled:  # a recompile (a new batch size, ...) may fail too
+            with compiler_failures():
+                return self.call(*args, **kwargs)
         try:
             out = self.call(*args, **kwargs)
         except Exception as exc:  # inductor needs a C++ compiler on the CPU, Triton on GPUs
-            raise UsageError(
-                f"--compile: torch.compile failed ({type(exc).__name__}: {first_line(exc)}); train without --compile"
-            ) from None
+            raise compile_failed(exc) from None
         self.compiled = True
         return out
+
+
+def compile_failed(exc: BaseException) -> UsageError:
+    return UsageError(
+        f"--compile: torch.compile failed ({type(exc).__name__}: {first_line(exc)}); train without --compile"
+        " (--resume takes --no-compile)"
+    )
+
+
+@contextlib.contextmanager
+def compiler_failures():
+    """An exception of the compiler (dynamo, inductor, Triton) as one line; any other passes."""
+    try:
+        yield
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("torch._dynamo", "torch._inductor", "triton")):
+            raise
+        raise compile_failed(exc) from None

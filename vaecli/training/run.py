@@ -59,6 +59,8 @@ def resume(
     data_dir: Optional[str] = None,
     download: bool = True,
     device: Optional[str] = None,
+    precision: Optional[str] = None,
+    compile: Optional[bool] = None,
     save_every: Optional[int] = None,
     max_memory: Optional[float] = None,
     reporter: Optional[Reporter] = None,
@@ -68,7 +70,9 @@ def resume(
     settings come from the checkpoint; the optimizer, the learning-rate schedule and the random
     number generators continue where they were, so that on the CPU k epochs, then a resume to
     N, give the same weights bit for bit as N epochs straight (for a schedule that does not
-    depend on the total, such as the default constant one)."""
+    depend on the total, such as the default constant one). ``device``, ``precision`` and
+    ``compile`` may change (the run was started elsewhere): the arithmetic then changes, and the
+    checkpoint records it; a run started with ``auto`` resolves them again here."""
     path = Path(path).expanduser()
     ckpt = checkpoint.read(path)
     recorded = dict(ckpt.meta["training"])
@@ -88,8 +92,11 @@ def resume(
     if data_dir is not None:
         config.data_dir = str(data_dir)
     config.download = download
-    if device is not None:
-        config.device = device
+    asked: dict = recorded["asked"] if isinstance(recorded.get("asked"), dict) else {}
+    config.device = device or asked.get("device", config.device)  # resolved again on this machine
+    config.precision = precision or asked.get("precision", config.precision)
+    if compile is not None:
+        config.compile = compile
     if save_every is not None:
         config.save_every = save_every
     if max_memory is not None:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import torch
 
-from .. import checkpoint, datacache, kinds
+from .. import checkpoint, kinds
 from ..config import TrainConfig
 from ..data import LoadedDataset, load_dataset
 from ..device import resolve_device
@@ -21,12 +21,15 @@ from ..evaluation import test_pass
 from ..factory import create_model, family_of, model_of, model_section, settle_data
 from ..images import BINARIZE_SEEDS, binarize, to_unit
 from ..model import accumulator_dtype
+from ..options import seed64
 from . import distributed, ema, keep, monitor, tracking
 from .lock import RunLock, remove_stale
 from .memory import batch_need, check_fits, return_large_buffers, sample_rows, weights_need
 from .optim import backward, make_optimizer, parameter_groups
+from .placement import place
 from .precision import Compiled, MixedPrecision
 from .report import Quiet, Reporter, StopSignal, TrainResult
+from .resumed import resumes
 
 CHECK_STEPS = 200  # steps between looks at the running objective for non-finite values (a host sync)
 
@@ -58,8 +61,7 @@ class Trainer:
             self.world.barrier()  # every rank done before the group is taken down
             return result
         except RuntimeError as exc:
-            if self.world.distributed and distributed.lost_peer(exc):
-                distributed.await_stop(self.world, exc)
+            distributed.failed(self.world, exc)
             raise
         finally:
             self.objective: Any = None  # DistributedDataParallel holds the process group: let go of it first
@@ -98,15 +100,14 @@ class Trainer:
         return TrainResult(self.path, self.model, self.metrics, world.main)
 
     def _load_data(self, section: dict) -> LoadedDataset:
-        """The dataset (rank 0 downloads what is missing; the others read it after), checked
+        """The dataset (rank 0 downloads what is missing, then each node's first rank; the others
+        read it after), checked
         against the checkpoint when resuming; its notes and the run's warnings said once."""
         config, ckpt, world, reporter = self.config, self.ckpt, self.world, self.reporter
         provider = None if ckpt is None else ckpt.meta["data"].get("dataset", {}).get("provider")
-        if not world.main:
-            world.barrier()
-        data = load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download, provider)
-        if world.main:
-            world.barrier()
+        data = world.in_turn(
+            lambda: load_dataset(config.dataset, config.dataset_options, config.data_dir, config.download, provider)
+        )
         if ckpt is None:
             section["input_shape"] = list(data.input_shape)
             settle_data(section, config, data.kind, data.learn_layout())
@@ -141,10 +142,11 @@ class Trainer:
         self.reserved = weights + batch
         self.groups = parameter_groups(model, self.world.distributed)
         optimizer = make_optimizer(config, model.parameters() if self.groups is None else self.groups, device)
+        self.asked = {"device": config.device, "precision": config.precision}  # what --resume resolves again
         self.amp = MixedPrecision(config.precision, device)
         config.precision = self.amp.name  # auto resolved: what the run uses and records
         gen = torch.Generator(device=device)
-        gen.manual_seed(config.seed + 1)  # the training draws; the initialisation used torch.manual_seed(seed)
+        gen.manual_seed(seed64(config.seed + 1))  # the training draws; the initialisation used torch.manual_seed(seed)
         if ckpt is not None:
             self._restore(optimizer, gen)
         model.train()
@@ -153,14 +155,13 @@ class Trainer:
         model.noise_rows = None
         model.sample_rows = sample_rows(config.max_memory, device, model, self.reserved)
         return_large_buffers()
-        self.objective = distributed.wrap(model, self.world, device)
+        self.objective = distributed.wrap(model, self.world, device, self.reporter.warn)
         if config.compile:
             self.objective = Compiled(self.objective)
 
     def _place_data(self, data: LoadedDataset) -> None:
         """Both splits on the device, binarized once where the run says so."""
         config, device = self.config, self.device
-        (train_labels, test_labels) = self.labels
         train_images, test_images = data.splits.train.images, data.splits.test.images
         if self.layout is not None:  # rows: model inputs once (scaled, one-hot), float32
             train_images, test_images = (kinds.to_model(self.layout, x) for x in (train_images, test_images))
@@ -168,16 +169,22 @@ class Trainer:
             train_images = binarize(train_images, BINARIZE_SEEDS["train"])
         if config.binarize != "none":  # the test set: one fixed draw, as `vae evaluate` makes it
             test_images = binarize(test_images, BINARIZE_SEEDS["test"])
-        self.train = (train_images.to(device), None if train_labels is None else train_labels.to(device))
-        self.test = (test_images.to(device), None if test_labels is None else test_labels.to(device))
+        warn = self.reporter.warn if self.world.main else None
+        self.train, self.test, placed = place(
+            (train_images, test_images), self.labels, device, self.reserved, config.max_memory, warn
+        )
         self.batches = math.ceil(len(train_images) / config.batch_size)
+        if device.type != "cpu":  # the importance samples: sized with the data where it was placed
+            self.model.sample_rows = sample_rows(config.max_memory, device, self.model, self.reserved + placed)
 
     def _start_metadata(self, section: dict, data: LoadedDataset) -> None:
         """What every checkpoint of the run records: the model, the data, the settings, the
         metrics so far."""
         config, ckpt = self.config, self.ckpt
         settings = dataclasses.asdict(config)
-        settings.update(device=str(self.device), out=str(self.path), distributed=self.world.describe())
+        settings.update(
+            device=str(self.device), out=str(self.path), distributed=self.world.describe(), asked=self.asked
+        )
         settings.pop("force")
         if ckpt is None:
             self.meta: dict[str, Any] = {
@@ -194,7 +201,7 @@ class Trainer:
                 for key in ("model", "data", "metrics", "epoch", "created", "mlflow")
                 if key in ckpt.meta
             }
-            self.meta["training"] = settings
+            self.meta["training"] = {**settings, "resumes": resumes(ckpt.meta["training"], settings, ckpt.epoch)}
             self.meta["epoch"] = ckpt.epoch
             self.saved = self._describe_saved(ckpt.epoch, (ckpt.meta.get("progress") or {}).get("step"))
         self.metrics: list[dict] = list(self.meta["metrics"])
@@ -207,9 +214,9 @@ class Trainer:
         try:
             with StopSignal() as self.stop:
                 for epoch in range(first, config.epochs + 1):
-                    if (why := keep.stalled(self.metrics, config.early_stop)) and world.main:
-                        reporter.warn(f"stopped early before epoch {epoch}: {why}")
-                    if why:
+                    if world.agree(bool(why := keep.stalled(self.metrics, config.early_stop)), self.device):
+                        if world.main:
+                            reporter.warn(f"stopped early before epoch {epoch}: {why}")
                         break
                     record = self._epoch(epoch, partial if epoch == first else None)
                     for m in list(monitors):
@@ -228,7 +235,7 @@ class Trainer:
         """Optimizer and random states as the checkpoint left them (its weights are loaded)."""
         ckpt = self.ckpt
         checkpoint.load_optimizer_state(optimizer, ckpt)
-        checkpoint.restore_rng(ckpt)
+        checkpoint.restore_rng(ckpt, self.device)
         self.amp.restore(ckpt.tensors)
         state = ckpt.tensors.get("rng.train")
         trained_on = str(ckpt.meta["training"].get("device", ""))
@@ -266,8 +273,8 @@ class Trainer:
         epoch), the test pass, the metrics and the checkpoint."""
         config, model, optimizer, gen = self.config, self.model, self.optimizer, self.gen
         self.epoch = epoch
-        train_images, train_labels = self.train
-        device, batches, n = self.device, self.batches, len(train_images)
+        placed, train_labels = self.train
+        device, batches, n = self.device, self.batches, len(placed)
         acc = accumulator_dtype(device)
         world = self.world
         if partial:
@@ -277,7 +284,7 @@ class Trainer:
                 sums.zero_()  # the sums of all ranks so far; rank 0 carries them
             done, elapsed = int(partial["step"]), float(partial["seconds"])
         else:
-            order = torch.randperm(n, device=device, generator=gen)  # this epoch's batches
+            order = world.same_order(torch.randperm(n, device=device, generator=gen))  # this epoch's batches
             sums = torch.zeros(
                 len(model.TERMS) + 1, device=device, dtype=acc
             )  # the terms and the objective, summed over examples
@@ -287,9 +294,9 @@ class Trainer:
         started = time.perf_counter() - elapsed
         step = (epoch - 1) * batches + done
         amp, objective_of = self.amp, self.objective
-        for i, idx in enumerate(order.split(config.batch_size)[done:], start=done + 1):
+        for i, (idx, rows) in enumerate(placed.batches(order, config.batch_size, done), start=done + 1):
             local, offset = world.shard(idx)  # this rank's part of the batch (all of it in one process)
-            x = to_unit(datacache.gather(train_images, idx))  # (B, C, H, W) in [0, 1]
+            x = to_unit(rows)  # (B, C, H, W) in [0, 1]
             if config.binarize == "dynamic":  # a new draw every batch
                 x = torch.bernoulli(x, generator=gen)
             if world.distributed:  # the whole batch was drawn, as one process draws it
@@ -346,7 +353,7 @@ class Trainer:
             **{f"test_{k}": v for k, v in test.items()},
             "seconds": train_seconds,
         }
-        if not all(math.isfinite(v) for v in test.values()):
+        if world.agree(not all(math.isfinite(v) for v in test.values()), device):
             raise TrainingError(
                 f"the test loss became non-finite after epoch {epoch}; {self._kept()}; "
                 f"try a smaller --lr or --grad-clip"

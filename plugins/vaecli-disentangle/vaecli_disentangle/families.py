@@ -44,6 +44,7 @@ class BetaTCVAE(vaecli.VAE):
     information and dimension-wise parts by 1 (Chen et al. 2018 with alpha = gamma = 1)."""
 
     TERMS = ("recon", "kl", "tc")
+    BATCH_TERM = "the total correlation, estimated from the batch's codes (minibatch-stratified sampling)"
     OBJECTIVE = "ELBO + (beta-1)*TC"
     OBJECTIVE_SETTINGS = ()
 
@@ -60,6 +61,7 @@ class FactorVAE(vaecli.VAE):
     discriminator is a second parameter group with an objective of its own."""
 
     TERMS = ("recon", "kl", "tc", "discriminator")
+    BATCH_TERM = "the dimensions of the codes shuffled across the batch for the discriminator"
     OBJECTIVE = "ELBO + gamma*TC; the discriminator on its own"
     OBJECTIVE_SETTINGS = ()
 
@@ -130,6 +132,7 @@ class DIPVAE(vaecli.VAE):
     (``dip_penalty``; Kumar et al. 2018, DIP-VAE-I or -II by ``kind``)."""
 
     TERMS = ("recon", "kl", "dip")
+    BATCH_TERM = "the covariance of the batch's codes"
     OBJECTIVE = "ELBO + DIP covariance penalty"
     OBJECTIVE_SETTINGS = ()
 
