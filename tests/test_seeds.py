@@ -75,10 +75,14 @@ def test_evaluate_and_interpolate_take_any_seed(vae, tiny_ckpt, seed):
     _succeeds(vae("interpolate", tiny_ckpt, "--seed", seed, "-s", "3", "-o", "i.png"))
 
 
-@pytest.mark.parametrize("seed", [TYPED[1], -1])
+@settings(max_examples=4, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(seed=ANY_SIZE)
+@example(seed=TYPED[1])
+@example(seed=-1)
 def test_train_takes_any_seed_and_records_its_residue(vae, seed):
     out = Path("run.safetensors")
-    _succeeds(vae("train", "shapes", *TINY_CLI, "--epochs", "1", "--seed", seed, "-o", out))
+    tiny = [*TINY_CLI, "--data-option", "n_train=32", "--data-option", "n_test=16"]
+    _succeeds(vae("train", "shapes", *tiny, "--epochs", "1", "--seed", seed, "-o", out, "--force"))
     import vaecli
 
     assert vaecli.metadata(out)["training"]["seed"] == seed64(seed)
