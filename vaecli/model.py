@@ -111,9 +111,7 @@ class VAE(nn.Module):
     STOCHASTIC = True  # the encoder's logvar is a posterior variance (not ignored)
     HAS_PRIOR = True  # prior_sample draws from the prior the model was trained with
     NORMAL_PRIOR = True  # that prior is N(0, I) (the inverse-CDF grid of `plot-latent --manifold`)
-    # a term computed over the whole batch, in words ("" when every term is per example): on N
-    # training processes each computes it over its shard of the batch, which vae train says
-    BATCH_TERM = ""
+    BATCH_TERM = ""  # a term over the whole batch, in words: under --nproc each rank's shard's (vae train says so)
 
     def __init__(
         self,
