@@ -273,10 +273,13 @@ def test_f15b_a_gpu_index_this_machine_lacks_is_one_line(vae, monkeypatch, tiny_
 
 def test_f11_fp32_on_a_gpu_is_not_tf32(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
-    assert devices.resolve_device("cuda") == CUDA
-    assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:  # set and put back by hand: torch 2.4's matmul flags are not attributes monkeypatch can undo
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        assert devices.resolve_device("cuda") == CUDA
+        assert torch.backends.cudnn.allow_tf32 is False and torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_f14c_a_batch_on_the_gpu_reads_no_mapping(monkeypatch):
