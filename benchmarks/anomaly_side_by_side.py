@@ -136,19 +136,16 @@ def run_pyod(folder: Path, epochs: int, batch: int, seed: int) -> tuple:
 
 def main() -> None:
     from sklearn.metrics import roc_auc_score
+    from train_speed import keep, rendered, table_options
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seeds", default="0,1")
-    parser.add_argument("--out", default=str(HERE / "anomaly_side_by_side.json"))
-    parser.add_argument("--write", action="store_true", help="put the table in RESULTS.md")
-    parser.add_argument("--render", action="store_true", help="only print (and --write) the table of --out")
+    table_options(parser, "anomaly_side_by_side")
     args = parser.parse_args()
-    from train_speed import publish
 
-    if args.render:
-        publish(TITLE, table_lines(json.loads(Path(args.out).read_text())), args.write)
+    if rendered(args, TITLE, table_lines):
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {"epochs": args.epochs, "batch": args.batch, "seeds": seeds, "tables": {}}
@@ -163,8 +160,7 @@ def main() -> None:
                 row["pyod"].append({"roc_auc": roc_auc_score(y, scores), "seconds": seconds})
             results["tables"][name] = row
             print(name, json.dumps(row), flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    publish(TITLE, table_lines(results), args.write)
+    keep(args, TITLE, table_lines, results)
 
 
 TITLE = "## Anomaly scores against PyOD's VAE (pyod 3.6.7), CPU"

@@ -87,20 +87,17 @@ def main() -> None:
 
     sys.path.insert(0, str(HERE))
     from tables_side_by_side import make_census
+    from train_speed import keep, rendered, table_options
 
     from vaecli import kinds
     from vaecli.data import load_dataset
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--out", default=str(HERE / "rows_epoch.json"))
-    parser.add_argument("--write", action="store_true", help="put the table in RESULTS.md")
-    parser.add_argument("--render", action="store_true", help="only print (and --write) the table of --out")
+    table_options(parser, "rows_epoch")
     args = parser.parse_args()
-    from train_speed import publish
 
-    if args.render:
-        publish(TITLE, table_lines(json.loads(Path(args.out).read_text())), args.write)
+    if rendered(args, TITLE, table_lines):
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -127,8 +124,7 @@ def main() -> None:
         "bare_epoch_seconds": bare,
         "ratio": vae_s / bare_s,
     }
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    publish(TITLE, table_lines(result), args.write)
+    keep(args, TITLE, table_lines, result)
 
 
 TITLE = "## An epoch on rows against a bare PyTorch loop, CPU"

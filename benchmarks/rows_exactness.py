@@ -46,27 +46,7 @@ def factor_analysis(folder: Path, epochs: int, seed: int = 0) -> dict:
     true_nll = -float(truth_model.score(x[n_train:].astype(np.float64)))
     ckpt = folder / "fa.safetensors"
     start = time.perf_counter()
-    _vae(
-        "train",
-        f"tensor:{folder / 'fa.npz'}",
-        "--arch-option",
-        "hidden=",
-        "-z",
-        str(k),
-        "-e",
-        str(epochs),
-        "-b",
-        "256",
-        "--lr",
-        "3e-3",
-        "--lr-schedule",
-        "cosine",
-        "-o",
-        str(ckpt),
-        "--force",
-        "--data-dir",
-        str(folder),
-    )
+    _train(folder / "fa.npz", ckpt, epochs, "--arch-option", "hidden=", "-z", str(k))
     seconds = time.perf_counter() - start
     got = json.loads(_vae("evaluate", str(ckpt), "-k", "1000", "--json"))
     return {
@@ -94,29 +74,7 @@ def negative_binomial(folder: Path, epochs: int, seed: int = 0) -> dict:
     counts = rng.poisson(rng.gamma(theta, mean / theta))  # NB(mean, theta) as a gamma-Poisson mixture
     np.save(folder / "counts.npy", counts.astype(np.int64))
     ckpt = folder / "nb.safetensors"
-    _vae(
-        "train",
-        f"tensor:{folder / 'counts.npy'}",
-        "-l",
-        "negbin",
-        "-z",
-        str(k),
-        "--arch-option",
-        "hidden=64",
-        "-e",
-        str(epochs),
-        "-b",
-        "256",
-        "--lr",
-        "3e-3",
-        "--lr-schedule",
-        "cosine",
-        "-o",
-        str(ckpt),
-        "--force",
-        "--data-dir",
-        str(folder),
-    )
+    _train(folder / "counts.npy", ckpt, epochs, "-l", "negbin", "-z", str(k), "--arch-option", "hidden=64")
     from safetensors import safe_open
 
     with safe_open(str(ckpt), "pt") as f:
@@ -137,27 +95,30 @@ def _vae(*args: str) -> str:
     return subprocess.run(["vae", *args], check=True, capture_output=True, text=True).stdout
 
 
+def _train(data: Path, ckpt: Path, epochs: int, *model: str) -> None:
+    """``vae train tensor:DATA`` with the ``model`` options, the same optimiser for every check."""
+    common = ["-e", str(epochs), "-b", "256", "--lr", "3e-3", "--lr-schedule", "cosine"]
+    _vae("train", f"tensor:{data}", *model, *common, "-o", str(ckpt), "--force", "--data-dir", str(data.parent))
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--out", default=str(HERE / "rows_exactness.json"))
-    parser.add_argument("--write", action="store_true", help="put the table in RESULTS.md")
-    parser.add_argument("--render", action="store_true", help="only print (and --write) the table of --out")
-    args = parser.parse_args()
     import sys
 
     sys.path.insert(0, str(HERE))
-    from train_speed import publish
+    from train_speed import keep, rendered, table_options
 
-    if args.render:
-        publish(TITLE, table_lines(json.loads(Path(args.out).read_text())), args.write)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=200)
+    table_options(parser, "rows_exactness")
+    args = parser.parse_args()
+
+    if rendered(args, TITLE, table_lines):
         return
     with tempfile.TemporaryDirectory() as tmp:
         fa = factor_analysis(Path(tmp), args.epochs)
         nb = negative_binomial(Path(tmp), args.epochs)
     results = {"factor_analysis": fa, "negative_binomial": nb}
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    publish(TITLE, table_lines(results), args.write)
+    keep(args, TITLE, table_lines, results)
 
 
 TITLE = "## Rows where the mathematics is exact: factor analysis and negative binomial counts, CPU"

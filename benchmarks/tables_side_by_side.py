@@ -207,19 +207,17 @@ def score(folder: Path, files: list) -> dict:
 
 
 def main() -> None:
+    from train_speed import keep, rendered, table_options
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--tables", default="census,breast-cancer")
-    parser.add_argument("--out", default=str(HERE / "tables_side_by_side.json"))
-    parser.add_argument("--write", action="store_true", help="put the table in RESULTS.md")
-    parser.add_argument("--render", action="store_true", help="only print (and --write) the table of --out")
+    table_options(parser, "tables_side_by_side")
     args = parser.parse_args()
-    from train_speed import publish
 
-    if args.render:
-        publish(TITLE, table_lines(json.loads(Path(args.out).read_text())), args.write)
+    if rendered(args, TITLE, table_lines):
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {"epochs": args.epochs, "batch": args.batch, "seeds": seeds, "tables": {}}
@@ -240,8 +238,7 @@ def main() -> None:
                     row.update(scores[f"{lib}-{s}.csv"])
             results["tables"][table] = {"rows": n, "real": scores["real"], **rows}
             print(table, json.dumps(results["tables"][table], indent=1), flush=True)
-    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-    publish(TITLE, table_lines(results), args.write)
+    keep(args, TITLE, table_lines, results)
 
 
 TITLE = "## Synthetic tables against TVAE (ctgan 0.12.1), CPU"

@@ -344,6 +344,29 @@ def publish(title: str, lines: list, write: bool) -> None:
         write_section(title, text)
 
 
+def table_options(parser, name: str) -> None:
+    """The options of a benchmark that makes one table: ``--out`` (its results as JSON,
+    benchmarks/NAME.json), ``--write`` (the table into RESULTS.md) and ``--render`` (only the
+    table of ``--out``, nothing run)."""
+    parser.add_argument("--out", default=str(HERE / f"{name}.json"))
+    parser.add_argument("--write", action="store_true", help="put the table in RESULTS.md")
+    parser.add_argument("--render", action="store_true", help="only print (and --write) the table of --out")
+
+
+def rendered(args, title: str, table_lines) -> bool:
+    """Under ``--render``: print (and ``--write``) the table of the results in ``--out``; whether
+    it did (then the benchmark runs nothing)."""
+    if args.render:
+        publish(title, table_lines(json.loads(Path(args.out).read_text())), args.write)
+    return args.render
+
+
+def keep(args, title: str, table_lines, results: dict) -> None:
+    """The results into ``--out``, and their table printed (and ``--write``n)."""
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    publish(title, table_lines(results), args.write)
+
+
 def write_section(title: str, body: str) -> None:
     """Replace (or append) the section ``title`` of RESULTS.md."""
     path = HERE / "RESULTS.md"

@@ -28,22 +28,6 @@ from vaecli.cli import app
 BUILTIN_ARCHS = {"mlp", "conv"}
 BUILTIN_LIKELIHOODS = {"bernoulli", "continuous-bernoulli", "gaussian", "logistic", "negbin", "poisson", "table"}
 PAPERS = ["binarized-mnist", "celeba", "dsprites", "3dshapes", "omniglot", "svhn", "cifar100"]
-BUILTIN_DATASETS = {
-    "shapes",
-    "mnist",
-    "fashion-mnist",
-    "kmnist",
-    "emnist",
-    "cifar10",
-    "folder",
-    "tensor",
-    "table",
-    *PAPERS,
-}
-LIKELIHOODS = ["bernoulli", "continuous-bernoulli", "gaussian", "logistic", "negbin", "poisson", "table"]
-DATASETS = sorted(
-    ["cifar10", "emnist", "fashion-mnist", "folder", "kmnist", "mnist", "shapes", "table", "tensor", *PAPERS]
-)
 DATASETS_IN_ORDER = [
     "shapes",
     "mnist",
@@ -56,6 +40,9 @@ DATASETS_IN_ORDER = [
     "tensor",
     "table",
 ]
+BUILTIN_DATASETS = set(DATASETS_IN_ORDER)
+DATASETS = sorted(DATASETS_IN_ORDER)
+LIKELIHOODS = sorted(BUILTIN_LIKELIHOODS)
 BUILTIN_PLUGINS = ["models", "samplers", "architectures", "likelihoods", "datasets", "recipes"]
 BUILTIN_RECIPES = [
     "pytorch-example",

@@ -216,11 +216,10 @@ class Explorer:
             raise BadRequest(400, f"sampler must be one of {', '.join(self.samplers)}")
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise BadRequest(400, "seed must be a whole number")
+        # the model draws on its device; a sampler with a CPU generator, as in vae sample
+        gen = torch.Generator(device=self.model.device if name == "prior" else "cpu").manual_seed(seed64(seed))
         with self.lock, torch.no_grad():
-            if name == "prior":  # the model draws on its device; a sampler with a CPU generator, as in vae sample
-                z = self.model.prior_sample(1, torch.Generator(device=self.model.device).manual_seed(seed64(seed)))
-            else:
-                z = self.fitted[name].sample(1, torch.Generator().manual_seed(seed64(seed)), self.model)
+            z = self.model.prior_sample(1, gen) if name == "prior" else self.fitted[name].sample(1, gen, self.model)
         z = z.float().cpu() * t
         return {"z": [round(float(v), 5) for v in z[0].tolist()]}
 

@@ -68,11 +68,13 @@ class World:
         t = torch.tensor([1.0 if flag else 0.0], device=device)
         return bool(self.sum_(t).item() > 0)
 
-    def barrier(self) -> None:
+    def barrier(self, loading: bool = False) -> None:
+        """Every rank here before any goes on; ``loading``: on the loading group, which waits
+        ``LOAD_TIMEOUT`` for a rank that downloads or caches the data."""
         if self.distributed:
             import torch.distributed as dist
 
-            dist.barrier(group=_LOADING)
+            dist.barrier(group=_LOADING if loading else None)
 
     def in_turn(self, load: Callable[[], Any]) -> Any:
         """``load()`` on rank 0 first (it downloads or caches what is missing), then on the first
@@ -85,7 +87,7 @@ class World:
         for t in range(3):
             if t == turn:
                 result = load()
-            self.barrier()
+            self.barrier(loading=True)
         return result
 
     def agree(self, flag: bool, device: torch.device) -> bool:

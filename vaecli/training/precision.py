@@ -47,13 +47,6 @@ def cuda_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(cuda_index(device)) >= (8, 0)
 
 
-def grad_scaler(device: torch.device):
-    """fp16's loss scaler: ``torch.amp.GradScaler`` (torch 2.3 and later), else CUDA's own."""
-    if hasattr(torch.amp, "GradScaler"):
-        return torch.amp.GradScaler(device.type)
-    return torch.cuda.amp.GradScaler(enabled=device.type == "cuda")
-
-
 class MixedPrecision:
     """The arithmetic of the training steps. ``fp32``: plain float32. ``bf16`` and ``fp16``:
     automatic mixed precision (torch.autocast): matrix products and convolutions in 16 bits,
@@ -66,7 +59,7 @@ class MixedPrecision:
         self.name = resolve_precision(name, device)
         self.device_type = device.type
         self.dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
-        self.scaler = grad_scaler(device) if self.name == "fp16" else None
+        self.scaler = torch.amp.GradScaler(device.type) if self.name == "fp16" else None
 
     def autocast(self):
         if self.dtype is None:
