@@ -313,3 +313,18 @@ def test_a_collective_that_lost_its_peer_is_told_from_a_process_own_failure():
     world = distributed.World(rank=1, size=2, backend="gloo")
     with pytest.raises(VaeError, match=r"^rank 1 of 2 lost the other training processes: \[\.\./gloo.*peer\.$"):
         distributed.await_stop(world, RuntimeError(reset + "\nmore"), seconds=0)
+
+
+def test_a_stop_signal_held_before_the_collective_failed_takes_effect_at_once():
+    """The launcher's SIGTERM can come while the loop holds it (to save at the end of its step),
+    before the collective with the dead peer fails: the process then dies of it at once, silent,
+    rather than wait for a second signal that never comes (torchrun's 30 s grace, then SIGKILL)."""
+    import time
+
+    code = (
+        "from vaecli.training import distributed as d\n"
+        "d.failed(d.World(rank=0, size=2, backend='gloo'), RuntimeError('Connection reset by peer'), 'SIGTERM')\n"
+    )
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -15 and not proc.stderr.strip() and time.perf_counter() - start < 30

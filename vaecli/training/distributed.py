@@ -194,9 +194,9 @@ def local_nccl(exc: BaseException) -> bool:
     return "nccl" in text and any(word in text for word in LOCAL_NCCL)
 
 
-def failed(world: World, exc: BaseException) -> None:
+def failed(world: World, exc: BaseException, signalled: Optional[str] = None) -> None:
     """A collective of a distributed run failed: NCCL's own failure here is one line at once;
-    a peer that left, a wait for the launcher (``await_stop``)."""
+    a peer that left, a wait for the launcher (``await_stop``, which ``signalled`` passes)."""
     if not world.distributed:
         return
     if local_nccl(exc):
@@ -205,16 +205,24 @@ def failed(world: World, exc: BaseException) -> None:
             f"/dev/shm (Docker: --shm-size), with NCCL_DEBUG=INFO for details"
         ) from exc
     if lost_peer(exc):
-        await_stop(world, exc)
+        await_stop(world, exc, signalled=signalled)
 
 
-def await_stop(world: World, exc: BaseException, seconds: float = 60.0) -> None:
+def await_stop(world: World, exc: BaseException, seconds: float = 60.0, signalled: Optional[str] = None) -> None:
     """After a collective failed because a peer left: say nothing and wait for the launcher,
     which stops this process (SIGTERM) and reports the process that failed first. Waiting
     matters: a process that exits here could be reported in place of the one that failed.
-    Without a launcher to stop it, one line after ``seconds``."""
+    Where the launcher's signal came before the collective failed (``signalled``: the training
+    loop held it to save at the end of its step), it takes effect now, as it would have then;
+    waiting for another would last the launcher's 30 s grace. Without a launcher to stop it,
+    one line after ``seconds``."""
+    import signal
     import time
 
+    if signalled in ("SIGTERM", "SIGINT"):
+        number = getattr(signal, signalled)
+        signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
     time.sleep(seconds)
     raise VaeError(f"rank {world.rank} of {world.size} lost the other training processes: {first_line(exc)}") from exc
 

@@ -61,7 +61,7 @@ class Trainer:
             self.world.barrier()  # every rank done before the group is taken down
             return result
         except RuntimeError as exc:
-            distributed.failed(self.world, exc)
+            distributed.failed(self.world, exc, getattr(getattr(self, "stop", None), "received", None))
             raise
         finally:
             self.objective: Any = None  # DistributedDataParallel holds the process group: let go of it first
